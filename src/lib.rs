@@ -1,6 +1,22 @@
 //! gslbd: an authoritative DNS server that steers clients to healthy regional balancers.
+//!
+//! ```text
+//! frontend -> wire::decode -Query-> resolve::answer(&Snapshot) -Answer-> wire::encode -> frontend
+//! config + zone files -> Snapshot (state), swapped atomically on reload
+//! ```
+//!
+//! - [`name`]: domain names in wire form.
+//! - [`zone`]: zone files -> immutable zone index.
+//! - [`wire`]: packets <-> [`wire::Query`] / [`resolve::Answer`], the protocol gates.
+//! - [`resolve`]: the authoritative answer algorithm, pure.
+//! - [`state`]: the [`state::Snapshot`] every query reads.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod config;
+pub mod frontend;
 pub mod name;
+pub mod resolve;
 pub mod rtype;
+pub mod state;
+pub mod wire;
 pub mod zone;

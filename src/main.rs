@@ -1,1 +1,283 @@
-fn main() {}
+//! The gslbd binary: command line, start-up, signals. Errors become messages for a human
+//! here and nowhere else.
+
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, watch};
+
+use gslbd::config::{self, Config};
+use gslbd::frontend::{self, tcp, udp};
+use gslbd::state::{self, Settings, SharedState, Snapshot};
+use gslbd::zone::ZoneSet;
+
+/// Exit status for a configuration or zone data error (and for a listener that cannot bind).
+const EXIT_INVALID: u8 = 2;
+/// How long shutdown waits for TCP connections to finish the answer they are writing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gslbd",
+    version,
+    about = "Authoritative DNS server that steers clients to healthy regions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    source: Source,
+    /// DNS address to listen on, UDP and TCP (repeatable; replaces dns.listen of the config).
+    /// Port 0 picks a free port, shown in the ready line.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the configuration and every zone file; print each error, or `ok`.
+    Check(Source),
+}
+
+/// Where configuration and zones come from.
+#[derive(Args, Debug, Clone)]
+struct Source {
+    /// Configuration file (TOML).
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of zone files (`ORIGIN.zone`); replaces zones.directory of the config.
+    #[arg(long, value_name = "DIR")]
+    zones: Option<PathBuf>,
+}
+
+/// Config and zones, loaded and validated together: either all of it is good or none is used.
+fn load(source: &Source, listen: &[SocketAddr]) -> Result<(Config, ZoneSet), Vec<String>> {
+    let mut cfg = match &source.config {
+        Some(path) => config::load(path)
+            .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &source.zones {
+        cfg.zones_dir = dir.clone();
+    }
+    if !listen.is_empty() {
+        cfg.dns.listen = listen.to_vec();
+    }
+    let zones = ZoneSet::load_dir(&cfg.zones_dir)
+        .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    if zones.is_empty() {
+        return Err(vec![format!(
+            "{}: error: no zone files (*.zone) to serve\n  hint: name each zone file after its origin, e.g. example.com.zone",
+            cfg.zones_dir.display()
+        )]);
+    }
+    Ok((cfg, zones))
+}
+
+fn snapshot(cfg: &Config, zones: ZoneSet) -> Snapshot {
+    Snapshot {
+        zones,
+        settings: Settings {
+            udp_payload: cfg.dns.udp_payload,
+            transfer_allow: cfg.dns.transfer_allow.clone(),
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GSLBD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Some(Command::Check(source)) => match load(&source, &[]) {
+            Ok((_, zones)) => {
+                let records: usize = zones.iter().map(|z| z.record_count()).sum();
+                println!("ok: {} zones, {} records", zones.len(), records);
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!("{} error(s)", errors.len());
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
+        None => match load(&cli.source, &cli.listen) {
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!("gslbd: not started: {} error(s)", errors.len());
+                ExitCode::from(EXIT_INVALID)
+            }
+            Ok((cfg, zones)) => match serve(cli, cfg, zones) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gslbd: error: {e:#}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+            },
+        },
+    }
+}
+
+/// Binds UDP then TCP on the same port for each address. With port 0 the kernel picks the UDP
+/// port and TCP takes the same number; if that TCP port is taken, try another.
+fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<(UdpSocket, std::net::TcpListener)>> {
+    let mut bound = Vec::new();
+    for &addr in addrs {
+        let mut attempt = 0;
+        loop {
+            let udp_socket =
+                udp::bind(addr).with_context(|| format!("cannot listen on {addr}/udp"))?;
+            let real = udp_socket.local_addr()?;
+            match tcp::bind(real) {
+                Ok(l) => {
+                    bound.push((udp_socket, l));
+                    break;
+                }
+                Err(e) if addr.port() == 0 && attempt < 20 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, "tcp port taken; trying another");
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot listen on {real}/tcp")),
+            }
+        }
+    }
+    Ok(bound)
+}
+
+fn serve(cli: Cli, cfg: Config, zones: ZoneSet) -> anyhow::Result<()> {
+    let bound = bind_all(&cfg.dns.listen)?;
+    let state: SharedState = state::shared(snapshot(&cfg, zones));
+    let shutdown_flag = Arc::new(AtomicBool::new(false));
+    let workers = match cfg.dns.udp_workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gslbd-rt")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let limits = tcp::Limits {
+        idle_timeout: cfg.dns.tcp_idle_timeout,
+        max_connections: cfg.dns.tcp_max_connections,
+    };
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+
+    let mut threads = Vec::new();
+    let mut ready = Vec::new();
+    let mut tcp_tasks = Vec::new();
+    for (udp_socket, listener) in bound {
+        let addr = udp_socket.local_addr()?;
+        ready.push(frontend::describe(addr, "udp"));
+        ready.push(frontend::describe(listener.local_addr()?, "tcp"));
+        threads.extend(
+            udp::spawn_workers(udp_socket, workers, state.clone(), shutdown_flag.clone())
+                .with_context(|| format!("cannot start UDP workers on {addr}"))?,
+        );
+        let _guard = runtime.enter();
+        tcp_tasks.push(runtime.spawn(tcp::serve(
+            listener,
+            state.clone(),
+            limits,
+            permits.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+
+    let zones_count = state.load().zones.len();
+    tracing::info!(listen = %ready.join(","), zones = zones_count, udp_workers = workers, "serving");
+    // The machine-readable line scripts and tests wait for: every socket is bound.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "ready dns={}", ready.join(","))?;
+    stdout.flush()?;
+    drop(stdout);
+
+    let source = cli.source;
+    let listen = cli.listen;
+    runtime.block_on(async {
+        let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => reload(&state, &source, &listen, &cfg).await,
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        tracing::info!("shutting down");
+        shutdown_flag.store(true, Ordering::Relaxed);
+        let _ = shutdown_tx.send(true);
+        for t in tcp_tasks {
+            let _ = t.await;
+        }
+        // Every connection holds a permit until it has written its last answer.
+        let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("tcp connections still open after {SHUTDOWN_GRACE:?}; closing them");
+        }
+        anyhow::Ok(())
+    })?;
+    for t in threads {
+        let _ = t.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads config and zones off the async workers; swaps them in only if all of it is valid.
+async fn reload(state: &SharedState, source: &Source, listen: &[SocketAddr], running: &Config) {
+    let (source, listen) = (source.clone(), listen.to_vec());
+    let started = std::time::Instant::now();
+    let loaded = tokio::task::spawn_blocking(move || load(&source, &listen)).await;
+    match loaded {
+        Ok(Ok((cfg, zones))) => {
+            if cfg.dns.listen != running.dns.listen {
+                tracing::warn!(
+                    "dns.listen changed; the new addresses take effect at the next restart"
+                );
+            }
+            let n = zones.len();
+            state.store(Arc::new(snapshot(&cfg, zones)));
+            tracing::info!(
+                zones = n,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "reloaded"
+            );
+        }
+        Ok(Err(errors)) => {
+            for e in &errors {
+                tracing::error!("{e}");
+            }
+            tracing::error!(
+                errors = errors.len(),
+                "reload failed; still serving the previous configuration and zones"
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload task failed; still serving the previous configuration and zones")
+        }
+    }
+}

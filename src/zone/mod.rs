@@ -6,6 +6,11 @@
 //! query path reads.
 
 pub mod parse;
+pub mod set;
+pub mod store;
+
+pub use set::ZoneSet;
+pub use store::Zone;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +38,11 @@ pub struct SourcePos {
 
 impl std::fmt::Display for SourcePos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+        match (self.line, self.col) {
+            (0, _) => write!(f, "{}", self.file.display()),
+            (l, 0) => write!(f, "{}:{l}", self.file.display()),
+            (l, c) => write!(f, "{}:{l}:{c}", self.file.display()),
+        }
     }
 }
 
@@ -84,11 +93,25 @@ pub enum ZoneErrorKind {
     #[error("{owner} has more than one CNAME record")]
     MultipleCname { owner: Name },
     #[error("duplicate {rtype} record at {owner} (first at line {first_line})")]
-    Duplicate { owner: Name, rtype: String, first_line: u32 },
-    #[error("TTL {ttl} of {rtype} record at {owner} differs from {first_ttl} of the same RRset (line {first_line}); RFC 2181 section 5.2 wants one TTL per RRset")]
-    TtlMismatch { owner: Name, rtype: String, ttl: u32, first_ttl: u32, first_line: u32 },
+    Duplicate {
+        owner: Name,
+        rtype: String,
+        first_line: u32,
+    },
+    #[error(
+        "TTL {ttl} of {rtype} record at {owner} differs from {first_ttl} of the same RRset (line {first_line}); RFC 2181 section 5.2 wants one TTL per RRset"
+    )]
+    TtlMismatch {
+        owner: Name,
+        rtype: String,
+        ttl: u32,
+        first_ttl: u32,
+        first_line: u32,
+    },
     #[error("{rtype} record at {owner}: type is not allowed in a zone file")]
     MetaType { owner: Name, rtype: String },
+    #[error("zone {apex} is already served from {}", other.display())]
+    DuplicateZone { apex: Name, other: PathBuf },
     #[error("too many errors; stopped after {0}")]
     TooMany(usize),
 }

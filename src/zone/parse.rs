@@ -12,7 +12,12 @@ pub fn parse_file(path: &Path, origin: &Name, root: &Path) -> Result<Vec<Record>
 }
 
 /// Parses zone text held in memory (`file` only names it in errors).
-pub fn parse_str(text: &str, file: &Path, origin: &Name, root: &Path) -> Result<Vec<Record>, Vec<ZoneError>> {
+pub fn parse_str(
+    text: &str,
+    file: &Path,
+    origin: &Name,
+    root: &Path,
+) -> Result<Vec<Record>, Vec<ZoneError>> {
     let _ = (text, file, origin, root);
     Ok(Vec::new())
 }

@@ -1,0 +1,363 @@
+//! The TOML configuration: raw structs with spans -> a validated [`Config`].
+//!
+//! Every problem is reported with the file, line and column of the offending value, and all
+//! problems are reported, not only the first, so an operator fixes a config in one pass.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from (None: defaults, e.g. `gslbd --zones DIR`).
+    pub path: Option<PathBuf>,
+    pub dns: Dns,
+    /// Directory whose `*.zone` files are served.
+    pub zones_dir: PathBuf,
+}
+
+/// `[dns]`: listeners and protocol limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dns {
+    pub listen: Vec<SocketAddr>,
+    pub udp_payload: u16,
+    /// UDP worker threads per listen address; 0 means one per CPU.
+    pub udp_workers: usize,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    pub transfer_allow: Vec<IpNet>,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 53)),
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 53)),
+            ],
+            udp_payload: 1232,
+            udp_workers: 0,
+            tcp_idle_timeout: Duration::from_secs(10),
+            tcp_max_connections: 1024,
+            transfer_allow: Vec::new(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: None,
+            dns: Dns::default(),
+            zones_dir: PathBuf::from("zones"),
+        }
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: error: {}", self.file.display(), self.message)?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: error: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    dns: RawDns,
+    #[serde(default)]
+    zones: RawZones,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    listen: Option<Vec<Spanned<String>>>,
+    udp_payload: Option<Spanned<i64>>,
+    udp_workers: Option<Spanned<i64>>,
+    tcp_idle_timeout: Option<Spanned<String>>,
+    tcp_max_connections: Option<Spanned<i64>>,
+    transfer_allow: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZones {
+    directory: Option<Spanned<String>>,
+}
+
+/// Reads and validates a config file. Relative paths in it are relative to its directory.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: format!("cannot read config: {e}"),
+            hint: None,
+        }]
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text; `path` names it in errors and anchors relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let at = |span: std::ops::Range<usize>, message: String, hint: Option<&str>| {
+        let (line, col) = line_col(text, span.start);
+        ConfigError {
+            file: path.to_path_buf(),
+            line,
+            col,
+            message,
+            hint: hint.map(str::to_string),
+        }
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let msg = e.message().trim().to_string();
+        let hint = msg
+            .starts_with("unknown field")
+            .then_some("see README.md, section Configuration, for every key");
+        vec![at(span, msg, hint)]
+    })?;
+    let mut errors = Vec::new();
+    let mut cfg = Config {
+        path: Some(path.to_path_buf()),
+        ..Config::default()
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+
+    if let Some(list) = raw.dns.listen {
+        cfg.dns.listen.clear();
+        for item in list {
+            match parse_listen(item.get_ref()) {
+                Some(a) => cfg.dns.listen.push(a),
+                None => errors.push(at(
+                    item.span(),
+                    format!(
+                        "dns.listen: {:?} is not an address with a port",
+                        item.get_ref()
+                    ),
+                    Some("write e.g. \"0.0.0.0:53\" or \"[::]:53\""),
+                )),
+            }
+        }
+        if cfg.dns.listen.is_empty() && errors.is_empty() {
+            errors.push(at(
+                0..0,
+                "dns.listen is empty: gslbd would not answer anything".into(),
+                None,
+            ));
+        }
+    }
+    if let Some(v) = raw.dns.udp_payload {
+        match u16::try_from(*v.get_ref()) {
+            Ok(n) if n >= 512 => cfg.dns.udp_payload = n,
+            _ => errors.push(at(
+                v.span(),
+                format!("dns.udp_payload: {} is out of range", v.get_ref()),
+                Some("use 512..=65535; 1232 avoids IP fragmentation"),
+            )),
+        }
+    }
+    if let Some(v) = raw.dns.udp_workers {
+        match usize::try_from(*v.get_ref()) {
+            Ok(n) if n <= 256 => cfg.dns.udp_workers = n,
+            _ => errors.push(at(
+                v.span(),
+                format!("dns.udp_workers: {} is out of range", v.get_ref()),
+                Some("use 0 (one per CPU) up to 256"),
+            )),
+        }
+    }
+    if let Some(v) = raw.dns.tcp_idle_timeout {
+        match parse_duration(v.get_ref()) {
+            Some(d) if !d.is_zero() => cfg.dns.tcp_idle_timeout = d,
+            _ => errors.push(at(
+                v.span(),
+                format!("dns.tcp_idle_timeout: {:?} is not a duration", v.get_ref()),
+                Some("write e.g. \"10s\", \"500ms\" or \"2m\""),
+            )),
+        }
+    }
+    if let Some(v) = raw.dns.tcp_max_connections {
+        match usize::try_from(*v.get_ref()) {
+            Ok(n) if n >= 1 => cfg.dns.tcp_max_connections = n,
+            _ => errors.push(at(
+                v.span(),
+                format!("dns.tcp_max_connections: {} is out of range", v.get_ref()),
+                Some("use 1 or more"),
+            )),
+        }
+    }
+    if let Some(list) = raw.dns.transfer_allow {
+        for item in list {
+            match parse_net(item.get_ref()) {
+                Some(n) => cfg.dns.transfer_allow.push(n),
+                None => errors.push(at(
+                    item.span(),
+                    format!(
+                        "dns.transfer_allow: {:?} is not an address or CIDR prefix",
+                        item.get_ref()
+                    ),
+                    Some("write e.g. \"192.0.2.53\" or \"2001:db8::/64\""),
+                )),
+            }
+        }
+    }
+    if let Some(dir) = raw.zones.directory {
+        cfg.zones_dir = base.join(dir.get_ref());
+    } else {
+        cfg.zones_dir = base.join("zones");
+    }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `host:port`, with IPv6 hosts in brackets.
+pub fn parse_listen(s: &str) -> Option<SocketAddr> {
+    s.parse().ok()
+}
+
+/// An address (a /32 or /128) or a CIDR prefix.
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    };
+    Some(d)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        parse(text, Path::new("/etc/gslbd/gslbd.toml"))
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_relative_zone_dir() {
+        let c = parse("", Path::new("/etc/gslbd/gslbd.toml")).unwrap();
+        assert_eq!(c.dns.udp_payload, 1232);
+        assert_eq!(c.zones_dir, PathBuf::from("/etc/gslbd/zones"));
+        let c = parse("[zones]\ndirectory = \"z\"\n[dns]\nlisten = [\"127.0.0.1:5300\", \"[::1]:5300\"]\ntcp_idle_timeout = \"1500ms\"\ntransfer_allow = [\"10.0.0.0/8\", \"::1\"]\n", Path::new("/x/g.toml")).unwrap();
+        assert_eq!(c.zones_dir, PathBuf::from("/x/z"));
+        assert_eq!(c.dns.listen.len(), 2);
+        assert_eq!(c.dns.tcp_idle_timeout, Duration::from_millis(1500));
+        assert_eq!(c.dns.transfer_allow.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = errs("[dns]\nlisten = [\"127.0.0.1:53\"]\nlisen = 3\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("/etc/gslbd/gslbd.toml:3:1: error: unknown field `lisen`"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_reported_at_the_value() {
+        let e = errs("[dns]\nudp_payload = \"big\"\n");
+        assert!(
+            e[0].starts_with("/etc/gslbd/gslbd.toml:2:15: error:"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_reported() {
+        let e = errs(
+            "[dns]\nlisten = [\"nope\", \"127.0.0.1:53\"]\nudp_payload = 100\ntcp_idle_timeout = \"soon\"\ntransfer_allow = [\"10.0.0.0/33\"]\n",
+        );
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(
+            e[0].contains(":2:11: error: dns.listen: \"nope\""),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].contains(":3:15: error: dns.udp_payload: 100 is out of range\n  hint:"),
+            "{}",
+            e[1]
+        );
+        assert!(e[2].contains(":4:20:"), "{}", e[2]);
+        assert!(e[3].contains(":5:19:"), "{}", e[3]);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1d"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

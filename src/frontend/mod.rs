@@ -1,0 +1,84 @@
+//! Sockets: UDP worker threads and the TCP server. No answer logic lives here: both
+//! transports hand each message to [`respond`].
+
+pub mod tcp;
+pub mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::resolve::{self, Transport};
+use crate::rtype;
+use crate::state::Snapshot;
+use crate::wire::{self, Decoded, ErrorReply, rcode};
+
+/// What to send back for one message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `out` holds one response.
+    Message,
+    /// Nothing (a response, or a packet too short for a header).
+    Drop,
+    /// A permitted zone transfer (TCP only): the caller streams [`wire::encode_transfer`].
+    Transfer,
+}
+
+/// Decodes one message, answers it from `snap` and encodes the response into `out`.
+pub fn respond(
+    packet: &[u8],
+    client: IpAddr,
+    transport: Transport,
+    snap: &Snapshot,
+    out: &mut Vec<u8>,
+) -> Reply {
+    let payload = snap.settings.udp_payload;
+    let query = match wire::decode(packet) {
+        Decoded::Query(q) => q,
+        Decoded::Error(reply) => {
+            wire::encode_error(&reply, payload, out);
+            return Reply::Message;
+        }
+        Decoded::Drop => return Reply::Drop,
+    };
+    if matches!(query.qtype, rtype::AXFR | rtype::IXFR) {
+        let allowed = snap
+            .settings
+            .transfer_allow
+            .iter()
+            .any(|net| net.contains(&canonical(client)));
+        let zone_apex = snap.zones.get(query.qname_lower.as_wire()).is_some();
+        if allowed && zone_apex && transport == Transport::Tcp {
+            return Reply::Transfer;
+        }
+        let refuse = ErrorReply {
+            id: query.id,
+            opcode: query.opcode,
+            rd: query.rd,
+            rcode: if allowed && zone_apex {
+                rcode::NOTIMP
+            } else {
+                rcode::REFUSED
+            },
+            question: Some(query.question),
+            edns: query.edns,
+        };
+        wire::encode_error(&refuse, payload, out);
+        return Reply::Message;
+    }
+    let answer = resolve::answer(&query, snap);
+    let limit = wire::size_limit(query.edns.as_ref(), transport == Transport::Tcp, payload);
+    wire::encode_answer(&query, &answer, limit, payload, out);
+    Reply::Message
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from dual-stack sockets) as plain IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A listening address as the ready line and logs show it.
+pub fn describe(addr: SocketAddr, proto: &str) -> String {
+    format!("{addr}/{proto}")
+}

@@ -1,0 +1,271 @@
+//! (Query, &Snapshot) -> Answer: the authoritative lookup algorithm of RFC 1034 section
+//! 4.3.2, with RFC 4592 wildcards, RFC 6604 CNAME chains, RFC 2308 negative answers and RFC
+//! 8482 minimal ANY. Pure: no I/O, no locks, no allocation for answers of ordinary size; the
+//! answer borrows the RRsets of the snapshot and the encoder writes them.
+
+use std::sync::LazyLock;
+
+use smallvec::SmallVec;
+
+use crate::rtype;
+use crate::state::Snapshot;
+use crate::wire::{NameBuf, Query, rcode};
+use crate::zone::store::{Lookup, Node, RRset, Zone};
+
+/// Most CNAMEs followed for one answer (loops end here too).
+const MAX_CNAME_CHAIN: usize = 12;
+
+/// Whose name a record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// The question name, written as a pointer to the question (keeps the requester's case).
+    Question,
+    /// A lowercased wire name from the zone data.
+    Name(&'a [u8]),
+}
+
+/// One RRset placed in a section.
+#[derive(Debug, Clone, Copy)]
+pub struct Rr<'a> {
+    pub owner: Owner<'a>,
+    pub rrset: &'a RRset,
+    /// A TTL to use instead of the RRset's own.
+    pub ttl_override: Option<u32>,
+}
+
+impl<'a> Rr<'a> {
+    fn new(owner: Owner<'a>, rrset: &'a RRset) -> Self {
+        Rr {
+            owner,
+            rrset,
+            ttl_override: None,
+        }
+    }
+}
+
+/// The response to one query, as values: rcode, AA, and the RRsets of each section.
+#[derive(Debug, Default)]
+pub struct Answer<'a> {
+    pub rcode: u16,
+    pub aa: bool,
+    pub answer: SmallVec<[Rr<'a>; 4]>,
+    pub authority: SmallVec<[Rr<'a>; 2]>,
+    pub additional: SmallVec<[Rr<'a>; 4]>,
+    /// SCOPE PREFIX-LENGTH for the Client Subnet option: 0 when the answer does not depend on
+    /// the client's address.
+    pub ecs_scope: u8,
+    /// Set on referrals: glue in ADDITIONAL is needed, so if it does not fit, truncate.
+    pub glue_required: bool,
+}
+
+impl<'a> Answer<'a> {
+    fn rcode(rcode: u16) -> Self {
+        Answer {
+            rcode,
+            ..Default::default()
+        }
+    }
+}
+
+/// Transport the query came over: decides whether ANY gets a minimal answer and whether a
+/// zone transfer is possible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// HINFO "RFC8482" "" (RFC 8482 section 4.2), for ANY at a name with nothing better to show.
+static HINFO_RFC8482: LazyLock<RRset> =
+    LazyLock::new(|| RRset::new(rtype::HINFO, 3600, [&b"\x07RFC8482\x00"[..]]));
+
+/// Answers `query` from `snap`. Zone transfers are not answered here (see `transfer`).
+pub fn answer<'a>(query: &'a Query<'a>, snap: &'a Snapshot) -> Answer<'a> {
+    if query.qclass != rtype::CLASS_IN && query.qclass != rtype::CLASS_ANY {
+        return Answer::rcode(rcode::REFUSED);
+    }
+    let qname = query.qname_lower.as_wire();
+    let Some(mut zone) = snap.zones.find(qname) else {
+        return Answer::rcode(rcode::REFUSED);
+    };
+    // DS lives on the parent side of a cut (RFC 4035 section 3.1.4.1): at the apex of a
+    // served child, answer from the served parent if there is one.
+    if query.qtype == rtype::DS
+        && zone.apex().as_wire() == qname
+        && let Some(parent) = snap.zones.find_parent(zone)
+    {
+        zone = parent;
+    }
+    let mut ans = Answer {
+        aa: true,
+        ..Default::default()
+    };
+    let qtype = query.qtype;
+    let mut owner = Owner::Question;
+    let mut name = query.qname_lower.clone();
+    let mut chain = 0;
+    loop {
+        match zone.lookup(name.as_wire()) {
+            Lookup::Found(node) => {
+                if node_answer(&mut ans, zone, node, owner, qtype) {
+                    return ans;
+                }
+            }
+            Lookup::Wildcard(node) => {
+                // Synthesized records carry the name asked for (RFC 4592 section 3.3.1).
+                if node_answer(&mut ans, zone, node, owner, qtype) {
+                    return ans;
+                }
+            }
+            Lookup::Delegation { cut, node } => {
+                if qtype == rtype::DS && cut == name.as_wire() && chain == 0 {
+                    // The parent is authoritative for DS at the cut.
+                    match node.rrset(rtype::DS) {
+                        Some(ds) => ans.answer.push(Rr::new(owner, ds)),
+                        None => negative(&mut ans, zone, rcode::NOERROR),
+                    }
+                    return ans;
+                }
+                referral(&mut ans, zone, cut, node, chain == 0);
+                return ans;
+            }
+            Lookup::NxDomain => {
+                negative(&mut ans, zone, rcode::NXDOMAIN);
+                return ans;
+            }
+        }
+        // The node had a CNAME and the question was for another type: follow it, while the
+        // target stays in a served zone and the chain neither loops nor grows too long.
+        let Some((last, earlier)) = ans.answer.split_last() else {
+            return ans;
+        };
+        let cname = last.rrset;
+        chain += 1;
+        if chain > MAX_CNAME_CHAIN || earlier.iter().any(|rr| std::ptr::eq(rr.rrset, cname)) {
+            return ans;
+        }
+        let Some(target) = cname.rdatas().next() else {
+            return ans;
+        };
+        let Some(lower) = NameBuf::from_lowercase(target) else {
+            return ans;
+        };
+        let Some(next) = snap.zones.find(lower.as_wire()) else {
+            // Target outside every served zone: the resolver follows it.
+            return ans;
+        };
+        zone = next;
+        name = lower;
+        owner = Owner::Name(target);
+    }
+}
+
+/// Fills in the answer for an existing node. Returns false when the node holds a CNAME the
+/// caller must follow.
+fn node_answer<'a>(
+    ans: &mut Answer<'a>,
+    zone: &'a Zone,
+    node: &'a Node,
+    owner: Owner<'a>,
+    qtype: u16,
+) -> bool {
+    if qtype == rtype::ANY {
+        // RFC 8482: one RRset is enough; the address records are the most useful.
+        let pick = node
+            .rrset(rtype::A)
+            .or_else(|| node.rrset(rtype::AAAA))
+            .or_else(|| {
+                node.rrsets()
+                    .iter()
+                    .find(|s| !matches!(s.rtype, rtype::RRSIG | rtype::NSEC | rtype::NSEC3))
+            });
+        match pick {
+            Some(set) => ans.answer.push(Rr::new(owner, set)),
+            None if ans.answer.is_empty() && node.is_empty_non_terminal() => {
+                negative(ans, zone, rcode::NOERROR)
+            }
+            None => ans.answer.push(Rr::new(owner, &HINFO_RFC8482)),
+        }
+        return true;
+    }
+    if let Some(set) = node.rrset(qtype) {
+        ans.answer.push(Rr::new(owner, set));
+        additional(ans, zone, set);
+        return true;
+    }
+    if let Some(cname) = node.rrset(rtype::CNAME) {
+        ans.answer.push(Rr::new(owner, cname));
+        return false;
+    }
+    negative(ans, zone, rcode::NOERROR);
+    true
+}
+
+/// NXDOMAIN or NODATA: the zone's SOA in AUTHORITY with the negative TTL. After a CNAME the
+/// rcode describes the last name of the chain (RFC 6604 section 2.1).
+fn negative<'a>(ans: &mut Answer<'a>, zone: &'a Zone, rc: u16) {
+    ans.rcode = rc;
+    ans.authority.push(Rr::new(
+        Owner::Name(zone.apex().as_wire()),
+        zone.negative_soa(),
+    ));
+}
+
+/// A referral to the child zone at `cut`: NS in AUTHORITY, AA clear (RFC 1034 section
+/// 4.3.2 step 3b), glue for the in-zone name servers in ADDITIONAL.
+fn referral<'a>(ans: &mut Answer<'a>, zone: &'a Zone, cut: &'a [u8], node: &'a Node, first: bool) {
+    let Some(ns) = node.rrset(rtype::NS) else {
+        return;
+    };
+    if first {
+        ans.aa = false;
+    }
+    ans.authority.push(Rr::new(Owner::Name(cut), ns));
+    ans.glue_required = true;
+    for target in ns.rdatas() {
+        add_addresses(ans, zone, target);
+    }
+}
+
+/// Additional-section processing (RFC 1035 section 3.3): addresses of the names NS, MX and
+/// SRV records point at, when this zone has them.
+fn additional<'a>(ans: &mut Answer<'a>, zone: &'a Zone, set: &'a RRset) {
+    let skip = match set.rtype {
+        rtype::NS => 0,
+        rtype::MX => 2,
+        rtype::SRV => 6,
+        _ => return,
+    };
+    for rd in set.rdatas() {
+        if let Some(target) = rd.get(skip..) {
+            add_addresses(ans, zone, target);
+        }
+    }
+}
+
+fn add_addresses<'a>(ans: &mut Answer<'a>, zone: &'a Zone, target: &[u8]) {
+    let mut key = [0u8; 255];
+    let Some(dst) = key.get_mut(..target.len()) else {
+        return;
+    };
+    for (d, s) in dst.iter_mut().zip(target) {
+        *d = s.to_ascii_lowercase();
+    }
+    let key = &key[..target.len()];
+    if !crate::name::is_subdomain(key, zone.apex().as_wire()) {
+        return;
+    }
+    let Some((owner, node)) = zone.node_entry(key) else {
+        return;
+    };
+    for t in [rtype::A, rtype::AAAA] {
+        if let Some(set) = node.rrset(t)
+            && !ans.additional.iter().any(|rr| std::ptr::eq(rr.rrset, set))
+        {
+            ans.additional.push(Rr::new(Owner::Name(owner), set));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
