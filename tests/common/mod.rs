@@ -1,0 +1,278 @@
+//! Test harness: starts the real gslbd binary on free loopback ports, waits for its ready
+//! line, and talks to it with real clients. The child is killed on drop; if the test failed,
+//! its log is printed so the failure can be read without re-running.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+
+/// How long any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gslbd")
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("gslbd-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The test zones shipped in tests/zones.
+pub fn test_zones() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zones")
+}
+
+/// A running gslbd.
+pub struct Server {
+    child: Option<Child>,
+    pub dns: SocketAddr,
+    pub ready_line: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts gslbd with these arguments plus `--listen 127.0.0.1:0` (unless given).
+    pub fn start(args: &[&str]) -> Server {
+        Self::try_start(args).unwrap_or_else(|(code, log)| panic!("gslbd did not start (exit {code:?}):\n{log}"))
+    }
+
+    /// Starts gslbd; on failure returns its exit code and what it printed.
+    pub fn try_start(args: &[&str]) -> Result<Server, (Option<i32>, String)> {
+        let mut cmd = Command::new(bin());
+        cmd.args(args);
+        if !args.contains(&"--listen") && !args.contains(&"check") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.env("GSLBD_LOG", "debug").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn gslbd");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Some(Ok(line)) = lines.next() {
+                if line.starts_with("ready ") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        match rx.recv_timeout(WAIT) {
+            Ok(line) => {
+                let dns = parse_ready(&line).expect("ready line names a udp address");
+                Ok(Server { child: Some(child), dns, ready_line: line, log })
+            }
+            Err(_) => {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let mut code = None;
+                while Instant::now() < deadline {
+                    if let Ok(Some(s)) = child.try_wait() {
+                        code = s.code();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(50));
+                let text = log.lock().unwrap().clone();
+                Err((code, text))
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args(["-s", sig, &self.pid().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -s {sig} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = child.try_wait() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("gslbd did not exit within {WAIT:?}");
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("log never contained {needle:?}:\n{}", self.log());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("----- gslbd log -----\n{}\n---------------------", self.log());
+        }
+    }
+}
+
+/// `ready dns=127.0.0.1:5300/udp,127.0.0.1:5300/tcp` -> 127.0.0.1:5300.
+pub fn parse_ready(line: &str) -> Option<SocketAddr> {
+    let dns = line.split_whitespace().find_map(|f| f.strip_prefix("dns="))?;
+    dns.split(',').find_map(|a| a.strip_suffix("/udp")).and_then(|a| a.parse().ok())
+}
+
+/// Builds a query message.
+pub fn query(name: &str, qtype: RecordType) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    let mut q = Query::query(Name::from_ascii(name).unwrap(), qtype);
+    q.set_query_class(DNSClass::IN);
+    m.add_query(q);
+    m
+}
+
+/// Adds EDNS with this payload size, optionally with a Client Subnet option ("81.2.69.0/24").
+pub fn with_edns(mut m: Message, payload: u16, ecs: Option<&str>) -> Message {
+    let mut e = Edns::new();
+    e.set_max_payload(payload);
+    if let Some(s) = ecs {
+        let (addr, prefix) = s.split_once('/').unwrap();
+        let cs = ClientSubnet::new(addr.parse().unwrap(), prefix.parse().unwrap(), 0);
+        e.options_mut().insert(EdnsOption::Subnet(cs));
+    }
+    m.set_edns(e);
+    m
+}
+
+pub fn rand_id() -> u16 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    (t ^ (t >> 16)) as u16
+}
+
+/// Sends raw bytes over UDP; returns the raw response, or None after `wait`.
+pub fn udp_raw(server: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(wait)).unwrap();
+    sock.send_to(packet, server).unwrap();
+    let mut buf = [0u8; 65535];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// Sends a query over UDP and decodes the response.
+pub fn udp(server: SocketAddr, m: &Message) -> Message {
+    let bytes = m.to_bytes().unwrap();
+    let raw = udp_raw(server, &bytes, Duration::from_secs(3)).expect("no UDP response");
+    let r = Message::from_bytes(&raw).expect("response decodes");
+    assert_eq!(r.metadata.id, m.metadata.id, "response ID");
+    r
+}
+
+/// Sends queries over one TCP connection (all written at once: pipelined) and reads one
+/// response per query.
+pub fn tcp(server: SocketAddr, msgs: &[Message]) -> Vec<Message> {
+    let mut s = TcpStream::connect_timeout(&server, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut out = Vec::new();
+    for m in msgs {
+        let b = m.to_bytes().unwrap();
+        out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+        out.extend_from_slice(&b);
+    }
+    s.write_all(&out).unwrap();
+    msgs.iter().map(|_| Message::from_bytes(&tcp_read(&mut s).expect("TCP response")).unwrap()).collect()
+}
+
+/// Reads one length-framed message; None on EOF.
+pub fn tcp_read(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Runs dig with these arguments against the server; returns stdout.
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=3", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is installed (bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The records of a section as `name ttl type rdata` lines, sorted, for exact comparisons.
+pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .iter()
+        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+        .collect();
+    v.sort();
+    v
+}
