@@ -42,5 +42,8 @@ pub fn is_meta(rtype: u16) -> bool {
 
 /// The mnemonic for a type ("AAAA"), or RFC 3597's "TYPE65280" for one without a name.
 pub fn name(rtype: u16) -> String {
-    hickory_proto::rr::RecordType::from(rtype).to_string()
+    match hickory_proto::rr::RecordType::from(rtype) {
+        hickory_proto::rr::RecordType::Unknown(n) => format!("TYPE{n}"),
+        t => t.to_string(),
+    }
 }
