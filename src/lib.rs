@@ -10,7 +10,6 @@
 //! - [`wire`]: packets <-> [`wire::Query`] / [`resolve::Answer`], the protocol gates.
 //! - [`resolve`]: the authoritative answer algorithm, pure.
 //! - [`state`]: the [`state::Snapshot`] every query reads.
-#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
 pub mod frontend;

@@ -305,7 +305,7 @@ mod tests {
             Name::parse(&long, None),
             Err(NameError::LabelTooLong(_))
         ));
-        let too_long = format!("{}", "abcdefghi.".repeat(26));
+        let too_long = "abcdefghi.".repeat(26);
         assert!(matches!(
             Name::parse(&too_long, None),
             Err(NameError::NameTooLong(_))

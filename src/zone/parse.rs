@@ -642,9 +642,6 @@ impl Parser {
     }
 }
 
-/// The mnemonic of a type for messages, or `TYPEnnn` (RFC 3597) when it has none.
-/// (`rtype::name` prints hickory's "Unknown" for those.)
-
 /// Puts the file name in an I/O error, whose own message does not say which file.
 fn with_path(e: std::io::Error, path: &Path) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))

@@ -1,7 +1,8 @@
 //! Test harness: starts the real gslbd binary on free loopback ports, waits for its ready
 //! line, and talks to it with real clients. The child is killed on drop; if the test failed,
 //! its log is printed so the failure can be read without re-running.
-#![allow(dead_code)]
+// Helpers of a test crate: a panic is how they report failure.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -69,7 +70,8 @@ pub struct Server {
 impl Server {
     /// Starts gslbd with these arguments plus `--listen 127.0.0.1:0` (unless given).
     pub fn start(args: &[&str]) -> Server {
-        Self::try_start(args).unwrap_or_else(|(code, log)| panic!("gslbd did not start (exit {code:?}):\n{log}"))
+        Self::try_start(args)
+            .unwrap_or_else(|(code, log)| panic!("gslbd did not start (exit {code:?}):\n{log}"))
     }
 
     /// Starts gslbd; on failure returns its exit code and what it printed.
@@ -79,7 +81,10 @@ impl Server {
         if !args.contains(&"--listen") && !args.contains(&"check") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        cmd.env("GSLBD_LOG", "debug").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.env("GSLBD_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn gslbd");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
@@ -104,7 +109,12 @@ impl Server {
         match rx.recv_timeout(WAIT) {
             Ok(line) => {
                 let dns = parse_ready(&line).expect("ready line names a udp address");
-                Ok(Server { child: Some(child), dns, ready_line: line, log })
+                Ok(Server {
+                    child: Some(child),
+                    dns,
+                    ready_line: line,
+                    log,
+                })
             }
             Err(_) => {
                 let deadline = Instant::now() + Duration::from_secs(2);
@@ -134,7 +144,11 @@ impl Server {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args(["-s", sig, &self.pid().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -s {sig} failed");
     }
 
@@ -173,15 +187,22 @@ impl Drop for Server {
             let _ = c.wait();
         }
         if std::thread::panicking() {
-            eprintln!("----- gslbd log -----\n{}\n---------------------", self.log());
+            eprintln!(
+                "----- gslbd log -----\n{}\n---------------------",
+                self.log()
+            );
         }
     }
 }
 
 /// `ready dns=127.0.0.1:5300/udp,127.0.0.1:5300/tcp` -> 127.0.0.1:5300.
 pub fn parse_ready(line: &str) -> Option<SocketAddr> {
-    let dns = line.split_whitespace().find_map(|f| f.strip_prefix("dns="))?;
-    dns.split(',').find_map(|a| a.strip_suffix("/udp")).and_then(|a| a.parse().ok())
+    let dns = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("dns="))?;
+    dns.split(',')
+        .find_map(|a| a.strip_suffix("/udp"))
+        .and_then(|a| a.parse().ok())
 }
 
 /// Builds a query message.
@@ -207,7 +228,10 @@ pub fn with_edns(mut m: Message, payload: u16, ecs: Option<&str>) -> Message {
 }
 
 pub fn rand_id() -> u16 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     (t ^ (t >> 16)) as u16
 }
 
@@ -244,7 +268,9 @@ pub fn tcp(server: SocketAddr, msgs: &[Message]) -> Vec<Message> {
         out.extend_from_slice(&b);
     }
     s.write_all(&out).unwrap();
-    msgs.iter().map(|_| Message::from_bytes(&tcp_read(&mut s).expect("TCP response")).unwrap()).collect()
+    msgs.iter()
+        .map(|_| Message::from_bytes(&tcp_read(&mut s).expect("TCP response")).unwrap())
+        .collect()
 }
 
 /// Reads one length-framed message; None on EOF.
