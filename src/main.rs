@@ -204,6 +204,15 @@ fn serve(cli: Cli, cfg: Config, zones: ZoneSet) -> anyhow::Result<()> {
         )));
     }
 
+    // Signal handlers go in before the ready line: a SIGHUP sent as soon as a supervisor sees
+    // `ready` must reload, not kill the process with the default action.
+    let (mut hup, mut term, mut int) = runtime.block_on(async {
+        anyhow::Ok((
+            signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+            signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        ))
+    })?;
     let zones_count = state.load().zones.len();
     tracing::info!(listen = %ready.join(","), zones = zones_count, udp_workers = workers, "serving");
     // The machine-readable line scripts and tests wait for: every socket is bound.
@@ -215,9 +224,6 @@ fn serve(cli: Cli, cfg: Config, zones: ZoneSet) -> anyhow::Result<()> {
     let source = cli.source;
     let listen = cli.listen;
     runtime.block_on(async {
-        let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
         loop {
             tokio::select! {
                 _ = hup.recv() => reload(&state, &source, &listen, &cfg).await,

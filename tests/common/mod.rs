@@ -237,7 +237,12 @@ pub fn rand_id() -> u16 {
 
 /// Sends raw bytes over UDP; returns the raw response, or None after `wait`.
 pub fn udp_raw(server: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = UdpSocket::bind(if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    })
+    .unwrap();
     sock.set_read_timeout(Some(wait)).unwrap();
     sock.send_to(packet, server).unwrap();
     let mut buf = [0u8; 65535];
