@@ -141,7 +141,12 @@ pub fn answer<'a>(query: &'a Query<'a>, snap: &'a Snapshot) -> Answer<'a> {
         };
         let cname = last.rrset;
         chain += 1;
-        if chain > MAX_CNAME_CHAIN || earlier.iter().any(|rr| std::ptr::eq(rr.rrset, cname)) {
+        if earlier.iter().any(|rr| std::ptr::eq(rr.rrset, cname)) {
+            // A loop: every link has been given once; the resolver sees the loop itself.
+            ans.answer.pop();
+            return ans;
+        }
+        if chain > MAX_CNAME_CHAIN {
             return ans;
         }
         let Some(target) = cname.rdatas().next() else {

@@ -258,10 +258,11 @@ impl Zone {
                 },
             );
         }
+        // Whole-zone problems have no line of their own: they name the file.
         let pos = super::SourcePos {
             file: std::sync::Arc::new(file.to_path_buf()),
-            line: 1,
-            col: 1,
+            line: 0,
+            col: 0,
         };
         let Some(soa) = soa else {
             errors.push(ZoneError {
