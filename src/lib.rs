@@ -13,7 +13,10 @@
 
 pub mod config;
 pub mod frontend;
+pub mod geoip;
+pub mod gslb;
 pub mod name;
+pub mod policy;
 pub mod resolve;
 pub mod rtype;
 pub mod state;

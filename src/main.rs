@@ -14,10 +14,9 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 
-use gslbd::config::{self, Config};
+use gslbd::config::Config;
 use gslbd::frontend::{self, tcp, udp};
-use gslbd::state::{self, Settings, SharedState, Snapshot};
-use gslbd::zone::ZoneSet;
+use gslbd::state::{self, SharedState, Snapshot};
 
 /// Exit status for a configuration or zone data error (and for a listener that cannot bind).
 const EXIT_INVALID: u8 = 2;
@@ -25,11 +24,7 @@ const EXIT_INVALID: u8 = 2;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "gslbd",
-    version,
-    about = "Authoritative DNS server that steers clients to healthy regions"
-)]
+#[command(name = "gslbd", version, about = "Authoritative DNS server that steers clients to healthy regions")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -58,37 +53,9 @@ struct Source {
     zones: Option<PathBuf>,
 }
 
-/// Config and zones, loaded and validated together: either all of it is good or none is used.
-fn load(source: &Source, listen: &[SocketAddr]) -> Result<(Config, ZoneSet), Vec<String>> {
-    let mut cfg = match &source.config {
-        Some(path) => config::load(path)
-            .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?,
-        None => Config::default(),
-    };
-    if let Some(dir) = &source.zones {
-        cfg.zones_dir = dir.clone();
-    }
-    if !listen.is_empty() {
-        cfg.dns.listen = listen.to_vec();
-    }
-    let zones = ZoneSet::load_dir(&cfg.zones_dir)
-        .map_err(|es| es.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    if zones.is_empty() {
-        return Err(vec![format!(
-            "{}: error: no zone files (*.zone) to serve\n  hint: name each zone file after its origin, e.g. example.com.zone",
-            cfg.zones_dir.display()
-        )]);
-    }
-    Ok((cfg, zones))
-}
-
-fn snapshot(cfg: &Config, zones: ZoneSet) -> Snapshot {
-    Snapshot {
-        zones,
-        settings: Settings {
-            udp_payload: cfg.dns.udp_payload,
-            transfer_allow: cfg.dns.transfer_allow.clone(),
-        },
+impl Source {
+    fn with_listen(&self, listen: &[SocketAddr]) -> state::Source {
+        state::Source { config: self.config.clone(), zones: self.zones.clone(), listen: listen.to_vec() }
     }
 }
 
@@ -103,10 +70,16 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Some(Command::Check(source)) => match load(&source, &[]) {
-            Ok((_, zones)) => {
-                let records: usize = zones.iter().map(|z| z.record_count()).sum();
-                println!("ok: {} zones, {} records", zones.len(), records);
+        Some(Command::Check(source)) => match state::load(&source.with_listen(&[])) {
+            Ok((_, snap)) => {
+                let records: usize = snap.zones.iter().map(|z| z.record_count()).sum();
+                println!(
+                    "ok: {} zones, {} records, {} services, {} regions",
+                    snap.zones.len(),
+                    records,
+                    snap.gslb.services.len(),
+                    snap.gslb.regions.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -117,7 +90,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INVALID)
             }
         },
-        None => match load(&cli.source, &cli.listen) {
+        None => match state::load(&cli.source.with_listen(&cli.listen)) {
             Err(errors) => {
                 for e in &errors {
                     eprintln!("{e}");
@@ -125,7 +98,7 @@ fn main() -> ExitCode {
                 eprintln!("gslbd: not started: {} error(s)", errors.len());
                 ExitCode::from(EXIT_INVALID)
             }
-            Ok((cfg, zones)) => match serve(cli, cfg, zones) {
+            Ok((cfg, snap)) => match serve(cli, cfg, snap) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("gslbd: error: {e:#}");
@@ -143,8 +116,7 @@ fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<(UdpSocket, std::net::Tc
     for &addr in addrs {
         let mut attempt = 0;
         loop {
-            let udp_socket =
-                udp::bind(addr).with_context(|| format!("cannot listen on {addr}/udp"))?;
+            let udp_socket = udp::bind(addr).with_context(|| format!("cannot listen on {addr}/udp"))?;
             let real = udp_socket.local_addr()?;
             match tcp::bind(real) {
                 Ok(l) => {
@@ -162,9 +134,9 @@ fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<(UdpSocket, std::net::Tc
     Ok(bound)
 }
 
-fn serve(cli: Cli, cfg: Config, zones: ZoneSet) -> anyhow::Result<()> {
+fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
     let bound = bind_all(&cfg.dns.listen)?;
-    let state: SharedState = state::shared(snapshot(&cfg, zones));
+    let state: SharedState = state::shared(snap);
     let shutdown_flag = Arc::new(AtomicBool::new(false));
     let workers = match cfg.dns.udp_workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -177,10 +149,7 @@ fn serve(cli: Cli, cfg: Config, zones: ZoneSet) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let limits = tcp::Limits {
-        idle_timeout: cfg.dns.tcp_idle_timeout,
-        max_connections: cfg.dns.tcp_max_connections,
-    };
+    let limits = tcp::Limits { idle_timeout: cfg.dns.tcp_idle_timeout, max_connections: cfg.dns.tcp_max_connections };
     let permits = Arc::new(Semaphore::new(limits.max_connections));
 
     let mut threads = Vec::new();
@@ -221,12 +190,11 @@ fn serve(cli: Cli, cfg: Config, zones: ZoneSet) -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
 
-    let source = cli.source;
-    let listen = cli.listen;
+    let source = cli.source.with_listen(&cli.listen);
     runtime.block_on(async {
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&state, &source, &listen, &cfg).await,
+                _ = hup.recv() => reload(&state, &source, &cfg).await,
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
@@ -239,10 +207,7 @@ fn serve(cli: Cli, cfg: Config, zones: ZoneSet) -> anyhow::Result<()> {
         }
         // Every connection holds a permit until it has written its last answer.
         let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-        if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all)).await.is_err() {
             tracing::warn!("tcp connections still open after {SHUTDOWN_GRACE:?}; closing them");
         }
         anyhow::Ok(())
@@ -255,33 +220,24 @@ fn serve(cli: Cli, cfg: Config, zones: ZoneSet) -> anyhow::Result<()> {
 }
 
 /// Loads config and zones off the async workers; swaps them in only if all of it is valid.
-async fn reload(state: &SharedState, source: &Source, listen: &[SocketAddr], running: &Config) {
-    let (source, listen) = (source.clone(), listen.to_vec());
+async fn reload(state: &SharedState, source: &state::Source, running: &Config) {
+    let source = source.clone();
     let started = std::time::Instant::now();
-    let loaded = tokio::task::spawn_blocking(move || load(&source, &listen)).await;
+    let loaded = tokio::task::spawn_blocking(move || state::load(&source)).await;
     match loaded {
-        Ok(Ok((cfg, zones))) => {
+        Ok(Ok((cfg, snap))) => {
             if cfg.dns.listen != running.dns.listen {
-                tracing::warn!(
-                    "dns.listen changed; the new addresses take effect at the next restart"
-                );
+                tracing::warn!("dns.listen changed; the new addresses take effect at the next restart");
             }
-            let n = zones.len();
-            state.store(Arc::new(snapshot(&cfg, zones)));
-            tracing::info!(
-                zones = n,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "reloaded"
-            );
+            let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
+            state.store(Arc::new(snap));
+            tracing::info!(zones, services, elapsed_ms = started.elapsed().as_millis() as u64, "reloaded");
         }
         Ok(Err(errors)) => {
             for e in &errors {
                 tracing::error!("{e}");
             }
-            tracing::error!(
-                errors = errors.len(),
-                "reload failed; still serving the previous configuration and zones"
-            );
+            tracing::error!(errors = errors.len(), "reload failed; still serving the previous configuration and zones");
         }
         Err(e) => {
             tracing::error!(error = %e, "reload task failed; still serving the previous configuration and zones")

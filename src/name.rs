@@ -52,9 +52,7 @@ impl Name {
     /// `@` for the origin, and relative names completed with `origin`.
     pub fn parse(text: &str, origin: Option<&Name>) -> Result<Name, NameError> {
         if text == "@" {
-            return origin
-                .cloned()
-                .ok_or_else(|| NameError::NoOrigin(text.into()));
+            return origin.cloned().ok_or_else(|| NameError::NoOrigin(text.into()));
         }
         if text == "." {
             return Ok(Name::root());
@@ -85,9 +83,7 @@ impl Name {
                 b'\\' => {
                     let rest = &bytes[i + 1..];
                     if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                        let v = (rest[0] - b'0') as u32 * 100
-                            + (rest[1] - b'0') as u32 * 10
-                            + (rest[2] - b'0') as u32;
+                        let v = (rest[0] - b'0') as u32 * 100 + (rest[1] - b'0') as u32 * 10 + (rest[2] - b'0') as u32;
                         if v > 255 {
                             return Err(NameError::BadEscape(text.into()));
                         }
@@ -275,41 +271,23 @@ mod tests {
     #[test]
     fn parses_absolute_and_relative_names() {
         let origin = n("example.com.");
-        assert_eq!(
-            n("www.example.com.").as_wire(),
-            b"\x03www\x07example\x03com\x00"
-        );
+        assert_eq!(n("www.example.com.").as_wire(), b"\x03www\x07example\x03com\x00");
         assert_eq!(Name::parse("www", Some(&origin)), Ok(n("www.example.com.")));
         assert_eq!(Name::parse("@", Some(&origin)), Ok(origin.clone()));
         assert_eq!(n(".").as_wire(), b"\x00");
-        assert!(matches!(
-            Name::parse("www", None),
-            Err(NameError::NoOrigin(_))
-        ));
+        assert!(matches!(Name::parse("www", None), Err(NameError::NoOrigin(_))));
     }
 
     #[test]
     fn handles_escapes_and_limits() {
         assert_eq!(n("a\\.b.c.").as_wire(), b"\x03a.b\x01c\x00");
         assert_eq!(n("\\065.c.").as_wire(), b"\x01A\x01c\x00");
-        assert!(matches!(
-            Name::parse("a..b.", None),
-            Err(NameError::EmptyLabel(_))
-        ));
-        assert!(matches!(
-            Name::parse("\\999.", None),
-            Err(NameError::BadEscape(_))
-        ));
+        assert!(matches!(Name::parse("a..b.", None), Err(NameError::EmptyLabel(_))));
+        assert!(matches!(Name::parse("\\999.", None), Err(NameError::BadEscape(_))));
         let long = format!("{}.", "a".repeat(64));
-        assert!(matches!(
-            Name::parse(&long, None),
-            Err(NameError::LabelTooLong(_))
-        ));
+        assert!(matches!(Name::parse(&long, None), Err(NameError::LabelTooLong(_))));
         let too_long = "abcdefghi.".repeat(26);
-        assert!(matches!(
-            Name::parse(&too_long, None),
-            Err(NameError::NameTooLong(_))
-        ));
+        assert!(matches!(Name::parse(&too_long, None), Err(NameError::NameTooLong(_))));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
+use crate::gslb::Gslb;
+use crate::gslb::status::Status;
 use crate::zone::ZoneSet;
 
 /// Answer-shaping settings from the configuration.
@@ -24,18 +26,19 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            udp_payload: 1232,
-            transfer_allow: Vec::new(),
-        }
+        Settings { udp_payload: 1232, transfer_allow: Vec::new() }
     }
 }
 
-/// Everything a query is answered from.
-#[derive(Debug, Default)]
+/// Everything a query is answered from. The parts change at different rates (zones and
+/// services on reload, status on every health change), so each is shared and a new snapshot
+/// copies pointers, not data.
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    pub zones: ZoneSet,
-    pub settings: Settings,
+    pub zones: Arc<ZoneSet>,
+    pub settings: Arc<Settings>,
+    pub gslb: Arc<Gslb>,
+    pub status: Arc<Status>,
 }
 
 /// The current snapshot, shared by every listener.
@@ -43,4 +46,56 @@ pub type SharedState = Arc<ArcSwap<Snapshot>>;
 
 pub fn shared(snapshot: Snapshot) -> SharedState {
     Arc::new(ArcSwap::from_pointee(snapshot))
+}
+
+/// Where configuration and zones come from, with the command line's overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub config: Option<std::path::PathBuf>,
+    pub zones: Option<std::path::PathBuf>,
+    pub listen: Vec<std::net::SocketAddr>,
+}
+
+/// Loads and validates config, zones, GeoIP database and services together: either all of it
+/// is good and a complete snapshot comes back, or every error found, as messages for a human
+/// (`path:line:col: error: ...`).
+pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<String>> {
+    let mut cfg = match &source.config {
+        Some(path) => crate::config::load(path).map_err(strings)?,
+        None => crate::config::Config::default(),
+    };
+    if let Some(dir) = &source.zones {
+        cfg.zones_dir = dir.clone();
+    }
+    if !source.listen.is_empty() {
+        cfg.dns.listen = source.listen.clone();
+    }
+    let zones = ZoneSet::load_dir(&cfg.zones_dir).map_err(strings)?;
+    if zones.is_empty() {
+        return Err(vec![format!(
+            "{}: error: no zone files (*.zone) to serve\n  hint: name each zone file after its origin, e.g. example.com.zone",
+            cfg.zones_dir.display()
+        )]);
+    }
+    let geo = match &cfg.gslb.geoip {
+        Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![format!("error: {e}")])?),
+        None => None,
+    };
+    let config_file = cfg.path.clone().unwrap_or_default();
+    let gslb = Gslb::build(&cfg.gslb, &zones, geo, &config_file)?;
+    let status = Status::initial(&gslb);
+    let snapshot = Snapshot {
+        zones: Arc::new(zones),
+        settings: Arc::new(Settings {
+            udp_payload: cfg.dns.udp_payload,
+            transfer_allow: cfg.dns.transfer_allow.clone(),
+        }),
+        gslb: Arc::new(gslb),
+        status: Arc::new(status),
+    };
+    Ok((cfg, snapshot))
+}
+
+fn strings<E: ToString>(errors: Vec<E>) -> Vec<String> {
+    errors.iter().map(ToString::to_string).collect()
 }

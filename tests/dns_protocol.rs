@@ -33,23 +33,14 @@ fn answers_carry_aa_copy_id_and_rd_and_clear_ra() {
     assert!(r.metadata.recursion_desired, "RD copied");
     assert!(!r.metadata.recursion_available, "RA clear");
     let q = query("host.pub.test.", RecordType::A);
-    assert!(
-        !udp(s.dns, &q).metadata.recursion_desired,
-        "RD not invented"
-    );
+    assert!(!udp(s.dns, &q).metadata.recursion_desired, "RD not invented");
 }
 
 #[test]
 fn existing_rrset_with_zone_ttls() {
     let s = server();
     let r = ask(&s, "host.pub.test.", RecordType::A);
-    assert_eq!(
-        lines(&r.answers),
-        [
-            "host.pub.test. 120 A 203.0.113.20",
-            "host.pub.test. 120 A 203.0.113.21"
-        ]
-    );
+    assert_eq!(lines(&r.answers), ["host.pub.test. 120 A 203.0.113.20", "host.pub.test. 120 A 203.0.113.21"]);
     assert!(r.authorities.is_empty());
     let r = ask(&s, "notes.pub.test.", RecordType::TXT);
     assert_eq!(r.answers.len(), 2);
@@ -59,10 +50,7 @@ fn existing_rrset_with_zone_ttls() {
     let r = ask(&s, "certs.pub.test.", RecordType::CAA);
     assert_eq!(r.answers.len(), 2);
     let r = ask(&s, "20.rev.pub.test.", RecordType::PTR);
-    assert_eq!(
-        lines(&r.answers),
-        ["20.rev.pub.test. 1800 PTR host.pub.test."]
-    );
+    assert_eq!(lines(&r.answers), ["20.rev.pub.test. 1800 PTR host.pub.test."]);
 }
 
 #[test]
@@ -104,10 +92,7 @@ fn names_outside_every_zone_are_refused() {
         let r = ask(&s, name, t);
         assert_eq!(r.metadata.response_code, ResponseCode::Refused, "{name}");
         assert!(!r.metadata.authoritative, "{name}: AA clear");
-        assert!(
-            r.answers.is_empty() && r.authorities.is_empty(),
-            "{name}: no referral to the root"
-        );
+        assert!(r.answers.is_empty() && r.authorities.is_empty(), "{name}: no referral to the root");
         assert_eq!(r.queries.len(), 1, "{name}: question echoed");
     }
 }
@@ -115,28 +100,18 @@ fn names_outside_every_zone_are_refused() {
 #[test]
 fn delegation_gives_referral_with_glue_and_aa_clear() {
     let s = server();
-    for name in [
-        "partner.pub.test.",
-        "www.partner.pub.test.",
-        "ns.partner.pub.test.",
-    ] {
+    for name in ["partner.pub.test.", "www.partner.pub.test.", "ns.partner.pub.test."] {
         let r = ask(&s, name, RecordType::A);
         assert_eq!(r.metadata.response_code, ResponseCode::NoError, "{name}");
         assert!(!r.metadata.authoritative, "{name}: AA clear on a referral");
         assert!(r.answers.is_empty(), "{name}");
         assert_eq!(
             lines(&r.authorities),
-            [
-                "partner.pub.test. 43200 NS ns.example.org.",
-                "partner.pub.test. 43200 NS ns.partner.pub.test."
-            ]
+            ["partner.pub.test. 43200 NS ns.example.org.", "partner.pub.test. 43200 NS ns.partner.pub.test."]
         );
         assert_eq!(
             lines(&r.additionals),
-            [
-                "ns.partner.pub.test. 43200 A 203.0.113.200",
-                "ns.partner.pub.test. 43200 AAAA 2001:db8:7::200"
-            ]
+            ["ns.partner.pub.test. 43200 A 203.0.113.200", "ns.partner.pub.test. 43200 AAAA 2001:db8:7::200"]
         );
     }
     // DS at the cut is the parent's: NODATA, authoritative.
@@ -160,16 +135,10 @@ fn cname_is_followed_inside_served_zones() {
     );
     // Asking for the CNAME itself does not follow it.
     let r = ask(&s, "link.pub.test.", RecordType::CNAME);
-    assert_eq!(
-        lines(&r.answers),
-        ["link.pub.test. 2400 CNAME host.pub.test."]
-    );
+    assert_eq!(lines(&r.answers), ["link.pub.test. 2400 CNAME host.pub.test."]);
     // Outside every served zone: stop, the resolver follows.
     let r = ask(&s, "offsite.pub.test.", RecordType::A);
-    assert_eq!(
-        lines(&r.answers),
-        ["offsite.pub.test. 2400 CNAME web.example.org."]
-    );
+    assert_eq!(lines(&r.answers), ["offsite.pub.test. 2400 CNAME web.example.org."]);
     // A dangling target: NXDOMAIN with the CNAME (RFC 6604).
     let r = ask(&s, "broken.pub.test.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
@@ -179,10 +148,7 @@ fn cname_is_followed_inside_served_zones() {
     let r = ask(&s, "tokids.pub.test.", RecordType::A);
     assert_eq!(
         lines(&r.answers),
-        [
-            "app.kids.pub.test. 900 A 203.0.113.151",
-            "tokids.pub.test. 2400 CNAME app.kids.pub.test."
-        ]
+        ["app.kids.pub.test. 900 A 203.0.113.151", "tokids.pub.test. 2400 CNAME app.kids.pub.test."]
     );
 }
 
@@ -190,15 +156,9 @@ fn cname_is_followed_inside_served_zones() {
 fn wildcards_follow_rfc_4592() {
     let s = server();
     let r = ask(&s, "anything.star.pub.test.", RecordType::A);
-    assert_eq!(
-        lines(&r.answers),
-        ["anything.star.pub.test. 600 A 203.0.113.80"]
-    );
+    assert_eq!(lines(&r.answers), ["anything.star.pub.test. 600 A 203.0.113.80"]);
     let r = ask(&s, "x.y.z.star.pub.test.", RecordType::AAAA);
-    assert_eq!(
-        lines(&r.answers),
-        ["x.y.z.star.pub.test. 600 AAAA 2001:db8:7::80"]
-    );
+    assert_eq!(lines(&r.answers), ["x.y.z.star.pub.test. 600 AAAA 2001:db8:7::80"]);
     let r = ask(&s, "anything.star.pub.test.", RecordType::MX);
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(r.answers.is_empty());
@@ -212,10 +172,7 @@ fn wildcards_follow_rfc_4592() {
     let r = ask(&s, "node7.edge.pub.test.", RecordType::AAAA);
     assert_eq!(
         lines(&r.answers),
-        [
-            "host.pub.test. 240 AAAA 2001:db8:7::20",
-            "node7.edge.pub.test. 600 CNAME host.pub.test."
-        ]
+        ["host.pub.test. 240 AAAA 2001:db8:7::20", "node7.edge.pub.test. 600 CNAME host.pub.test."]
     );
 }
 
@@ -226,19 +183,10 @@ fn nested_zone_answers_from_the_child() {
     assert!(r.metadata.authoritative);
     assert_eq!(r.answers[0].ttl, 90);
     let r = ask(&s, "kids.pub.test.", RecordType::NS);
-    assert!(
-        r.metadata.authoritative,
-        "child apex NS is an answer, not a referral"
-    );
-    assert_eq!(
-        lines(&r.answers),
-        ["kids.pub.test. 900 NS ns.kids.pub.test."]
-    );
+    assert!(r.metadata.authoritative, "child apex NS is an answer, not a referral");
+    assert_eq!(lines(&r.answers), ["kids.pub.test. 900 NS ns.kids.pub.test."]);
     let r = ask(&s, "app.kids.pub.test.", RecordType::AAAA);
-    assert_eq!(
-        lines(&r.answers),
-        ["app.kids.pub.test. 900 AAAA 2001:db8:7::151"]
-    );
+    assert_eq!(lines(&r.answers), ["app.kids.pub.test. 900 AAAA 2001:db8:7::151"]);
     // DS for the child apex comes from the parent.
     let r = ask(&s, "kids.pub.test.", RecordType::DS);
     assert_eq!(r.authorities[0].name.to_ascii(), "pub.test.");
@@ -254,10 +202,9 @@ fn edns_is_echoed_and_size_limits_truncate() {
     let r = ask(&s, "wide.pub.test.", RecordType::AAAA);
     assert!(!r.metadata.truncation);
     assert_eq!(r.answers.len(), 30);
-    for m in [
-        query("wide.pub.test.", RecordType::AAAA),
-        with_edns(query("wide.pub.test.", RecordType::AAAA), 512, None),
-    ] {
+    for m in
+        [query("wide.pub.test.", RecordType::AAAA), with_edns(query("wide.pub.test.", RecordType::AAAA), 512, None)]
+    {
         let r = udp(s.dns, &m);
         assert!(r.metadata.truncation, "TC");
         assert!(r.answers.is_empty() && r.authorities.is_empty());
@@ -265,26 +212,13 @@ fn edns_is_echoed_and_size_limits_truncate() {
         assert_eq!(r.edns.is_some(), m.edns.is_some());
     }
     // Requester asks for 4096, we cap at 1232: ~2.4 kB is truncated over UDP, whole over TCP.
-    let r = udp(
-        s.dns,
-        &with_edns(query("huge.pub.test.", RecordType::TXT), 4096, None),
-    );
+    let r = udp(s.dns, &with_edns(query("huge.pub.test.", RecordType::TXT), 4096, None));
     assert!(r.metadata.truncation);
-    let r = &tcp(
-        s.dns,
-        &[with_edns(
-            query("huge.pub.test.", RecordType::TXT),
-            4096,
-            None,
-        )],
-    )[0];
+    let r = &tcp(s.dns, &[with_edns(query("huge.pub.test.", RecordType::TXT), 4096, None)])[0];
     assert!(!r.metadata.truncation);
     assert_eq!(r.answers.len(), 32);
     // A payload below 512 counts as 512.
-    let r = udp(
-        s.dns,
-        &with_edns(query("host.pub.test.", RecordType::A), 64, None),
-    );
+    let r = udp(s.dns, &with_edns(query("host.pub.test.", RecordType::A), 64, None));
     assert_eq!(r.answers.len(), 2);
 }
 
@@ -298,45 +232,24 @@ fn edns_version_one_gets_badvers_and_unknown_options_are_ignored() {
     assert_eq!(u16::from(r.metadata.response_code), 16, "BADVERS");
     assert_eq!(r.edns.as_ref().unwrap().version(), 0);
     let mut m = with_edns(query("host.pub.test.", RecordType::A), 1232, None);
-    m.edns
-        .as_mut()
-        .unwrap()
-        .options_mut()
-        .insert(EdnsOption::Unknown(65300, vec![0xc0, 0xff, 0xee]));
+    m.edns.as_mut().unwrap().options_mut().insert(EdnsOption::Unknown(65300, vec![0xc0, 0xff, 0xee]));
     let r = udp(s.dns, &m);
     assert_eq!(r.answers.len(), 2);
-    assert!(
-        r.edns
-            .as_ref()
-            .unwrap()
-            .option(EdnsCode::Unknown(65300))
-            .is_none(),
-        "not echoed"
-    );
+    assert!(r.edns.as_ref().unwrap().option(EdnsCode::Unknown(65300)).is_none(), "not echoed");
 }
 
 #[test]
 fn client_subnet_is_echoed_with_scope_zero_and_malformed_is_formerr() {
     let s = server();
-    for (ecs, t) in [
-        ("100.64.10.0/24", RecordType::A),
-        ("2001:db8:4a:2f00::/56", RecordType::AAAA),
-    ] {
-        let r = udp(
-            s.dns,
-            &with_edns(query("host.pub.test.", t), 1232, Some(ecs)),
-        );
+    for (ecs, t) in [("100.64.10.0/24", RecordType::A), ("2001:db8:4a:2f00::/56", RecordType::AAAA)] {
+        let r = udp(s.dns, &with_edns(query("host.pub.test.", t), 1232, Some(ecs)));
         let Some(EdnsOption::Subnet(cs)) = r.edns.as_ref().unwrap().option(EdnsCode::Subnet) else {
             panic!("{ecs}: ECS not echoed")
         };
         let (addr, prefix) = ecs.split_once('/').unwrap();
         assert_eq!(cs.addr(), addr.parse::<std::net::IpAddr>().unwrap());
         assert_eq!(cs.source_prefix(), prefix.parse::<u8>().unwrap());
-        assert_eq!(
-            cs.scope_prefix(),
-            0,
-            "static data does not depend on the client"
-        );
+        assert_eq!(cs.scope_prefix(), 0, "static data does not depend on the client");
     }
     // Address octets not matching the source prefix: FORMERR (RFC 7871 section 6).
     let mut m = with_edns(query("host.pub.test.", RecordType::AAAA), 1232, None);
@@ -344,10 +257,7 @@ fn client_subnet_is_echoed_with_scope_zero_and_malformed_is_formerr() {
         .as_mut()
         .unwrap()
         .options_mut()
-        .insert(EdnsOption::Unknown(
-            8,
-            vec![0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0x4a],
-        ));
+        .insert(EdnsOption::Unknown(8, vec![0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0x4a]));
     assert_eq!(udp(s.dns, &m).metadata.response_code, ResponseCode::FormErr);
     // And dig's view of it.
     let out = dig(s.dns, &["host.pub.test", "A", "+subnet=81.2.69.0/24"]);
@@ -368,8 +278,7 @@ fn other_opcodes_notimp_bad_counts_formerr_and_garbage_is_survived() {
     let q2 = two[12..].to_vec();
     two.extend_from_slice(&q2);
     two[5] = 2;
-    let r =
-        Message::from_vec(&udp_raw(s.dns, &two, Duration::from_secs(2)).expect("FORMERR")).unwrap();
+    let r = Message::from_vec(&udp_raw(s.dns, &two, Duration::from_secs(2)).expect("FORMERR")).unwrap();
     assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
     // Too short for a header, or a response: silence.
     assert!(udp_raw(s.dns, &[1, 2, 3, 4, 5], Duration::from_millis(300)).is_none());
@@ -390,12 +299,7 @@ fn any_over_udp_is_minimal() {
     let s = server();
     let r = ask(&s, "pub.test.", RecordType::ANY);
     assert!(r.metadata.authoritative);
-    assert_eq!(
-        r.answers.len(),
-        1,
-        "one RRset (RFC 8482): {:?}",
-        lines(&r.answers)
-    );
+    assert_eq!(r.answers.len(), 1, "one RRset (RFC 8482): {:?}", lines(&r.answers));
     let r = &tcp(s.dns, &[query("host.pub.test.", RecordType::ANY)])[0];
     let types: std::collections::BTreeSet<_> = r.answers.iter().map(|a| a.record_type()).collect();
     assert_eq!(types.len(), 1);
@@ -419,18 +323,9 @@ fn zone_transfer_refused_unless_allowed() {
     );
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
     let out = dig(s.dns, &["pub.test", "AXFR"]);
-    let records: Vec<&str> = out
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .collect();
-    assert!(
-        records.first().is_some_and(|l| l.contains("\tSOA\t")),
-        "{out}"
-    );
-    assert!(
-        records.last().is_some_and(|l| l.contains("\tSOA\t")),
-        "{out}"
-    );
+    let records: Vec<&str> = out.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).collect();
+    assert!(records.first().is_some_and(|l| l.contains("\tSOA\t")), "{out}");
+    assert!(records.last().is_some_and(|l| l.contains("\tSOA\t")), "{out}");
     // Every record of the zone file (106) and the closing SOA.
     assert_eq!(records.len(), 107, "{out}");
     assert!(out.contains("XFR size: 107 records"), "{out}");
@@ -441,11 +336,7 @@ fn question_case_is_preserved() {
     let s = server();
     let r = ask(&s, "hOsT.pUb.TeSt.", RecordType::A);
     assert_eq!(r.queries[0].name().to_ascii(), "hOsT.pUb.TeSt.");
-    assert!(
-        r.answers
-            .iter()
-            .all(|a| a.name.to_ascii() == "hOsT.pUb.TeSt.")
-    );
+    assert!(r.answers.iter().all(|a| a.name.to_ascii() == "hOsT.pUb.TeSt."));
     let r = ask(&s, "WWW.Partner.pub.TEST.", RecordType::A);
     assert_eq!(r.queries[0].name().to_ascii(), "WWW.Partner.pub.TEST.");
     assert!(!r.metadata.authoritative);
@@ -454,24 +345,10 @@ fn question_case_is_preserved() {
 #[test]
 fn tcp_pipelined_queries_are_answered_in_order() {
     let s = server();
-    let msgs: Vec<Message> = [
-        "host.pub.test.",
-        "absent.pub.test.",
-        "huge.pub.test.",
-        "link.pub.test.",
-    ]
-    .iter()
-    .map(|n| {
-        query(
-            n,
-            if n.starts_with("huge") {
-                RecordType::TXT
-            } else {
-                RecordType::A
-            },
-        )
-    })
-    .collect();
+    let msgs: Vec<Message> = ["host.pub.test.", "absent.pub.test.", "huge.pub.test.", "link.pub.test."]
+        .iter()
+        .map(|n| query(n, if n.starts_with("huge") { RecordType::TXT } else { RecordType::A }))
+        .collect();
     let rs = tcp(s.dns, &msgs);
     for (m, r) in msgs.iter().zip(&rs) {
         assert_eq!(m.metadata.id, r.metadata.id);
@@ -495,10 +372,7 @@ fn dig_sees_an_authoritative_answer() {
     let out = dig(s.dns, &["host.pub.test", "A", "+norecurse"]);
     assert!(out.contains("status: NOERROR"), "{out}");
     assert!(out.contains("flags: qr aa;"), "{out}");
-    assert!(
-        out.contains("host.pub.test.\t\t120\tIN\tA\t203.0.113.20"),
-        "{out}"
-    );
+    assert!(out.contains("host.pub.test.\t\t120\tIN\tA\t203.0.113.20"), "{out}");
     let out = dig(s.dns, &["+tcp", "absent.pub.test", "A"]);
     assert!(out.contains("status: NXDOMAIN"), "{out}");
 }

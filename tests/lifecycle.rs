@@ -14,11 +14,7 @@ use hickory_proto::rr::RecordType;
 const ZONE: &str = "$ORIGIN svc.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.10\n";
 
 fn run_check(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .arg("check")
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(bin()).arg("check").args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -30,7 +26,7 @@ fn run_check(args: &[&str]) -> (i32, String, String) {
 fn check_says_ok_for_good_data() {
     let (code, out, _) = run_check(&["--zones", test_zones().to_str().unwrap()]);
     assert_eq!(code, 0);
-    assert_eq!(out.trim(), "ok: 2 zones, 112 records");
+    assert_eq!(out.trim(), "ok: 2 zones, 112 records, 0 services, 0 regions");
 }
 
 #[test]
@@ -46,42 +42,23 @@ fn check_reports_every_error_with_file_line_and_column() {
     assert_eq!(code, 2, "{err}");
     let z = zone.display();
     assert!(
-        err.contains(&format!(
-            "{z}:5:10: error: bad A record data: expected an IPv4 address, got \"192.0.2.300\""
-        )),
+        err.contains(&format!("{z}:5:10: error: bad A record data: expected an IPv4 address, got \"192.0.2.300\"")),
         "{err}"
     );
-    assert!(
-        err.contains(&format!(
-            "{z}:8:1: error: owner x.other.test. is outside origin svc.test."
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{z}:8:1: error: owner x.other.test. is outside origin svc.test.")), "{err}");
 
-    let cfg = dir.write(
-        "gslbd.toml",
-        "[dns]\nlisten = [\"127.0.0.1:53\"]\nudp_payload = 70000\n",
-    );
+    let cfg = dir.write("gslbd.toml", "[dns]\nlisten = [\"127.0.0.1:53\"]\nudp_payload = 70000\n");
     let (code, _, err) = run_check(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(
-        err.contains(&format!(
-            "{}:3:15: error: dns.udp_payload: 70000 is out of range\n  hint:",
-            cfg.display()
-        )),
+        err.contains(&format!("{}:3:15: error: dns.udp_payload: 70000 is out of range\n  hint:", cfg.display())),
         "{err}"
     );
 
     let cfg = dir.write("bad.toml", "[dns]\nlisen = [\"127.0.0.1:53\"]\n");
     let (code, _, err) = run_check(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains(&format!(
-            "{}:2:1: error: unknown field `lisen`",
-            cfg.display()
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{}:2:1: error: unknown field `lisen`", cfg.display())), "{err}");
 }
 
 #[test]
@@ -93,20 +70,17 @@ fn zone_level_conflicts_are_errors() {
     );
     let (code, _, err) = run_check(&["--zones", dir.path().to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(
-        err.contains(":7:1: error: www.svc.test. has a CNAME and other data"),
-        "{err}"
-    );
-    assert!(
-        err.contains(":9:1: error: duplicate A record at d.svc.test. (first at line 8)"),
-        "{err}"
-    );
+    assert!(err.contains(":7:1: error: www.svc.test. has a CNAME and other data"), "{err}");
+    assert!(err.contains(":9:1: error: duplicate A record at d.svc.test. (first at line 8)"), "{err}");
 }
 
 #[test]
 fn bad_zone_at_start_exits_2_without_serving() {
     let dir = TempDir::new("badstart");
-    dir.write("svc.test.zone", "$ORIGIN svc.test.\n@ 300 IN SOA ns1 hostmaster 1 3600 600 86400 60\nwww 300 IN AAAA not-an-address\n");
+    dir.write(
+        "svc.test.zone",
+        "$ORIGIN svc.test.\n@ 300 IN SOA ns1 hostmaster 1 3600 600 86400 60\nwww 300 IN AAAA not-an-address\n",
+    );
     let Err((code, log)) = Server::try_start(&["--zones", dir.path().to_str().unwrap()]) else {
         panic!("started with a broken zone")
     };
@@ -125,19 +99,12 @@ fn port_in_use_exits_2_naming_the_address() {
     let taken_addr = taken.local_addr().unwrap().to_string();
     // The UDP side of the first server's port is in use (the sockets use SO_REUSEPORT, but
     // only for their own group); a TCP listener holds the other port.
-    let Err((code, log)) = Server::try_start(&[
-        "--zones",
-        dir.path().to_str().unwrap(),
-        "--listen",
-        &taken_addr,
-    ]) else {
+    let Err((code, log)) = Server::try_start(&["--zones", dir.path().to_str().unwrap(), "--listen", &taken_addr])
+    else {
         panic!("started on a port in use")
     };
     assert_eq!(code, Some(2), "{log}");
-    assert!(
-        log.contains(&format!("cannot listen on {taken_addr}/tcp")),
-        "{log}"
-    );
+    assert!(log.contains(&format!("cannot listen on {taken_addr}/tcp")), "{log}");
     drop(first);
     let _ = addr;
 }
@@ -149,12 +116,7 @@ fn sighup_reloads_zone_data() {
     let s = Server::start(&["--zones", dir.path().to_str().unwrap()]);
     let r = udp(s.dns, &query("www.svc.test.", RecordType::A));
     assert_eq!(lines(&r.answers), ["www.svc.test. 300 A 192.0.2.10"]);
-    std::fs::write(
-        &zone,
-        ZONE.replace("192.0.2.10", "192.0.2.99")
-            .replace(" 1 3600", " 2 3600"),
-    )
-    .unwrap();
+    std::fs::write(&zone, ZONE.replace("192.0.2.10", "192.0.2.99").replace(" 1 3600", " 2 3600")).unwrap();
     s.signal("HUP");
     s.wait_log("reloaded");
     let r = udp(s.dns, &query("www.svc.test.", RecordType::A));
@@ -216,25 +178,13 @@ fn sigterm_stops_cleanly_with_exit_0() {
     // An open TCP connection that has been answered does not hold shutdown up.
     let mut conn = std::net::TcpStream::connect(s.dns).unwrap();
     conn.set_read_timeout(Some(WAIT)).unwrap();
-    let q = hickory_proto::serialize::binary::BinEncodable::to_bytes(&query(
-        "www.svc.test.",
-        RecordType::A,
-    ))
-    .unwrap();
-    std::io::Write::write_all(
-        &mut conn,
-        &[&(q.len() as u16).to_be_bytes()[..], &q].concat(),
-    )
-    .unwrap();
+    let q = hickory_proto::serialize::binary::BinEncodable::to_bytes(&query("www.svc.test.", RecordType::A)).unwrap();
+    std::io::Write::write_all(&mut conn, &[&(q.len() as u16).to_be_bytes()[..], &q].concat()).unwrap();
     assert!(tcp_read(&mut conn).is_some());
     let started = Instant::now();
     s.signal("TERM");
     assert_eq!(s.wait_exit(), Some(0));
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(tcp_read(&mut conn).is_none(), "connection closed");
 }
 
@@ -242,14 +192,7 @@ fn sigterm_stops_cleanly_with_exit_0() {
 fn listens_on_ipv6_and_several_addresses() {
     let dir = TempDir::new("v6");
     dir.write("svc.test.zone", ZONE);
-    let s = Server::start(&[
-        "--zones",
-        dir.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--listen",
-        "[::1]:0",
-    ]);
+    let s = Server::start(&["--zones", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0", "--listen", "[::1]:0"]);
     let v6: std::net::SocketAddr = s
         .ready_line
         .split(&['=', ','][..])
@@ -257,45 +200,18 @@ fn listens_on_ipv6_and_several_addresses() {
         .expect("ready line names the IPv6 address")
         .parse()
         .unwrap();
-    assert_eq!(
-        udp(v6, &query("www.svc.test.", RecordType::A))
-            .answers
-            .len(),
-        1
-    );
-    assert_eq!(
-        tcp(v6, &[query("www.svc.test.", RecordType::A)])[0]
-            .answers
-            .len(),
-        1
-    );
-    assert_eq!(
-        udp(s.dns, &query("www.svc.test.", RecordType::A))
-            .answers
-            .len(),
-        1
-    );
+    assert_eq!(udp(v6, &query("www.svc.test.", RecordType::A)).answers.len(), 1);
+    assert_eq!(tcp(v6, &[query("www.svc.test.", RecordType::A)])[0].answers.len(), 1);
+    assert_eq!(udp(s.dns, &query("www.svc.test.", RecordType::A)).answers.len(), 1);
 }
 
 #[test]
 fn config_file_sets_listeners_and_zones() {
     let dir = TempDir::new("cfg");
     dir.write("z/svc.test.zone", ZONE);
-    let cfg = dir.write(
-        "gslbd.toml",
-        "[dns]\nlisten = [\"127.0.0.1:0\"]\n[zones]\ndirectory = \"z\"\n",
-    );
+    let cfg = dir.write("gslbd.toml", "[dns]\nlisten = [\"127.0.0.1:0\"]\n[zones]\ndirectory = \"z\"\n");
     let s = Server::start(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
-    assert!(
-        s.ready_line.starts_with("ready dns=127.0.0.1:"),
-        "{}",
-        s.ready_line
-    );
+    assert!(s.ready_line.starts_with("ready dns=127.0.0.1:"), "{}", s.ready_line);
     assert!(s.ready_line.ends_with("/tcp"), "{}", s.ready_line);
-    assert_eq!(
-        udp(s.dns, &query("www.svc.test.", RecordType::A))
-            .answers
-            .len(),
-        1
-    );
+    assert_eq!(udp(s.dns, &query("www.svc.test.", RecordType::A)).answers.len(), 1);
 }

@@ -3,6 +3,8 @@
 //! Every problem is reported with the file, line and column of the offending value, and all
 //! problems are reported, not only the first, so an operator fixes a config in one pass.
 
+pub mod gslb;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ pub struct Config {
     pub dns: Dns,
     /// Directory whose `*.zone` files are served.
     pub zones_dir: PathBuf,
+    pub gslb: gslb::GslbConfig,
 }
 
 /// `[dns]`: listeners and protocol limits.
@@ -37,10 +40,7 @@ pub struct Dns {
 impl Default for Dns {
     fn default() -> Self {
         Dns {
-            listen: vec![
-                SocketAddr::from(([0, 0, 0, 0], 53)),
-                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 53)),
-            ],
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 53)), SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 53))],
             udp_payload: 1232,
             udp_workers: 0,
             tcp_idle_timeout: Duration::from_secs(10),
@@ -52,11 +52,7 @@ impl Default for Dns {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            path: None,
-            dns: Dns::default(),
-            zones_dir: PathBuf::from("zones"),
-        }
+        Config { path: None, dns: Dns::default(), zones_dir: PathBuf::from("zones"), gslb: gslb::GslbConfig::default() }
     }
 }
 
@@ -75,14 +71,7 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "{}: error: {}", self.file.display(), self.message)?;
         } else {
-            write!(
-                f,
-                "{}:{}:{}: error: {}",
-                self.file.display(),
-                self.line,
-                self.col,
-                self.message
-            )?;
+            write!(f, "{}:{}:{}: error: {}", self.file.display(), self.line, self.col, self.message)?;
         }
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
@@ -98,6 +87,12 @@ struct RawConfig {
     dns: RawDns,
     #[serde(default)]
     zones: RawZones,
+    #[serde(default)]
+    geoip: gslb::RawGeoip,
+    #[serde(default)]
+    regions: std::collections::BTreeMap<Spanned<String>, gslb::RawRegion>,
+    #[serde(default)]
+    services: std::collections::BTreeMap<Spanned<String>, gslb::RawService>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,27 +130,16 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
 pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     let at = |span: std::ops::Range<usize>, message: String, hint: Option<&str>| {
         let (line, col) = line_col(text, span.start);
-        ConfigError {
-            file: path.to_path_buf(),
-            line,
-            col,
-            message,
-            hint: hint.map(str::to_string),
-        }
+        ConfigError { file: path.to_path_buf(), line, col, message, hint: hint.map(str::to_string) }
     };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let msg = e.message().trim().to_string();
-        let hint = msg
-            .starts_with("unknown field")
-            .then_some("see README.md, section Configuration, for every key");
+        let hint = msg.starts_with("unknown field").then_some("see README.md, section Configuration, for every key");
         vec![at(span, msg, hint)]
     })?;
     let mut errors = Vec::new();
-    let mut cfg = Config {
-        path: Some(path.to_path_buf()),
-        ..Config::default()
-    };
+    let mut cfg = Config { path: Some(path.to_path_buf()), ..Config::default() };
     let base = path.parent().unwrap_or(Path::new("."));
 
     if let Some(list) = raw.dns.listen {
@@ -165,20 +149,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
                 Some(a) => cfg.dns.listen.push(a),
                 None => errors.push(at(
                     item.span(),
-                    format!(
-                        "dns.listen: {:?} is not an address with a port",
-                        item.get_ref()
-                    ),
+                    format!("dns.listen: {:?} is not an address with a port", item.get_ref()),
                     Some("write e.g. \"0.0.0.0:53\" or \"[::]:53\""),
                 )),
             }
         }
         if cfg.dns.listen.is_empty() && errors.is_empty() {
-            errors.push(at(
-                0..0,
-                "dns.listen is empty: gslbd would not answer anything".into(),
-                None,
-            ));
+            errors.push(at(0..0, "dns.listen is empty: gslbd would not answer anything".into(), None));
         }
     }
     if let Some(v) = raw.dns.udp_payload {
@@ -227,10 +204,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
                 Some(n) => cfg.dns.transfer_allow.push(n),
                 None => errors.push(at(
                     item.span(),
-                    format!(
-                        "dns.transfer_allow: {:?} is not an address or CIDR prefix",
-                        item.get_ref()
-                    ),
+                    format!("dns.transfer_allow: {:?} is not an address or CIDR prefix", item.get_ref()),
                     Some("write e.g. \"192.0.2.53\" or \"2001:db8::/64\""),
                 )),
             }
@@ -241,11 +215,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     } else {
         cfg.zones_dir = base.join("zones");
     }
-    if errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(errors)
-    }
+    let pos_of = |offset: usize| {
+        let (line, col) = line_col(text, offset);
+        gslb::Pos { line, col }
+    };
+    let mut report = |span, message, hint: Option<&str>| errors.push(at(span, message, hint));
+    cfg.gslb = gslb::validate(raw.geoip, raw.regions, raw.services, base, &pos_of, &mut report);
+    if errors.is_empty() { Ok(cfg) } else { Err(errors) }
 }
 
 /// `host:port`, with IPv6 hosts in brackets.
@@ -255,9 +231,7 @@ pub fn parse_listen(s: &str) -> Option<SocketAddr> {
 
 /// An address (a /32 or /128) or a CIDR prefix.
 pub fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
 }
 
 /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, or a bare number of seconds.
@@ -279,10 +253,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
-        + 1;
+    let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
     (line, col)
 }
 
@@ -291,11 +262,7 @@ mod tests {
     use super::*;
 
     fn errs(text: &str) -> Vec<String> {
-        parse(text, Path::new("/etc/gslbd/gslbd.toml"))
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
+        parse(text, Path::new("/etc/gslbd/gslbd.toml")).unwrap_err().iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
@@ -314,21 +281,13 @@ mod tests {
     fn unknown_key_names_line_and_column() {
         let e = errs("[dns]\nlisten = [\"127.0.0.1:53\"]\nlisen = 3\n");
         assert_eq!(e.len(), 1);
-        assert!(
-            e[0].starts_with("/etc/gslbd/gslbd.toml:3:1: error: unknown field `lisen`"),
-            "{}",
-            e[0]
-        );
+        assert!(e[0].starts_with("/etc/gslbd/gslbd.toml:3:1: error: unknown field `lisen`"), "{}", e[0]);
     }
 
     #[test]
     fn wrong_type_is_reported_at_the_value() {
         let e = errs("[dns]\nudp_payload = \"big\"\n");
-        assert!(
-            e[0].starts_with("/etc/gslbd/gslbd.toml:2:15: error:"),
-            "{}",
-            e[0]
-        );
+        assert!(e[0].starts_with("/etc/gslbd/gslbd.toml:2:15: error:"), "{}", e[0]);
     }
 
     #[test]
@@ -337,16 +296,8 @@ mod tests {
             "[dns]\nlisten = [\"nope\", \"127.0.0.1:53\"]\nudp_payload = 100\ntcp_idle_timeout = \"soon\"\ntransfer_allow = [\"10.0.0.0/33\"]\n",
         );
         assert_eq!(e.len(), 4, "{e:?}");
-        assert!(
-            e[0].contains(":2:11: error: dns.listen: \"nope\""),
-            "{}",
-            e[0]
-        );
-        assert!(
-            e[1].contains(":3:15: error: dns.udp_payload: 100 is out of range\n  hint:"),
-            "{}",
-            e[1]
-        );
+        assert!(e[0].contains(":2:11: error: dns.listen: \"nope\""), "{}", e[0]);
+        assert!(e[1].contains(":3:15: error: dns.udp_payload: 100 is out of range\n  hint:"), "{}", e[1]);
         assert!(e[2].contains(":4:20:"), "{}", e[2]);
         assert!(e[3].contains(":5:19:"), "{}", e[3]);
     }

@@ -23,13 +23,7 @@ pub enum Reply {
 }
 
 /// Decodes one message, answers it from `snap` and encodes the response into `out`.
-pub fn respond(
-    packet: &[u8],
-    client: IpAddr,
-    transport: Transport,
-    snap: &Snapshot,
-    out: &mut Vec<u8>,
-) -> Reply {
+pub fn respond(packet: &[u8], client: IpAddr, transport: Transport, snap: &Snapshot, out: &mut Vec<u8>) -> Reply {
     let payload = snap.settings.udp_payload;
     let query = match wire::decode(packet) {
         Decoded::Query(q) => q,
@@ -40,11 +34,7 @@ pub fn respond(
         Decoded::Drop => return Reply::Drop,
     };
     if matches!(query.qtype, rtype::AXFR | rtype::IXFR) {
-        let allowed = snap
-            .settings
-            .transfer_allow
-            .iter()
-            .any(|net| net.contains(&canonical(client)));
+        let allowed = snap.settings.transfer_allow.iter().any(|net| net.contains(&canonical(client)));
         let zone_apex = snap.zones.get(query.qname_lower.as_wire()).is_some();
         if allowed && zone_apex && transport == Transport::Tcp {
             return Reply::Transfer;
@@ -53,18 +43,14 @@ pub fn respond(
             id: query.id,
             opcode: query.opcode,
             rd: query.rd,
-            rcode: if allowed && zone_apex {
-                rcode::NOTIMP
-            } else {
-                rcode::REFUSED
-            },
+            rcode: if allowed && zone_apex { rcode::NOTIMP } else { rcode::REFUSED },
             question: Some(query.question),
             edns: query.edns,
         };
         wire::encode_error(&refuse, payload, out);
         return Reply::Message;
     }
-    let answer = resolve::answer(&query, snap);
+    let answer = resolve::answer(&query, client, snap);
     let limit = wire::size_limit(query.edns.as_ref(), transport == Transport::Tcp, payload);
     wire::encode_answer(&query, &answer, limit, payload, out);
     Reply::Message

@@ -146,10 +146,7 @@ async fn connection(
 async fn write(stream: &mut TcpStream, data: &[u8], limits: Limits) -> io::Result<()> {
     match timeout(limits.idle_timeout, stream.write_all(data)).await {
         Ok(r) => r,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "client not reading",
-        )),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client not reading")),
     }
 }
 

@@ -72,9 +72,7 @@ fn serve(socket: UdpSocket, state: SharedState, shutdown: Arc<AtomicBool>) {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) =>
             {
                 continue;
@@ -128,16 +126,13 @@ impl Batch {
     /// Blocks until at least one datagram arrives (or the read timeout passes), then takes
     /// what is already queued, up to BATCH.
     fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
-            iov_base: self.queries[i].as_mut_ptr().cast(),
-            iov_len: QUERY_BUF,
-        });
+        let mut iovs: [libc::iovec; BATCH] =
+            std::array::from_fn(|i| libc::iovec { iov_base: self.queries[i].as_mut_ptr().cast(), iov_len: QUERY_BUF });
         let mut msgs: [libc::mmsghdr; BATCH] = std::array::from_fn(|i| {
             // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
             m.msg_hdr.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
-            m.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             m.msg_hdr.msg_iov = &mut iovs[i];
             m.msg_hdr.msg_iovlen = 1;
             m
@@ -159,11 +154,7 @@ impl Batch {
         let n = n as usize;
         for (i, m) in msgs.iter().enumerate().take(n) {
             self.peer_lens[i] = m.msg_hdr.msg_namelen;
-            self.query_lens[i] = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                0
-            } else {
-                m.msg_len as usize
-            };
+            self.query_lens[i] = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 { 0 } else { m.msg_len as usize };
         }
         Ok(n)
     }
@@ -185,20 +176,13 @@ impl Batch {
         if self.to_send.is_empty() {
             return Ok(());
         }
-        let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|_| libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        });
+        let mut iovs: [libc::iovec; BATCH] =
+            std::array::from_fn(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 });
         // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-        let mut msgs: [libc::mmsghdr; BATCH] =
-            std::array::from_fn(|_| unsafe { std::mem::zeroed() });
+        let mut msgs: [libc::mmsghdr; BATCH] = std::array::from_fn(|_| unsafe { std::mem::zeroed() });
         for (slot, &i) in self.to_send.iter().enumerate() {
-            iovs[slot] = libc::iovec {
-                iov_base: self.answers[i].as_mut_ptr().cast(),
-                iov_len: self.answers[i].len(),
-            };
-            msgs[slot].msg_hdr.msg_name =
-                (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
+            iovs[slot] = libc::iovec { iov_base: self.answers[i].as_mut_ptr().cast(), iov_len: self.answers[i].len() };
+            msgs[slot].msg_hdr.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
             msgs[slot].msg_hdr.msg_namelen = self.peer_lens[i];
             msgs[slot].msg_hdr.msg_iov = &mut iovs[slot];
             msgs[slot].msg_hdr.msg_iovlen = 1;
@@ -209,12 +193,7 @@ impl Batch {
             // SAFETY: the headers point at answer buffers and peer addresses owned by `self`
             // and at `iovs`, all alive for the call; the kernel only reads them.
             let n = unsafe {
-                libc::sendmmsg(
-                    socket.as_raw_fd(),
-                    msgs[sent..].as_mut_ptr(),
-                    (total - sent) as libc::c_uint,
-                    0,
-                )
+                libc::sendmmsg(socket.as_raw_fd(), msgs[sent..].as_mut_ptr(), (total - sent) as libc::c_uint, 0)
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
@@ -242,16 +221,12 @@ fn peer_ip(sa: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<IpAddr> 
     match sa.ss_family as libc::c_int {
         libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the storage holds a sockaddr_in, and it is long enough.
-            let sin =
-                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))))
+            let sin = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
         }
         libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6 =
-                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
         }
         _ => None,

@@ -3,6 +3,7 @@
 //! 8482 minimal ANY. Pure: no I/O, no locks, no allocation for answers of ordinary size; the
 //! answer borrows the RRsets of the snapshot and the encoder writes them.
 
+use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use smallvec::SmallVec;
@@ -35,11 +36,7 @@ pub struct Rr<'a> {
 
 impl<'a> Rr<'a> {
     fn new(owner: Owner<'a>, rrset: &'a RRset) -> Self {
-        Rr {
-            owner,
-            rrset,
-            ttl_override: None,
-        }
+        Rr { owner, rrset, ttl_override: None }
     }
 }
 
@@ -60,10 +57,7 @@ pub struct Answer<'a> {
 
 impl<'a> Answer<'a> {
     fn rcode(rcode: u16) -> Self {
-        Answer {
-            rcode,
-            ..Default::default()
-        }
+        Answer { rcode, ..Default::default() }
     }
 }
 
@@ -76,11 +70,11 @@ pub enum Transport {
 }
 
 /// HINFO "RFC8482" "" (RFC 8482 section 4.2), for ANY at a name with nothing better to show.
-static HINFO_RFC8482: LazyLock<RRset> =
-    LazyLock::new(|| RRset::new(rtype::HINFO, 3600, [&b"\x07RFC8482\x00"[..]]));
+static HINFO_RFC8482: LazyLock<RRset> = LazyLock::new(|| RRset::new(rtype::HINFO, 3600, [&b"\x07RFC8482\x00"[..]]));
 
-/// Answers `query` from `snap`. Zone transfers are not answered here (see `transfer`).
-pub fn answer<'a>(query: &'a Query<'a>, snap: &'a Snapshot) -> Answer<'a> {
+/// Answers `query` from `snap` for a query that came from `source` (the packet's sender).
+/// Zone transfers are not answered here (see `wire::encode_transfer`).
+pub fn answer<'a>(query: &'a Query<'a>, source: IpAddr, snap: &'a Snapshot) -> Answer<'a> {
     if query.qclass != rtype::CLASS_IN && query.qclass != rtype::CLASS_ANY {
         return Answer::rcode(rcode::REFUSED);
     }
@@ -96,42 +90,46 @@ pub fn answer<'a>(query: &'a Query<'a>, snap: &'a Snapshot) -> Answer<'a> {
     {
         zone = parent;
     }
-    let mut ans = Answer {
-        aa: true,
-        ..Default::default()
-    };
+    let mut ans = Answer { aa: true, ..Default::default() };
     let qtype = query.qtype;
     let mut owner = Owner::Question;
     let mut name = query.qname_lower.clone();
     let mut chain = 0;
     loop {
-        match zone.lookup(name.as_wire()) {
-            Lookup::Found(node) => {
-                if node_answer(&mut ans, zone, node, owner, qtype) {
-                    return ans;
-                }
+        if let Some((index, service)) = snap.gslb.service(name.as_wire()) {
+            match service_answer(&mut ans, zone, index, service, owner, qtype, query, source, snap) {
+                Followed::Done => return ans,
+                Followed::Cname => {}
             }
-            Lookup::Wildcard(node) => {
-                // Synthesized records carry the name asked for (RFC 4592 section 3.3.1).
-                if node_answer(&mut ans, zone, node, owner, qtype) {
-                    return ans;
-                }
-            }
-            Lookup::Delegation { cut, node } => {
-                if qtype == rtype::DS && cut == name.as_wire() && chain == 0 {
-                    // The parent is authoritative for DS at the cut.
-                    match node.rrset(rtype::DS) {
-                        Some(ds) => ans.answer.push(Rr::new(owner, ds)),
-                        None => negative(&mut ans, zone, rcode::NOERROR),
+        } else {
+            match zone.lookup(name.as_wire()) {
+                Lookup::Found(node) => {
+                    if node_answer(&mut ans, zone, node, owner, qtype) {
+                        return ans;
                     }
+                }
+                Lookup::Wildcard(node) => {
+                    // Synthesized records carry the name asked for (RFC 4592 section 3.3.1).
+                    if node_answer(&mut ans, zone, node, owner, qtype) {
+                        return ans;
+                    }
+                }
+                Lookup::Delegation { cut, node } => {
+                    if qtype == rtype::DS && cut == name.as_wire() && chain == 0 {
+                        // The parent is authoritative for DS at the cut.
+                        match node.rrset(rtype::DS) {
+                            Some(ds) => ans.answer.push(Rr::new(owner, ds)),
+                            None => negative(&mut ans, zone, rcode::NOERROR),
+                        }
+                        return ans;
+                    }
+                    referral(&mut ans, zone, cut, node, chain == 0);
                     return ans;
                 }
-                referral(&mut ans, zone, cut, node, chain == 0);
-                return ans;
-            }
-            Lookup::NxDomain => {
-                negative(&mut ans, zone, rcode::NXDOMAIN);
-                return ans;
+                Lookup::NxDomain => {
+                    negative(&mut ans, zone, rcode::NXDOMAIN);
+                    return ans;
+                }
             }
         }
         // The node had a CNAME and the question was for another type: follow it, while the
@@ -167,28 +165,16 @@ pub fn answer<'a>(query: &'a Query<'a>, snap: &'a Snapshot) -> Answer<'a> {
 
 /// Fills in the answer for an existing node. Returns false when the node holds a CNAME the
 /// caller must follow.
-fn node_answer<'a>(
-    ans: &mut Answer<'a>,
-    zone: &'a Zone,
-    node: &'a Node,
-    owner: Owner<'a>,
-    qtype: u16,
-) -> bool {
+fn node_answer<'a>(ans: &mut Answer<'a>, zone: &'a Zone, node: &'a Node, owner: Owner<'a>, qtype: u16) -> bool {
     if qtype == rtype::ANY {
         // RFC 8482: one RRset is enough; the address records are the most useful.
         let pick = node
             .rrset(rtype::A)
             .or_else(|| node.rrset(rtype::AAAA))
-            .or_else(|| {
-                node.rrsets()
-                    .iter()
-                    .find(|s| !matches!(s.rtype, rtype::RRSIG | rtype::NSEC | rtype::NSEC3))
-            });
+            .or_else(|| node.rrsets().iter().find(|s| !matches!(s.rtype, rtype::RRSIG | rtype::NSEC | rtype::NSEC3)));
         match pick {
             Some(set) => ans.answer.push(Rr::new(owner, set)),
-            None if ans.answer.is_empty() && node.is_empty_non_terminal() => {
-                negative(ans, zone, rcode::NOERROR)
-            }
+            None if ans.answer.is_empty() && node.is_empty_non_terminal() => negative(ans, zone, rcode::NOERROR),
             None => ans.answer.push(Rr::new(owner, &HINFO_RFC8482)),
         }
         return true;
@@ -210,10 +196,7 @@ fn node_answer<'a>(
 /// rcode describes the last name of the chain (RFC 6604 section 2.1).
 fn negative<'a>(ans: &mut Answer<'a>, zone: &'a Zone, rc: u16) {
     ans.rcode = rc;
-    ans.authority.push(Rr::new(
-        Owner::Name(zone.apex().as_wire()),
-        zone.negative_soa(),
-    ));
+    ans.authority.push(Rr::new(Owner::Name(zone.apex().as_wire()), zone.negative_soa()));
 }
 
 /// A referral to the child zone at `cut`: NS in AUTHORITY, AA clear (RFC 1034 section
@@ -270,6 +253,98 @@ fn add_addresses<'a>(ans: &mut Answer<'a>, zone: &'a Zone, target: &[u8]) {
             ans.additional.push(Rr::new(Owner::Name(owner), set));
         }
     }
+}
+
+/// Whether a service answer is complete or ended in a CNAME to follow.
+enum Followed {
+    Done,
+    Cname,
+}
+
+/// The address a GSLB answer is chosen for: the EDNS Client Subnet address when the query
+/// has one with a non-zero prefix (RFC 7871 section 7.1.2: SOURCE 0 means "do not use my
+/// address"), else the packet's sender, IPv4-mapped IPv6 taken as IPv4.
+pub fn client_address(query: &Query<'_>, source: IpAddr) -> IpAddr {
+    let ecs = query.edns.as_ref().and_then(|e| e.client_subnet).filter(|cs| cs.source_prefix > 0);
+    crate::frontend::canonical(ecs.map_or(source, |cs| cs.addr))
+}
+
+/// Answers a query at a service name: A/AAAA (and CNAME, ANY) from the regions its policy
+/// picks among the healthy ones; other types get NODATA.
+#[allow(clippy::too_many_arguments)]
+fn service_answer<'a>(
+    ans: &mut Answer<'a>,
+    zone: &'a Zone,
+    index: usize,
+    service: &'a crate::gslb::Service,
+    owner: Owner<'a>,
+    qtype: u16,
+    query: &Query<'_>,
+    source: IpAddr,
+    snap: &'a Snapshot,
+) -> Followed {
+    let family = match qtype {
+        rtype::A | rtype::AAAA => qtype,
+        rtype::ANY | rtype::CNAME => rtype::A,
+        _ => {
+            negative(ans, zone, rcode::NOERROR);
+            return Followed::Done;
+        }
+    };
+    let Some(status) = snap.status.services.get(index) else {
+        ans.rcode = rcode::SERVFAIL;
+        return Followed::Done;
+    };
+    if status.mode == crate::gslb::status::Mode::AllDown {
+        use crate::config::gslb::AllDown;
+        let fallback = if family == rtype::AAAA { service.fallback_aaaa.as_ref() } else { service.fallback_a.as_ref() };
+        match (service.when_all_down, fallback) {
+            (AllDown::Fallback, Some(set)) if qtype != rtype::CNAME => {
+                ans.answer.push(Rr { owner, rrset: set, ttl_override: Some(status.ttl) })
+            }
+            (AllDown::Servfail, _) => {
+                ans.rcode = rcode::SERVFAIL;
+                ans.aa = false;
+            }
+            _ => negative(ans, zone, rcode::NOERROR),
+        }
+        return Followed::Done;
+    }
+    let mut ctx = crate::policy::Ctx {
+        gslb: &snap.gslb,
+        service,
+        service_status: status,
+        status: &snap.status,
+        client: crate::policy::Client::new(client_address(query, source), snap.gslb.geo.as_deref()),
+    };
+    let chosen = crate::policy::select(&mut ctx, family);
+    if service.is_client_dependent
+        && let Some(cs) = query.edns.as_ref().and_then(|e| e.client_subnet)
+    {
+        ans.ecs_scope = cs.source_prefix;
+    }
+    let regions = &snap.gslb.regions;
+    // A CNAME must stand alone at its name: if the first choice is a hostname, answer it.
+    if let Some(cname) = chosen.first().and_then(|&r| regions[r as usize].cname.as_ref()) {
+        ans.answer.push(Rr { owner, rrset: cname, ttl_override: Some(status.ttl) });
+        return if qtype == rtype::CNAME || qtype == rtype::ANY { Followed::Done } else { Followed::Cname };
+    }
+    if qtype == rtype::CNAME {
+        negative(ans, zone, rcode::NOERROR);
+        return Followed::Done;
+    }
+    for &r in &chosen {
+        let set =
+            if family == rtype::AAAA { regions[r as usize].aaaa.as_ref() } else { regions[r as usize].a.as_ref() };
+        if let Some(set) = set {
+            ans.answer.push(Rr { owner, rrset: set, ttl_override: Some(status.ttl) });
+        }
+    }
+    if ans.answer.is_empty() {
+        // No region has an address of this family: NODATA, never an empty NOERROR without SOA.
+        negative(ans, zone, rcode::NOERROR);
+    }
+    Followed::Done
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! AA, and what each section holds) without sockets.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::*;
 use crate::name::Name;
@@ -42,18 +43,15 @@ www      IN A   192.0.2.61
 
 fn zone(text: &str, apex: &str) -> Zone {
     let apex = Name::parse(apex, None).unwrap();
-    let records =
-        parse::parse_str(text, Path::new("t.zone"), &apex, Path::new("/nonexistent")).unwrap();
+    let records = parse::parse_str(text, Path::new("t.zone"), &apex, Path::new("/nonexistent")).unwrap();
     Zone::from_records(&apex, records, Path::new("t.zone")).unwrap()
 }
 
 fn snapshot() -> Snapshot {
     Snapshot {
-        zones: ZoneSet::new(vec![
-            zone(PARENT, "ex.test."),
-            zone(CHILD, "child.ex.test."),
-        ]),
-        settings: Settings::default(),
+        zones: Arc::new(ZoneSet::new(vec![zone(PARENT, "ex.test."), zone(CHILD, "child.ex.test.")])),
+        settings: Arc::new(Settings::default()),
+        ..Default::default()
     }
 }
 
@@ -341,20 +339,15 @@ fn answers_follow_rfc_1034_4_3_2() {
     let snap = snapshot();
     for c in CASES {
         let p = packet(c.name, c.qtype);
-        let Decoded::Query(q) = decode(&p) else {
-            panic!("{}: not a query", c.name)
-        };
-        let a = answer(&q, &snap);
+        let Decoded::Query(q) = decode(&p) else { panic!("{}: not a query", c.name) };
+        let a = answer(&q, "127.0.0.1".parse().unwrap(), &snap);
         let what = format!("{} {}", c.name, rtype::name(c.qtype));
         assert_eq!(a.rcode, c.rcode, "{what}: rcode");
         assert_eq!(a.aa, c.aa, "{what}: AA");
         assert_eq!(section(&a.answer), c.answer, "{what}: answer");
         assert_eq!(section(&a.authority), c.authority, "{what}: authority");
         assert_eq!(section(&a.additional), c.additional, "{what}: additional");
-        assert_eq!(
-            a.ecs_scope, 0,
-            "{what}: static data does not depend on the client"
-        );
+        assert_eq!(a.ecs_scope, 0, "{what}: static data does not depend on the client");
     }
 }
 
@@ -363,10 +356,8 @@ fn negative_soa_ttl_is_min_of_ttl_and_minimum() {
     let snap = snapshot();
     for (name, ttl) in [("nope.ex.test.", 60), ("nope.child.ex.test.", 120)] {
         let p = packet(name, rtype::A);
-        let Decoded::Query(q) = decode(&p) else {
-            panic!()
-        };
-        let a = answer(&q, &snap);
+        let Decoded::Query(q) = decode(&p) else { panic!() };
+        let a = answer(&q, "127.0.0.1".parse().unwrap(), &snap);
         assert_eq!(a.authority[0].rrset.ttl, ttl, "{name}");
     }
 }
@@ -375,8 +366,7 @@ fn negative_soa_ttl_is_min_of_ttl_and_minimum() {
 fn zone_rejects_conflicts_and_missing_apex_data() {
     let apex = Name::parse("ex.test.", None).unwrap();
     let build = |text: &str| {
-        let records =
-            parse::parse_str(text, Path::new("t.zone"), &apex, Path::new("/nonexistent")).unwrap();
+        let records = parse::parse_str(text, Path::new("t.zone"), &apex, Path::new("/nonexistent")).unwrap();
         Zone::from_records(&apex, records, Path::new("t.zone"))
             .map(|_| ())
             .unwrap_err()
@@ -393,23 +383,11 @@ fn zone_rejects_conflicts_and_missing_apex_data() {
         ]
     );
     let e = build(&format!("{head}c IN CNAME a\nc IN CNAME b\n"));
-    assert_eq!(
-        e,
-        ["t.zone:5:1: error: c.ex.test. has more than one CNAME record"]
-    );
+    assert_eq!(e, ["t.zone:5:1: error: c.ex.test. has more than one CNAME record"]);
     let e = build(&format!("{head}sub IN SOA ns1 host 1 3600 600 86400 60\n"));
-    assert_eq!(
-        e,
-        ["t.zone:5:1: error: SOA record at sub.ex.test., not at the zone apex"]
-    );
+    assert_eq!(e, ["t.zone:5:1: error: SOA record at sub.ex.test., not at the zone apex"]);
     let e = build("$ORIGIN ex.test.\n$TTL 300\n@ IN NS ns1\n");
-    assert_eq!(
-        e,
-        ["t.zone: error: zone ex.test. has no SOA record at its apex"]
-    );
+    assert_eq!(e, ["t.zone: error: zone ex.test. has no SOA record at its apex"]);
     let e = build("$ORIGIN ex.test.\n$TTL 300\n@ IN SOA ns1 host 1 3600 600 86400 60\n");
-    assert_eq!(
-        e,
-        ["t.zone: error: zone ex.test. has no NS records at its apex"]
-    );
+    assert_eq!(e, ["t.zone: error: zone ex.test. has no NS records at its apex"]);
 }

@@ -22,9 +22,7 @@ pub fn size_limit(edns: Option<&Edns>, is_tcp: bool, our_payload: u16) -> usize 
         return u16::MAX as usize;
     }
     match edns {
-        Some(e) => e
-            .udp_payload
-            .clamp(MIN_UDP_PAYLOAD, our_payload.max(MIN_UDP_PAYLOAD)) as usize,
+        Some(e) => e.udp_payload.clamp(MIN_UDP_PAYLOAD, our_payload.max(MIN_UDP_PAYLOAD)) as usize,
         None => MIN_UDP_PAYLOAD as usize,
     }
 }
@@ -38,17 +36,11 @@ struct Compressor<'a> {
 
 impl<'a> Compressor<'a> {
     fn new() -> Self {
-        Compressor {
-            entries: [(0, &[]); 48],
-            len: 0,
-        }
+        Compressor { entries: [(0, &[]); 48], len: 0 }
     }
 
     fn find(&self, suffix: &[u8]) -> Option<u16> {
-        self.entries[..self.len]
-            .iter()
-            .find(|(_, s)| s.eq_ignore_ascii_case(suffix))
-            .map(|&(off, _)| off)
+        self.entries[..self.len].iter().find(|(_, s)| s.eq_ignore_ascii_case(suffix)).map(|&(off, _)| off)
     }
 
     fn add(&mut self, offset: usize, suffix: &'a [u8]) {
@@ -185,13 +177,7 @@ fn write_opt(out: &mut Vec<u8>, edns: &Edns, our_payload: u16, rcode: u16, ecs_s
 /// the answer or authority section does not fit, the response is cut to the question and OPT
 /// with TC set (RFC 2181 section 9); additional records that do not fit are left out, unless
 /// the answer says they are required glue.
-pub fn encode_answer<'a>(
-    query: &'a Query<'a>,
-    answer: &Answer<'a>,
-    limit: usize,
-    our_payload: u16,
-    out: &mut Vec<u8>,
-) {
+pub fn encode_answer<'a>(query: &'a Query<'a>, answer: &Answer<'a>, limit: usize, our_payload: u16, out: &mut Vec<u8>) {
     let rc = answer.rcode;
     let mut flags = FLAG_QR | ((query.opcode as u16) << 11) | (rc & 0xF);
     if answer.aa {
@@ -203,21 +189,14 @@ pub fn encode_answer<'a>(
     write_header(out, query.id, flags, [1, 0, 0, 0]);
     out.extend_from_slice(query.question);
     let question_end = out.len();
-    let reserve = if query.edns.is_some() {
-        OPT_FIXED_LEN + ECS_MAX_LEN
-    } else {
-        0
-    };
+    let reserve = if query.edns.is_some() { OPT_FIXED_LEN + ECS_MAX_LEN } else { 0 };
     let body_limit = limit.saturating_sub(reserve);
     let mut c = Compressor::new();
     c.add(HEADER_LEN, query.qname);
 
     let mut truncated = false;
     let mut counts = [0u16; 3];
-    'sections: for (i, section) in [&answer.answer[..], &answer.authority[..]]
-        .into_iter()
-        .enumerate()
-    {
+    'sections: for (i, section) in [&answer.answer[..], &answer.authority[..]].into_iter().enumerate() {
         for rr in section {
             if !write_rr(out, &mut c, rr, body_limit) {
                 truncated = true;
@@ -276,39 +255,22 @@ const TRANSFER_MESSAGE_LEN: usize = 16 * 1024;
 /// the SOA again last. The question goes in the first message only.
 pub fn encode_transfer(query: &Query<'_>, zone: &crate::zone::Zone) -> Vec<Vec<u8>> {
     let apex = zone.apex().as_wire();
-    let mut rrs: Vec<Rr<'_>> = vec![Rr {
-        owner: Owner::Name(apex),
-        rrset: zone.soa(),
-        ttl_override: None,
-    }];
+    let mut rrs: Vec<Rr<'_>> = vec![Rr { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None }];
     for (owner, node) in zone.iter() {
         for set in node.rrsets() {
             if !(set.rtype == rtype::SOA && owner == apex) {
-                rrs.push(Rr {
-                    owner: Owner::Name(owner),
-                    rrset: set,
-                    ttl_override: None,
-                });
+                rrs.push(Rr { owner: Owner::Name(owner), rrset: set, ttl_override: None });
             }
         }
     }
-    rrs.push(Rr {
-        owner: Owner::Name(apex),
-        rrset: zone.soa(),
-        ttl_override: None,
-    });
+    rrs.push(Rr { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None });
 
     let mut messages = Vec::new();
     let mut rest = &rrs[..];
     while !rest.is_empty() {
         let first = messages.is_empty();
         let mut out = Vec::with_capacity(TRANSFER_MESSAGE_LEN + 1024);
-        write_header(
-            &mut out,
-            query.id,
-            FLAG_QR | FLAG_AA,
-            [u16::from(first), 0, 0, 0],
-        );
+        write_header(&mut out, query.id, FLAG_QR | FLAG_AA, [u16::from(first), 0, 0, 0]);
         if first {
             out.extend_from_slice(query.question);
         }

@@ -81,10 +81,7 @@ impl NameBuf {
         for (d, s) in dst.iter_mut().zip(wire) {
             *d = s.to_ascii_lowercase();
         }
-        Some(NameBuf {
-            buf,
-            len: wire.len() as u8,
-        })
+        Some(NameBuf { buf, len: wire.len() as u8 })
     }
 
     pub fn as_wire(&self) -> &[u8] {
@@ -230,26 +227,14 @@ pub fn decode(packet: &[u8]) -> Decoded<'_> {
     let rd = flags & 0x0100 != 0;
     let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
     let (qdcount, ancount, nscount, arcount) = (count(4), count(6), count(8), count(10));
-    let mut reply = ErrorReply {
-        id,
-        opcode,
-        rd,
-        rcode: rcode::FORMERR,
-        question: None,
-        edns: None,
-    };
-    let mut r = Reader {
-        buf: packet,
-        pos: HEADER_LEN,
-    };
+    let mut reply = ErrorReply { id, opcode, rd, rcode: rcode::FORMERR, question: None, edns: None };
+    let mut r = Reader { buf: packet, pos: HEADER_LEN };
 
     // The question, when there is exactly one and it reads.
     let question = if qdcount == 1 {
         let start = r.pos;
         match (r.plain_name(), r.u16(), r.u16()) {
-            (Some(name), Some(qtype), Some(qclass)) => {
-                Some((name, qtype, qclass, &packet[start..r.pos]))
-            }
+            (Some(name), Some(qtype), Some(qclass)) => Some((name, qtype, qclass, &packet[start..r.pos])),
             _ => None,
         }
     } else {
@@ -311,27 +296,13 @@ pub fn decode(packet: &[u8]) -> Decoded<'_> {
     }
     if rtype::is_meta(qtype) && !matches!(qtype, rtype::ANY | rtype::AXFR | rtype::IXFR) {
         // OPT, MAILA/MAILB and the other meta types are not questions one can answer.
-        reply.rcode = if qtype == rtype::OPT {
-            rcode::FORMERR
-        } else {
-            rcode::NOTIMP
-        };
+        reply.rcode = if qtype == rtype::OPT { rcode::FORMERR } else { rcode::NOTIMP };
         return Decoded::Error(reply);
     }
     let Some(qname_lower) = NameBuf::from_lowercase(qname) else {
         return Decoded::Error(reply);
     };
-    Decoded::Query(Query {
-        id,
-        opcode,
-        rd,
-        qname,
-        qname_lower,
-        qtype,
-        qclass,
-        question,
-        edns,
-    })
+    Decoded::Query(Query { id, opcode, rd, qname, qname_lower, qtype, qclass, question, edns })
 }
 
 enum Extra {
@@ -355,12 +326,8 @@ fn read_additional(r: &mut Reader<'_>) -> Option<Extra> {
     if !is_root {
         return None;
     }
-    let mut edns = Edns {
-        udp_payload: class,
-        version: (ttl >> 16) as u8,
-        dnssec_ok: ttl & 0x8000 != 0,
-        client_subnet: None,
-    };
+    let mut edns =
+        Edns { udp_payload: class, version: (ttl >> 16) as u8, dnssec_ok: ttl & 0x8000 != 0, client_subnet: None };
     let mut o = Reader { buf: rdata, pos: 0 };
     while o.pos < rdata.len() {
         let (Some(code), Some(len)) = (o.u16(), o.u16()) else {
@@ -414,11 +381,7 @@ pub fn parse_client_subnet(data: &[u8]) -> Option<ClientSubnet> {
         b[..addr.len()].copy_from_slice(addr);
         IpAddr::from(b)
     };
-    Some(ClientSubnet {
-        source_prefix: source,
-        scope_prefix: scope,
-        addr,
-    })
+    Some(ClientSubnet { source_prefix: source, scope_prefix: scope, addr })
 }
 
 #[cfg(test)]

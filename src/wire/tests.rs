@@ -38,9 +38,7 @@ fn error_rcode(p: &[u8]) -> u16 {
 #[test]
 fn decodes_a_plain_query_keeping_case() {
     let p = query_packet(7, "WwW.Example.COM.", 1, None);
-    let Decoded::Query(q) = decode(&p) else {
-        panic!("not a query")
-    };
+    let Decoded::Query(q) = decode(&p) else { panic!("not a query") };
     assert_eq!(q.id, 7);
     assert!(q.rd);
     assert_eq!(q.qname, b"\x03WwW\x07Example\x03COM\x00");
@@ -96,23 +94,15 @@ fn two_opt_records_are_formerr() {
 fn client_subnet_is_parsed_and_validated() {
     let ok = ecs_opt(&[0, 1, 24, 0, 81, 2, 69]);
     let p = query_packet(1, "a.", 1, Some((1232, &ok)));
-    let Decoded::Query(q) = decode(&p) else {
-        panic!()
-    };
+    let Decoded::Query(q) = decode(&p) else { panic!() };
     let cs = q.edns.unwrap().client_subnet.unwrap();
     assert_eq!(cs.addr, "81.2.69.0".parse::<IpAddr>().unwrap());
     assert_eq!((cs.source_prefix, cs.scope_prefix, cs.family()), (24, 0, 1));
 
     // (case, option data): every one is FORMERR per RFC 7871 section 6.
     let bad: &[(&str, &[u8])] = &[
-        (
-            "address too short",
-            &[0, 2, 56, 0, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x4a],
-        ),
-        (
-            "address too long",
-            &[0, 2, 48, 0, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x4a, 0x2f, 0x00],
-        ),
+        ("address too short", &[0, 2, 56, 0, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x4a]),
+        ("address too long", &[0, 2, 48, 0, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x4a, 0x2f, 0x00]),
         ("bits past the prefix", &[0, 1, 20, 0, 81, 2, 69]),
         ("unknown family", &[0, 3, 8, 0, 1]),
         ("prefix too long", &[0, 1, 33, 0, 1, 2, 3, 4, 5]),
@@ -126,28 +116,14 @@ fn client_subnet_is_parsed_and_validated() {
 
 #[test]
 fn unknown_options_are_ignored() {
-    let p = query_packet(
-        1,
-        "a.",
-        1,
-        Some((4096, &[0xff, 0x14, 0, 3, 0xc0, 0xff, 0xee])),
-    );
-    let Decoded::Query(q) = decode(&p) else {
-        panic!()
-    };
+    let p = query_packet(1, "a.", 1, Some((4096, &[0xff, 0x14, 0, 3, 0xc0, 0xff, 0xee])));
+    let Decoded::Query(q) = decode(&p) else { panic!() };
     assert_eq!(q.edns.unwrap().udp_payload, 4096);
 }
 
 #[test]
 fn size_limit_follows_rfc_6891() {
-    let e = |size| {
-        Some(Edns {
-            udp_payload: size,
-            version: 0,
-            dnssec_ok: false,
-            client_subnet: None,
-        })
-    };
+    let e = |size| Some(Edns { udp_payload: size, version: 0, dnssec_ok: false, client_subnet: None });
     assert_eq!(size_limit(None, false, 1232), 512);
     assert_eq!(size_limit(e(64).as_ref(), false, 1232), 512);
     assert_eq!(size_limit(e(4096).as_ref(), false, 1232), 1232);
@@ -157,12 +133,7 @@ fn size_limit_follows_rfc_6891() {
 
 #[test]
 fn decode_never_panics_on_mutations() {
-    let base = query_packet(
-        0x1234,
-        "www.example.com.",
-        1,
-        Some((1232, &ecs_opt(&[0, 1, 24, 0, 81, 2, 69]))),
-    );
+    let base = query_packet(0x1234, "www.example.com.", 1, Some((1232, &ecs_opt(&[0, 1, 24, 0, 81, 2, 69]))));
     for i in 0..base.len() {
         for v in [0u8, 1, 0x3f, 0x40, 0xc0, 0xff] {
             let mut p = base.clone();

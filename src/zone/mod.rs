@@ -93,21 +93,11 @@ pub enum ZoneErrorKind {
     #[error("{owner} has more than one CNAME record")]
     MultipleCname { owner: Name },
     #[error("duplicate {rtype} record at {owner} (first at line {first_line})")]
-    Duplicate {
-        owner: Name,
-        rtype: String,
-        first_line: u32,
-    },
+    Duplicate { owner: Name, rtype: String, first_line: u32 },
     #[error(
         "TTL {ttl} of {rtype} record at {owner} differs from {first_ttl} of the same RRset (line {first_line}); RFC 2181 section 5.2 wants one TTL per RRset"
     )]
-    TtlMismatch {
-        owner: Name,
-        rtype: String,
-        ttl: u32,
-        first_ttl: u32,
-        first_line: u32,
-    },
+    TtlMismatch { owner: Name, rtype: String, ttl: u32, first_ttl: u32, first_line: u32 },
     #[error("{rtype} record at {owner}: type is not allowed in a zone file")]
     MetaType { owner: Name, rtype: String },
     #[error("zone {apex} is already served from {}", other.display())]

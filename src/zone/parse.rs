@@ -53,11 +53,7 @@ pub fn parse_file(path: &Path, origin: &Name, root: &Path) -> Result<Vec<Record>
         Ok(text) => text,
         Err(e) => {
             return Err(vec![ZoneError {
-                pos: SourcePos {
-                    file,
-                    line: 0,
-                    col: 0,
-                },
+                pos: SourcePos { file, line: 0, col: 0 },
                 kind: ZoneErrorKind::Unreadable(e),
             }]);
         }
@@ -66,22 +62,11 @@ pub fn parse_file(path: &Path, origin: &Name, root: &Path) -> Result<Vec<Record>
 }
 
 /// Parses zone text held in memory (`file` only names it in errors).
-pub fn parse_str(
-    text: &str,
-    file: &Path,
-    origin: &Name,
-    root: &Path,
-) -> Result<Vec<Record>, Vec<ZoneError>> {
+pub fn parse_str(text: &str, file: &Path, origin: &Name, root: &Path) -> Result<Vec<Record>, Vec<ZoneError>> {
     run(text, Arc::new(file.to_path_buf()), file, origin, root)
 }
 
-fn run(
-    text: &str,
-    file: Arc<PathBuf>,
-    path: &Path,
-    origin: &Name,
-    root: &Path,
-) -> Result<Vec<Record>, Vec<ZoneError>> {
+fn run(text: &str, file: Arc<PathBuf>, path: &Path, origin: &Name, root: &Path) -> Result<Vec<Record>, Vec<ZoneError>> {
     let mut p = Parser {
         zone: origin.clone(),
         root: root.to_path_buf(),
@@ -94,19 +79,9 @@ fn run(
         open_files: std::fs::canonicalize(path).into_iter().collect(),
         rdata: Vec::with_capacity(512),
     };
-    let mut state = FileState {
-        file,
-        origin: origin.clone(),
-        default_ttl: None,
-        last_ttl: None,
-        owner: Owner::None,
-    };
+    let mut state = FileState { file, origin: origin.clone(), default_ttl: None, last_ttl: None, owner: Owner::None };
     p.parse_text(text, &mut state, 0);
-    if p.errors.is_empty() {
-        Ok(p.records)
-    } else {
-        Err(p.errors)
-    }
+    if p.errors.is_empty() { Ok(p.records) } else { Err(p.errors) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,12 +117,7 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn new(src: &'a str) -> Self {
-        Lexer {
-            src,
-            pos: 0,
-            line: 1,
-            line_start: 0,
-        }
+        Lexer { src, pos: 0, line: 1, line_start: 0 }
     }
 
     fn col(&self, at: usize) -> u32 {
@@ -158,10 +128,7 @@ impl<'a> Lexer<'a> {
     fn next_entry(&mut self, toks: &mut Vec<Token<'a>>) -> Option<Entry> {
         toks.clear();
         let bytes = self.src.as_bytes();
-        let mut entry = Entry {
-            blank_start: false,
-            syntax: None,
-        };
+        let mut entry = Entry { blank_start: false, syntax: None };
         // Position of an open parenthesis, for the "unbalanced" message.
         let mut open_paren: Option<(u32, u32)> = None;
         let mut at_line_start = true;
@@ -219,11 +186,7 @@ impl<'a> Lexer<'a> {
                         match bytes[j] {
                             b'\\' => {
                                 escaped = true;
-                                j += if bytes.get(j + 1).is_some_and(|&n| n != b'\n') {
-                                    2
-                                } else {
-                                    1
-                                };
+                                j += if bytes.get(j + 1).is_some_and(|&n| n != b'\n') { 2 } else { 1 };
                             }
                             b'"' => {
                                 closed = true;
@@ -257,11 +220,7 @@ impl<'a> Lexer<'a> {
                             b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' | b'"' => break,
                             b'\\' => {
                                 escaped = true;
-                                j += if bytes.get(j + 1).is_some_and(|&n| n != b'\n') {
-                                    2
-                                } else {
-                                    1
-                                };
+                                j += if bytes.get(j + 1).is_some_and(|&n| n != b'\n') { 2 } else { 1 };
                             }
                             _ => j += 1,
                         }
@@ -270,13 +229,7 @@ impl<'a> Lexer<'a> {
                     // first byte of a character, so `j` is always on a char boundary; `get`
                     // keeps that from ever being a panic.
                     let text = self.src.get(start..j).unwrap_or_default();
-                    toks.push(Token {
-                        text,
-                        line: self.line,
-                        col: self.col(start),
-                        quoted: false,
-                        escaped,
-                    });
+                    toks.push(Token { text, line: self.line, col: self.col(start), quoted: false, escaped });
                     self.pos = j;
                 }
             }
@@ -315,11 +268,7 @@ struct FileState {
 
 impl FileState {
     fn pos(&self, tok: &Token<'_>) -> SourcePos {
-        SourcePos {
-            file: self.file.clone(),
-            line: tok.line,
-            col: tok.col,
-        }
+        SourcePos { file: self.file.clone(), line: tok.line, col: tok.col }
     }
 }
 
@@ -344,10 +293,7 @@ impl Parser {
             return;
         }
         if self.errors.len() >= MAX_ERRORS {
-            self.errors.push(ZoneError {
-                pos,
-                kind: ZoneErrorKind::TooMany(MAX_ERRORS),
-            });
+            self.errors.push(ZoneError { pos, kind: ZoneErrorKind::TooMany(MAX_ERRORS) });
             self.stopped = true;
             return;
         }
@@ -362,11 +308,7 @@ impl Parser {
                 break;
             };
             if let Some((line, col, msg)) = entry.syntax {
-                let pos = SourcePos {
-                    file: st.file.clone(),
-                    line,
-                    col,
-                };
+                let pos = SourcePos { file: st.file.clone(), line, col };
                 self.error(pos, ZoneErrorKind::Syntax(msg));
                 continue;
             }
@@ -388,10 +330,7 @@ impl Parser {
         if name.eq_ignore_ascii_case("$ORIGIN") {
             let [arg] = args else {
                 let at = args.get(1).unwrap_or(head);
-                self.error(
-                    st.pos(at),
-                    ZoneErrorKind::Syntax("$ORIGIN takes exactly one name"),
-                );
+                self.error(st.pos(at), ZoneErrorKind::Syntax("$ORIGIN takes exactly one name"));
                 return;
             };
             match Name::parse(arg.text, Some(&st.origin)) {
@@ -401,10 +340,7 @@ impl Parser {
         } else if name.eq_ignore_ascii_case("$TTL") {
             let [arg] = args else {
                 let at = args.get(1).unwrap_or(head);
-                self.error(
-                    st.pos(at),
-                    ZoneErrorKind::Syntax("$TTL takes exactly one TTL"),
-                );
+                self.error(st.pos(at), ZoneErrorKind::Syntax("$TTL takes exactly one TTL"));
                 return;
             };
             match parse_ttl(arg.text) {
@@ -414,10 +350,7 @@ impl Parser {
         } else if name.eq_ignore_ascii_case("$INCLUDE") {
             if args.is_empty() || args.len() > 2 {
                 let at = args.get(2).unwrap_or(head);
-                self.error(
-                    st.pos(at),
-                    ZoneErrorKind::Syntax("$INCLUDE takes a file name and an optional origin"),
-                );
+                self.error(st.pos(at), ZoneErrorKind::Syntax("$INCLUDE takes a file name and an optional origin"));
                 return;
             }
             let origin = match args.get(1) {
@@ -439,30 +372,20 @@ impl Parser {
     fn include(&mut self, arg: &Token<'_>, origin: Name, parent: &FileState, depth: usize) {
         let pos = parent.pos(arg);
         if depth + 1 > MAX_INCLUDE_DEPTH {
-            self.error(
-                pos,
-                ZoneErrorKind::Syntax("$INCLUDE nested more than 16 levels deep"),
-            );
+            self.error(pos, ZoneErrorKind::Syntax("$INCLUDE nested more than 16 levels deep"));
             return;
         }
         let given = if arg.escaped {
             let mut bytes = Vec::new();
             if unescape_into(arg.text, &mut bytes).is_err() {
-                self.error(
-                    pos,
-                    ZoneErrorKind::Syntax("bad escape in $INCLUDE file name"),
-                );
+                self.error(pos, ZoneErrorKind::Syntax("bad escape in $INCLUDE file name"));
                 return;
             }
             PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
         } else {
             PathBuf::from(arg.text)
         };
-        let path = if given.is_absolute() {
-            given.clone()
-        } else {
-            self.root.join(&given)
-        };
+        let path = if given.is_absolute() { given.clone() } else { self.root.join(&given) };
         let canonical_root = match &self.canonical_root {
             Some(r) => r.clone(),
             None => match std::fs::canonicalize(&self.root) {
@@ -519,9 +442,7 @@ impl Parser {
                 Owner::None => {
                     self.error(
                         st.pos(&toks[0]),
-                        ZoneErrorKind::Syntax(
-                            "line starts with a blank but there is no previous owner",
-                        ),
+                        ZoneErrorKind::Syntax("line starts with a blank but there is no previous owner"),
                     );
                     return;
                 }
@@ -536,10 +457,7 @@ impl Parser {
                 }
                 Ok(name) => {
                     st.owner = Owner::Bad;
-                    let kind = ZoneErrorKind::OutOfZone {
-                        owner: name,
-                        origin: self.zone.clone(),
-                    };
+                    let kind = ZoneErrorKind::OutOfZone { owner: name, origin: self.zone.clone() };
                     self.error(st.pos(tok), kind);
                     return;
                 }
@@ -565,10 +483,7 @@ impl Parser {
                 }
             } else if !class_seen && !tok.quoted && is_class(tok.text) {
                 if !is_class_in(tok.text) {
-                    self.error(
-                        st.pos(tok),
-                        ZoneErrorKind::UnsupportedClass(tok.text.into()),
-                    );
+                    self.error(st.pos(tok), ZoneErrorKind::UnsupportedClass(tok.text.into()));
                     return;
                 }
                 class_seen = true;
@@ -584,17 +499,11 @@ impl Parser {
             return;
         };
         let Some(rtype) = parse_type(type_tok.text) else {
-            self.error(
-                st.pos(type_tok),
-                ZoneErrorKind::UnknownType(type_tok.text.into()),
-            );
+            self.error(st.pos(type_tok), ZoneErrorKind::UnknownType(type_tok.text.into()));
             return;
         };
         if rtype::is_meta(rtype) {
-            let kind = ZoneErrorKind::MetaType {
-                owner,
-                rtype: rtype::name(rtype),
-            };
+            let kind = ZoneErrorKind::MetaType { owner, rtype: rtype::name(rtype) };
             self.error(st.pos(type_tok), kind);
             return;
         }
@@ -605,10 +514,7 @@ impl Parser {
             let at = e.at.and_then(|k| rdata_toks.get(k)).unwrap_or(type_tok);
             let kind = match e.kind {
                 RdErrKind::Name(n) => ZoneErrorKind::BadName(n),
-                RdErrKind::Reason(reason) => ZoneErrorKind::BadRdata {
-                    rtype: rtype::name(rtype),
-                    reason,
-                },
+                RdErrKind::Reason(reason) => ZoneErrorKind::BadRdata { rtype: rtype::name(rtype), reason },
             };
             self.error(st.pos(at), kind);
             return;
@@ -632,13 +538,7 @@ impl Parser {
             }
         };
         st.last_ttl = Some(ttl);
-        self.records.push(Record {
-            owner,
-            rtype,
-            ttl,
-            rdata: self.rdata.as_slice().into(),
-            pos: st.pos(&toks[0]),
-        });
+        self.records.push(Record { owner, rtype, ttl, rdata: self.rdata.as_slice().into(), pos: st.pos(&toks[0]) });
     }
 }
 
@@ -700,10 +600,7 @@ fn parse_ttl(s: &str) -> Option<u32> {
 
 /// True for anything written as a class, served or not.
 fn is_class(s: &str) -> bool {
-    ["IN", "CH", "HS", "CS", "NONE"]
-        .iter()
-        .any(|c| s.eq_ignore_ascii_case(c))
-        || numbered(s, "CLASS").is_some()
+    ["IN", "CH", "HS", "CS", "NONE"].iter().any(|c| s.eq_ignore_ascii_case(c)) || numbered(s, "CLASS").is_some()
 }
 
 fn is_class_in(s: &str) -> bool {
@@ -755,10 +652,7 @@ fn parse_type(s: &str) -> Option<u16> {
         return Some(t);
     }
     let upper = s.to_ascii_uppercase();
-    upper
-        .parse::<hickory_proto::rr::RecordType>()
-        .ok()
-        .map(u16::from)
+    upper.parse::<hickory_proto::rr::RecordType>().ok().map(u16::from)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -782,10 +676,7 @@ struct RdErr {
 }
 
 fn bad(at: usize, reason: String) -> RdErr {
-    RdErr {
-        at: Some(at),
-        kind: RdErrKind::Reason(reason),
-    }
+    RdErr { at: Some(at), kind: RdErrKind::Reason(reason) }
 }
 
 /// Walks the rdata fields and reports missing and surplus ones.
@@ -797,10 +688,8 @@ struct Fields<'t, 'a> {
 impl<'t, 'a> Fields<'t, 'a> {
     fn next(&mut self, what: &str) -> Result<(usize, &'t Token<'a>), RdErr> {
         let i = self.i;
-        let tok = self.toks.get(i).ok_or_else(|| RdErr {
-            at: None,
-            kind: RdErrKind::Reason(format!("missing {what}")),
-        })?;
+        let tok =
+            self.toks.get(i).ok_or_else(|| RdErr { at: None, kind: RdErrKind::Reason(format!("missing {what}")) })?;
         self.i += 1;
         Ok((i, tok))
     }
@@ -814,51 +703,38 @@ impl<'t, 'a> Fields<'t, 'a> {
     fn finish(&self) -> Result<(), RdErr> {
         match self.toks.get(self.i) {
             None => Ok(()),
-            Some(tok) => Err(bad(
-                self.i,
-                format!("unexpected extra field {:?}", tok.text),
-            )),
+            Some(tok) => Err(bad(self.i, format!("unexpected extra field {:?}", tok.text))),
         }
     }
 
     fn name(&mut self, what: &str, origin: &Name, out: &mut Vec<u8>) -> Result<(), RdErr> {
         let (i, tok) = self.next(what)?;
-        let name = Name::parse(tok.text, Some(origin)).map_err(|e| RdErr {
-            at: Some(i),
-            kind: RdErrKind::Name(e),
-        })?;
+        let name = Name::parse(tok.text, Some(origin)).map_err(|e| RdErr { at: Some(i), kind: RdErrKind::Name(e) })?;
         out.extend_from_slice(name.as_wire());
         Ok(())
     }
 
     fn u8(&mut self, what: &str, out: &mut Vec<u8>) -> Result<(), RdErr> {
         let (i, tok) = self.next(what)?;
-        let v = tok
-            .text
-            .parse::<u8>()
-            .map_err(|_| bad(i, format!("expected {what} (0-255), got {:?}", tok.text)))?;
+        let v = tok.text.parse::<u8>().map_err(|_| bad(i, format!("expected {what} (0-255), got {:?}", tok.text)))?;
         out.push(v);
         Ok(())
     }
 
     fn u16(&mut self, what: &str, out: &mut Vec<u8>) -> Result<(), RdErr> {
         let (i, tok) = self.next(what)?;
-        let v = tok
-            .text
-            .parse::<u16>()
-            .map_err(|_| bad(i, format!("expected {what} (0-65535), got {:?}", tok.text)))?;
+        let v =
+            tok.text.parse::<u16>().map_err(|_| bad(i, format!("expected {what} (0-65535), got {:?}", tok.text)))?;
         out.extend_from_slice(&v.to_be_bytes());
         Ok(())
     }
 
     fn u32(&mut self, what: &str, out: &mut Vec<u8>) -> Result<(), RdErr> {
         let (i, tok) = self.next(what)?;
-        let v = tok.text.parse::<u32>().map_err(|_| {
-            bad(
-                i,
-                format!("expected {what} (0-4294967295), got {:?}", tok.text),
-            )
-        })?;
+        let v = tok
+            .text
+            .parse::<u32>()
+            .map_err(|_| bad(i, format!("expected {what} (0-4294967295), got {:?}", tok.text)))?;
         out.extend_from_slice(&v.to_be_bytes());
         Ok(())
     }
@@ -866,15 +742,8 @@ impl<'t, 'a> Fields<'t, 'a> {
     /// An SOA timer: seconds or TTL units.
     fn duration(&mut self, what: &str, out: &mut Vec<u8>) -> Result<(), RdErr> {
         let (i, tok) = self.next(what)?;
-        let v = parse_ttl(tok.text).ok_or_else(|| {
-            bad(
-                i,
-                format!(
-                    "expected {what} (seconds or units like 1h30m), got {:?}",
-                    tok.text
-                ),
-            )
-        })?;
+        let v = parse_ttl(tok.text)
+            .ok_or_else(|| bad(i, format!("expected {what} (seconds or units like 1h30m), got {:?}", tok.text)))?;
         out.extend_from_slice(&v.to_be_bytes());
         Ok(())
     }
@@ -915,15 +784,12 @@ fn unescape_into(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
         match b.get(i + 1) {
             None => return Err(format!("backslash at the end of {text:?}")),
             Some(d) if d.is_ascii_digit() => {
-                let digits = b
-                    .get(i + 1..i + 4)
-                    .filter(|d| d.iter().all(u8::is_ascii_digit));
+                let digits = b.get(i + 1..i + 4).filter(|d| d.iter().all(u8::is_ascii_digit));
                 let Some(&[x, y, z]) = digits else {
                     return Err(format!("\\DDD escape needs three digits in {text:?}"));
                 };
                 let v = u32::from(x - b'0') * 100 + u32::from(y - b'0') * 10 + u32::from(z - b'0');
-                let v =
-                    u8::try_from(v).map_err(|_| format!("escape \\{v} above 255 in {text:?}"))?;
+                let v = u8::try_from(v).map_err(|_| format!("escape \\{v} above 255 in {text:?}"))?;
                 out.push(v);
                 i += 4;
             }
@@ -951,12 +817,7 @@ fn push_hex(toks: &[Token<'_>], first: usize, out: &mut Vec<u8>) -> Result<usize
     let mut half: Option<u8> = None;
     for (k, tok) in toks.iter().enumerate() {
         for &c in tok.text.as_bytes() {
-            let v = hex_value(c).ok_or_else(|| {
-                bad(
-                    first + k,
-                    format!("expected hex digits, got {:?}", tok.text),
-                )
-            })?;
+            let v = hex_value(c).ok_or_else(|| bad(first + k, format!("expected hex digits, got {:?}", tok.text)))?;
             match half.take() {
                 None => half = Some(v),
                 Some(h) => out.push(h << 4 | v),
@@ -971,12 +832,7 @@ fn push_hex(toks: &[Token<'_>], first: usize, out: &mut Vec<u8>) -> Result<usize
 }
 
 /// Encodes the rdata fields of a `rtype` record into `out` (uncompressed wire format).
-fn encode_rdata(
-    rtype: u16,
-    toks: &[Token<'_>],
-    origin: &Name,
-    out: &mut Vec<u8>,
-) -> Result<(), RdErr> {
+fn encode_rdata(rtype: u16, toks: &[Token<'_>], origin: &Name, out: &mut Vec<u8>) -> Result<(), RdErr> {
     if let Some(first) = toks.first()
         && !first.quoted
         && first.text == "\\#"
@@ -1036,14 +892,10 @@ fn encode_rdata(
         rtype::CAA => {
             f.u8("flags", out)?;
             let (i, tag) = f.next("tag")?;
-            let ok = !tag.text.is_empty()
-                && tag.text.len() <= 255
-                && tag.text.bytes().all(|b| b.is_ascii_alphanumeric());
+            let ok =
+                !tag.text.is_empty() && tag.text.len() <= 255 && tag.text.bytes().all(|b| b.is_ascii_alphanumeric());
             if !ok {
-                return Err(bad(
-                    i,
-                    format!("expected an alphanumeric tag, got {:?}", tag.text),
-                ));
+                return Err(bad(i, format!("expected an alphanumeric tag, got {:?}", tag.text)));
             }
             out.push(tag.text.len() as u8);
             out.extend_from_slice(tag.text.as_bytes());
@@ -1065,10 +917,8 @@ fn encode_rdata(
         }
         _ => {
             let rest = f.rest();
-            return encode_with_hickory(rtype, rest, origin, out).map_err(|reason| RdErr {
-                at: None,
-                kind: RdErrKind::Reason(reason),
-            });
+            return encode_with_hickory(rtype, rest, origin, out)
+                .map_err(|reason| RdErr { at: None, kind: RdErrKind::Reason(reason) });
         }
     }
     f.finish()
@@ -1077,20 +927,12 @@ fn encode_rdata(
 /// RFC 3597 section 5: `\# length hex...`.
 fn encode_generic(toks: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), RdErr> {
     let Some(len_tok) = toks.get(1) else {
-        return Err(RdErr {
-            at: Some(0),
-            kind: RdErrKind::Reason("missing length after \\#".into()),
-        });
+        return Err(RdErr { at: Some(0), kind: RdErrKind::Reason("missing length after \\#".into()) });
     };
-    let len: u16 = len_tok.text.parse().map_err(|_| {
-        bad(
-            1,
-            format!(
-                "expected the rdata length (0-65535), got {:?}",
-                len_tok.text
-            ),
-        )
-    })?;
+    let len: u16 = len_tok
+        .text
+        .parse()
+        .map_err(|_| bad(1, format!("expected the rdata length (0-65535), got {:?}", len_tok.text)))?;
     let hex = &toks[2..];
     if len == 0 {
         return match hex.first() {
@@ -1103,10 +945,7 @@ fn encode_generic(toks: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), RdErr> {
     }
     let got = push_hex(hex, 2, out)?;
     if got != usize::from(len) {
-        return Err(bad(
-            1,
-            format!("length {len} but the hex data holds {got} octets"),
-        ));
+        return Err(bad(1, format!("length {len} but the hex data holds {got} octets")));
     }
     Ok(())
 }
@@ -1117,25 +956,16 @@ fn encode_generic(toks: &[Token<'_>], out: &mut Vec<u8>) -> Result<(), RdErr> {
 /// hickory's zone `Parser` is used on a one-record zone rather than `RData::try_from_str`,
 /// because only the former completes relative names in the rdata with the origin: the
 /// latter would turn `target` into the absolute `target.`.
-fn encode_with_hickory(
-    rtype: u16,
-    toks: &[Token<'_>],
-    origin: &Name,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
+fn encode_with_hickory(rtype: u16, toks: &[Token<'_>], origin: &Name, out: &mut Vec<u8>) -> Result<(), String> {
     use hickory_proto::rr::{Name as HName, RecordType};
-    use hickory_proto::serialize::binary::{
-        BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding,
-    };
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder, NameEncoding};
     use hickory_proto::serialize::txt::Parser as HParser;
 
     let rt = RecordType::from(rtype);
     if let RecordType::Unknown(_) = rt {
-        return Err(
-            "no text format is known for this type; use the RFC 3597 form \
+        return Err("no text format is known for this type; use the RFC 3597 form \
                     \\# <length> <hex>"
-                .into(),
-        );
+            .into());
     }
     // hickory reads the SVCB/HTTPS TargetName without the origin and lowercased: hand it
     // the name already completed, and put back the name as written after encoding.
@@ -1163,9 +993,7 @@ fn encode_with_hickory(
     }
     text.push('\n');
     let horigin = HName::read(&mut BinDecoder::new(origin.as_wire())).map_err(|e| e.to_string())?;
-    let (_, sets) = HParser::new(text, None, Some(horigin))
-        .parse()
-        .map_err(|e| e.to_string())?;
+    let (_, sets) = HParser::new(text, None, Some(horigin)).parse().map_err(|e| e.to_string())?;
     let record = sets
         .values()
         .find_map(|set| set.records_without_rrsigs().next())
@@ -1197,12 +1025,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Vec<Record>, Vec<ZoneError>> {
-        parse_str(
-            text,
-            Path::new("t.zone"),
-            &n("example.com."),
-            Path::new("/nonexistent"),
-        )
+        parse_str(text, Path::new("t.zone"), &n("example.com."), Path::new("/nonexistent"))
     }
 
     fn ok(text: &str) -> Vec<Record> {
@@ -1220,10 +1043,7 @@ mod tests {
     }
 
     fn show(errs: &[ZoneError]) -> String {
-        errs.iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
+        errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
     }
 
     fn wire(name: &str) -> Vec<u8> {
@@ -1238,22 +1058,10 @@ mod tests {
     fn encodes_every_type() {
         let cases: Vec<(&str, u16, Vec<u8>)> = vec![
             ("A 192.0.2.1", rtype::A, vec![192, 0, 2, 1]),
-            (
-                "AAAA 2001:db8::1",
-                rtype::AAAA,
-                cat(&[&[0x20, 0x01, 0x0d, 0xb8], &[0; 11], &[1]]),
-            ),
+            ("AAAA 2001:db8::1", rtype::AAAA, cat(&[&[0x20, 0x01, 0x0d, 0xb8], &[0; 11], &[1]])),
             ("NS ns1", rtype::NS, wire("ns1.example.com.")),
-            (
-                "CNAME Other.Example.NET.",
-                rtype::CNAME,
-                wire("Other.Example.NET."),
-            ),
-            (
-                "PTR host.example.org.",
-                rtype::PTR,
-                wire("host.example.org."),
-            ),
+            ("CNAME Other.Example.NET.", rtype::CNAME, wire("Other.Example.NET.")),
+            ("PTR host.example.org.", rtype::PTR, wire("host.example.org.")),
             ("DNAME @", rtype::DNAME, wire("example.com.")),
             (
                 "SOA ns1 hostmaster 2025031701 1h 15m 1w 5M",
@@ -1268,32 +1076,12 @@ mod tests {
                     &300u32.to_be_bytes(),
                 ]),
             ),
-            (
-                "MX 10 mail",
-                rtype::MX,
-                cat(&[&[0, 10], &wire("mail.example.com.")]),
-            ),
-            (
-                "TXT \"hello world\"",
-                rtype::TXT,
-                b"\x0bhello world".to_vec(),
-            ),
-            (
-                "TXT bare words \"\"",
-                rtype::TXT,
-                b"\x04bare\x05words\x00".to_vec(),
-            ),
+            ("MX 10 mail", rtype::MX, cat(&[&[0, 10], &wire("mail.example.com.")])),
+            ("TXT \"hello world\"", rtype::TXT, b"\x0bhello world".to_vec()),
+            ("TXT bare words \"\"", rtype::TXT, b"\x04bare\x05words\x00".to_vec()),
             ("TXT \"a\\065\\;b\"", rtype::TXT, b"\x04aA;b".to_vec()),
-            (
-                "HINFO \"Intel x86\" Linux",
-                rtype::HINFO,
-                b"\x09Intel x86\x05Linux".to_vec(),
-            ),
-            (
-                "SRV 5 10 5222 chat",
-                rtype::SRV,
-                cat(&[&[0, 5, 0, 10, 0x14, 0x66], &wire("chat.example.com.")]),
-            ),
+            ("HINFO \"Intel x86\" Linux", rtype::HINFO, b"\x09Intel x86\x05Linux".to_vec()),
+            ("SRV 5 10 5222 chat", rtype::SRV, cat(&[&[0, 5, 0, 10, 0x14, 0x66], &wire("chat.example.com.")])),
             (
                 "CAA 0 issue \"ca.example.net; account=42\"",
                 rtype::CAA,
@@ -1305,9 +1093,7 @@ mod tests {
                 rtype::DS,
                 cat(&[
                     &[0xec, 0x45, 5, 1],
-                    &[
-                        0x2b, 0xb1, 0x83, 0xaf, 0x5f, 0x22, 0x58, 0x81, 0x79, 0xa5, 0x3b, 0x0a,
-                    ],
+                    &[0x2b, 0xb1, 0x83, 0xaf, 0x5f, 0x22, 0x58, 0x81, 0x79, 0xa5, 0x3b, 0x0a],
                     &[0x98, 0x63, 0x1f, 0xad, 0x1a, 0x29, 0x21, 0x18],
                 ]),
             ),
@@ -1322,17 +1108,9 @@ mod tests {
             (
                 "NAPTR 100 10 \"S\" \"SIP+D2U\" \"\" _sip._udp",
                 35,
-                cat(&[
-                    &[0, 100, 0, 10],
-                    b"\x01S\x07SIP+D2U\x00",
-                    &wire("_sip._udp.example.com."),
-                ]),
+                cat(&[&[0, 100, 0, 10], b"\x01S\x07SIP+D2U\x00", &wire("_sip._udp.example.com.")]),
             ),
-            (
-                "HTTPS 1 Svc alpn=h2",
-                65,
-                cat(&[&[0, 1], &wire("Svc.example.com."), &[0, 1, 0, 3, 2], b"h2"]),
-            ),
+            ("HTTPS 1 Svc alpn=h2", 65, cat(&[&[0, 1], &wire("Svc.example.com."), &[0, 1, 0, 3, 2], b"h2"])),
         ];
         for (rr, want_type, want) in cases {
             let recs = ok(&format!("www 300 IN {rr}\n"));
@@ -1346,49 +1124,17 @@ mod tests {
     #[test]
     fn rejects_bad_rdata_with_precise_messages() {
         let cases = [
-            (
-                "A 1.2.3",
-                "bad A record data: expected an IPv4 address, got \"1.2.3\"",
-                11,
-            ),
+            ("A 1.2.3", "bad A record data: expected an IPv4 address, got \"1.2.3\"", 11),
             ("A", "bad A record data: missing IPv4 address", 9),
-            (
-                "A 1.2.3.4 5.6.7.8",
-                "bad A record data: unexpected extra field \"5.6.7.8\"",
-                19,
-            ),
-            (
-                "AAAA 1.2.3.4",
-                "bad AAAA record data: expected an IPv6 address, got \"1.2.3.4\"",
-                14,
-            ),
-            (
-                "MX ten mail",
-                "bad MX record data: expected preference (0-65535), got \"ten\"",
-                12,
-            ),
-            (
-                "SRV 1 2 70000 t",
-                "bad SRV record data: expected port (0-65535), got \"70000\"",
-                17,
-            ),
+            ("A 1.2.3.4 5.6.7.8", "bad A record data: unexpected extra field \"5.6.7.8\"", 19),
+            ("AAAA 1.2.3.4", "bad AAAA record data: expected an IPv6 address, got \"1.2.3.4\"", 14),
+            ("MX ten mail", "bad MX record data: expected preference (0-65535), got \"ten\"", 12),
+            ("SRV 1 2 70000 t", "bad SRV record data: expected port (0-65535), got \"70000\"", 17),
             ("SOA a b 1 2 3 4", "bad SOA record data: missing minimum", 9),
             ("HINFO one", "bad HINFO record data: missing OS string", 9),
-            (
-                "CAA 0 is-sue x",
-                "bad CAA record data: expected an alphanumeric tag, got \"is-sue\"",
-                15,
-            ),
-            (
-                "TYPE65280 \\# 3 0a0000 01",
-                "bad TYPE65280 record data: length 3 but the hex data holds 4 octets",
-                22,
-            ),
-            (
-                "TYPE65280 \\# 2 0g00",
-                "bad TYPE65280 record data: expected hex digits, got \"0g00\"",
-                24,
-            ),
+            ("CAA 0 is-sue x", "bad CAA record data: expected an alphanumeric tag, got \"is-sue\"", 15),
+            ("TYPE65280 \\# 3 0a0000 01", "bad TYPE65280 record data: length 3 but the hex data holds 4 octets", 22),
+            ("TYPE65280 \\# 2 0g00", "bad TYPE65280 record data: expected hex digits, got \"0g00\"", 24),
             (
                 "TYPE65280 0a",
                 "bad TYPE65280 record data: no text format is known for this type; use the RFC 3597 form \\# <length> <hex>",
@@ -1398,36 +1144,19 @@ mod tests {
         for (rr, msg, col) in cases {
             let e = errs(&format!("www 300 {rr}\n"));
             assert_eq!(e.len(), 1, "{rr}: {}", show(&e));
-            assert_eq!(
-                e[0].to_string(),
-                format!("t.zone:1:{col}: error: {msg}"),
-                "{rr}"
-            );
+            assert_eq!(e[0].to_string(), format!("t.zone:1:{col}: error: {msg}"), "{rr}");
         }
         let long = format!("www 300 TXT {}\n", "x".repeat(256));
         let e = errs(&long);
-        assert!(
-            e[0].to_string().contains("character-string of 256 octets"),
-            "{}",
-            show(&e)
-        );
-        ok(&format!(
-            "www 300 TXT {} {}\n",
-            "x".repeat(255),
-            "y".repeat(255)
-        ));
+        assert!(e[0].to_string().contains("character-string of 256 octets"), "{}", show(&e));
+        ok(&format!("www 300 TXT {} {}\n", "x".repeat(255), "y".repeat(255)));
     }
 
     #[test]
     fn txt_quotes_escapes_and_comments() {
-        let recs = ok(
-            r#"notes 1800 IN TXT "alpha" "beta; with \"quotes\"" "gamma \\ backslash" ; c
-"#,
-        );
-        assert_eq!(
-            &*recs[0].rdata,
-            b"\x05alpha\x13beta; with \"quotes\"\x11gamma \\ backslash"
-        );
+        let recs = ok(r#"notes 1800 IN TXT "alpha" "beta; with \"quotes\"" "gamma \\ backslash" ; c
+"#);
+        assert_eq!(&*recs[0].rdata, b"\x05alpha\x13beta; with \"quotes\"\x11gamma \\ backslash");
     }
 
     #[test]
@@ -1444,10 +1173,7 @@ mod tests {
         assert_eq!(recs[0].ttl, 3600);
         assert_eq!(
             &recs[0].rdata[recs[0].rdata.len() - 20..],
-            &[
-                0x78, 0xb3, 0x88, 0x15, 0, 0, 0x2a, 0x30, 0, 0, 3, 0x84, 0, 9, 0x3a, 0x80, 0, 0, 1,
-                0x2c
-            ]
+            &[0x78, 0xb3, 0x88, 0x15, 0, 0, 0x2a, 0x30, 0, 0, 3, 0x84, 0, 9, 0x3a, 0x80, 0, 0, 1, 0x2c]
         );
         // The NS line after the parenthesis inherits the owner.
         assert_eq!(recs[1].owner, n("example.com."));
@@ -1481,35 +1207,19 @@ mod tests {
     fn out_of_zone_owner_is_reported_once() {
         let e = errs("www 60 A 192.0.2.1\nMixed.Case. A 192.0.2.5\n  A 192.0.2.6\n");
         assert_eq!(e.len(), 1, "{}", show(&e));
-        assert_eq!(
-            e[0].to_string(),
-            "t.zone:2:1: error: owner Mixed.Case. is outside origin example.com."
-        );
+        assert_eq!(e[0].to_string(), "t.zone:2:1: error: owner Mixed.Case. is outside origin example.com.");
         let recs = ok("WWW.Example.COM. 60 A 192.0.2.1\n");
         assert_eq!(recs[0].owner.to_string(), "WWW.Example.COM.");
     }
 
     #[test]
     fn ttl_units_and_limits() {
-        for (ttl, want) in [
-            ("0", 0),
-            ("1h30m", 5400),
-            ("2D", 172800),
-            ("1w", 604800),
-            ("1h5", 3605),
-            ("2147483647", 2147483647),
-        ] {
+        for (ttl, want) in
+            [("0", 0), ("1h30m", 5400), ("2D", 172800), ("1w", 604800), ("1h5", 3605), ("2147483647", 2147483647)]
+        {
             assert_eq!(parse_ttl(ttl), Some(want), "{ttl}");
         }
-        for ttl in [
-            "",
-            "2147483648",
-            "h",
-            "1x",
-            "1hh",
-            "99999999999999999999",
-            "4294967296s",
-        ] {
+        for ttl in ["", "2147483648", "h", "1x", "1hh", "99999999999999999999", "4294967296s"] {
             assert_eq!(parse_ttl(ttl), None, "{ttl}");
         }
         let e = errs("a 2147483648 A 192.0.2.1\n");
@@ -1530,16 +1240,10 @@ mod tests {
     #[test]
     fn classes() {
         ok("a 1 IN A 192.0.2.1\na IN 1 A 192.0.2.1\na CLASS1 1 A 192.0.2.1\n");
-        for (line, class) in [
-            ("a 1 CH A 1.2.3.4", "CH"),
-            ("a hs 1 A 1.2.3.4", "hs"),
-            ("a CLASS3 A 1.2.3.4", "CLASS3"),
-        ] {
+        for (line, class) in [("a 1 CH A 1.2.3.4", "CH"), ("a hs 1 A 1.2.3.4", "hs"), ("a CLASS3 A 1.2.3.4", "CLASS3")]
+        {
             let e = errs(line);
-            assert!(
-                matches!(&e[0].kind, ZoneErrorKind::UnsupportedClass(c) if c == class),
-                "{line}"
-            );
+            assert!(matches!(&e[0].kind, ZoneErrorKind::UnsupportedClass(c) if c == class), "{line}");
         }
     }
 
@@ -1606,10 +1310,7 @@ mod tests {
     #[test]
     fn blank_first_line_has_no_owner() {
         let e = errs("  1 A 192.0.2.1\n");
-        assert_eq!(
-            e[0].to_string(),
-            "t.zone:1:3: error: line starts with a blank but there is no previous owner"
-        );
+        assert_eq!(e[0].to_string(), "t.zone:1:3: error: line starts with a blank but there is no previous owner");
     }
 
     #[test]
@@ -1637,36 +1338,20 @@ certs           1800  IN CAA   0 issue "pki.example.org; account=42"
 LOUD.Owners     1800  IN TXT   "upper-case owner"
 partner         43200 IN NS    ns.partner.pub.test.
 "#;
-        let recs = parse_str(
-            text,
-            Path::new("pub.test.zone"),
-            &n("pub.test."),
-            Path::new("."),
-        )
-        .unwrap_or_else(|e| panic!("{}", show(&e)));
+        let recs = parse_str(text, Path::new("pub.test.zone"), &n("pub.test."), Path::new("."))
+            .unwrap_or_else(|e| panic!("{}", show(&e)));
         assert_eq!(recs.len(), 12);
         let find = |owner: &str, t: u16| {
-            recs.iter()
-                .find(|r| r.owner == n(owner) && r.rtype == t)
-                .unwrap_or_else(|| panic!("{owner} {t}"))
+            recs.iter().find(|r| r.owner == n(owner) && r.rtype == t).unwrap_or_else(|| panic!("{owner} {t}"))
         };
-        assert_eq!(
-            &*find("hop2.pub.test.", rtype::CNAME).rdata,
-            wire("hop3.pub.test.").as_slice()
-        );
+        assert_eq!(&*find("hop2.pub.test.", rtype::CNAME).rdata, wire("hop3.pub.test.").as_slice());
         assert_eq!(
             &*find("notes.pub.test.", rtype::TXT).rdata,
             b"\x05alpha\x13beta; with \"quotes\"\x11gamma \\ backslash"
         );
-        assert_eq!(
-            &*find("certs.pub.test.", rtype::CAA).rdata,
-            b"\x00\x05issuepki.example.org; account=42"
-        );
+        assert_eq!(&*find("certs.pub.test.", rtype::CAA).rdata, b"\x00\x05issuepki.example.org; account=42");
         assert_eq!(find("*.star.pub.test.", rtype::A).ttl, 600);
-        assert_eq!(
-            find("LOUD.Owners.pub.test.", rtype::TXT).owner.to_string(),
-            "LOUD.Owners.pub.test."
-        );
+        assert_eq!(find("LOUD.Owners.pub.test.", rtype::TXT).owner.to_string(), "LOUD.Owners.pub.test.");
         let soa = find("pub.test.", rtype::SOA);
         assert_eq!(soa_minimum(&soa.rdata), 240);
         assert_eq!(soa.pos.line, 4);
@@ -1707,10 +1392,7 @@ partner         43200 IN NS    ns.partner.pub.test.
     #[test]
     fn include_scopes_origin_owner_and_ttl() {
         let dir = TempDir::new("inc");
-        dir.write(
-            "inc/hosts.inc",
-            "$ORIGIN deep\n$TTL 77\nh A 192.0.2.1\n  AAAA ::1\nbad A x\n",
-        );
+        dir.write("inc/hosts.inc", "$ORIGIN deep\n$TTL 77\nh A 192.0.2.1\n  AAAA ::1\nbad A x\n");
         dir.write("inc/plain.inc", "p A 192.0.2.2\n");
         let main = dir.write(
             "example.com.zone",
@@ -1727,12 +1409,8 @@ partner         43200 IN NS    ns.partner.pub.test.
         assert_eq!(e[0].pos.file.as_path(), dir.0.join("inc/hosts.inc"));
         assert_eq!((e[0].pos.line, e[0].pos.col), (5, 7));
 
-        dir.write(
-            "inc/hosts.inc",
-            "$ORIGIN deep\n$TTL 77\nh A 192.0.2.1\n  AAAA ::1\n",
-        );
-        let recs = parse_file(&main, &n("example.com."), &dir.0)
-            .unwrap_or_else(|e| panic!("{}", show(&e)));
+        dir.write("inc/hosts.inc", "$ORIGIN deep\n$TTL 77\nh A 192.0.2.1\n  AAAA ::1\n");
+        let recs = parse_file(&main, &n("example.com."), &dir.0).unwrap_or_else(|e| panic!("{}", show(&e)));
         let got: Vec<(String, u32)> = recs.iter().map(|r| (r.owner.to_string(), r.ttl)).collect();
         assert_eq!(
             got,
@@ -1795,22 +1473,13 @@ partner         43200 IN NS    ns.partner.pub.test.
     #[test]
     fn hickory_errors_become_bad_rdata() {
         let e = errs("www 300 SSHFP x 1 ab\n");
-        assert!(
-            matches!(&e[0].kind, ZoneErrorKind::BadRdata { rtype, .. } if rtype == "SSHFP"),
-            "{}",
-            show(&e)
-        );
+        assert!(matches!(&e[0].kind, ZoneErrorKind::BadRdata { rtype, .. } if rtype == "SSHFP"), "{}", show(&e));
         assert_eq!(e[0].pos.col, 9);
     }
 
     #[test]
     fn unreadable_main_file() {
-        let e = parse_file(
-            Path::new("/nonexistent/z.zone"),
-            &n("example.com."),
-            Path::new("/"),
-        )
-        .unwrap_err();
+        let e = parse_file(Path::new("/nonexistent/z.zone"), &n("example.com."), Path::new("/")).unwrap_err();
         assert_eq!(e.len(), 1);
         assert!(matches!(e[0].kind, ZoneErrorKind::Unreadable(_)));
         assert_eq!(e[0].pos.file.as_path(), Path::new("/nonexistent/z.zone"));

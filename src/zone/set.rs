@@ -25,10 +25,7 @@ pub struct ZoneSet {
 
 impl ZoneSet {
     pub fn new(zones: Vec<Zone>) -> ZoneSet {
-        let mut set = ZoneSet {
-            min_labels: usize::MAX,
-            ..Default::default()
-        };
+        let mut set = ZoneSet { min_labels: usize::MAX, ..Default::default() };
         for z in zones {
             let n = z.apex().label_count();
             set.min_labels = set.min_labels.min(n);
@@ -40,14 +37,7 @@ impl ZoneSet {
 
     /// Loads every `*.zone` file of `dir`. All errors of all files are reported.
     pub fn load_dir(dir: &Path) -> Result<ZoneSet, Vec<ZoneError>> {
-        let at_dir = |kind| ZoneError {
-            pos: SourcePos {
-                file: Arc::new(dir.to_path_buf()),
-                line: 0,
-                col: 0,
-            },
-            kind,
-        };
+        let at_dir = |kind| ZoneError { pos: SourcePos { file: Arc::new(dir.to_path_buf()), line: 0, col: 0 }, kind };
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) => return Err(vec![at_dir(ZoneErrorKind::Unreadable(e))]),
@@ -69,19 +59,8 @@ impl ZoneSet {
         let mut errors = Vec::new();
         let mut zones: Vec<(Zone, PathBuf)> = Vec::new();
         for (path, origin) in files {
-            let at_file = |kind| ZoneError {
-                pos: SourcePos {
-                    file: Arc::new(path.clone()),
-                    line: 0,
-                    col: 0,
-                },
-                kind,
-            };
-            let text = if origin.ends_with('.') {
-                origin.clone()
-            } else {
-                format!("{origin}.")
-            };
+            let at_file = |kind| ZoneError { pos: SourcePos { file: Arc::new(path.clone()), line: 0, col: 0 }, kind };
+            let text = if origin.ends_with('.') { origin.clone() } else { format!("{origin}.") };
             let apex = match Name::parse(&text, None) {
                 Ok(n) => n.to_lowercase(),
                 Err(e) => {
@@ -90,10 +69,7 @@ impl ZoneSet {
                 }
             };
             if let Some((_, other)) = zones.iter().find(|(z, _)| z.apex() == &apex) {
-                errors.push(at_file(ZoneErrorKind::DuplicateZone {
-                    apex,
-                    other: other.clone(),
-                }));
+                errors.push(at_file(ZoneErrorKind::DuplicateZone { apex, other: other.clone() }));
                 continue;
             }
             match Zone::load(&path, &apex, dir) {
@@ -101,11 +77,7 @@ impl ZoneSet {
                 Err(mut e) => errors.append(&mut e),
             }
         }
-        if errors.is_empty() {
-            Ok(ZoneSet::new(zones.into_iter().map(|(z, _)| z).collect()))
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(ZoneSet::new(zones.into_iter().map(|(z, _)| z).collect())) } else { Err(errors) }
     }
 
     pub fn len(&self) -> usize {

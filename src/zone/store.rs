@@ -36,20 +36,12 @@ impl RRset {
             data.extend_from_slice(rd);
             count += 1;
         }
-        RRset {
-            rtype,
-            ttl,
-            count,
-            data: data.into_boxed_slice(),
-        }
+        RRset { rtype, ttl, count, data: data.into_boxed_slice() }
     }
 
     /// A copy with another TTL (negative answers carry the SOA with the negative TTL).
     pub fn with_ttl(&self, ttl: u32) -> RRset {
-        RRset {
-            ttl,
-            ..self.clone()
-        }
+        RRset { ttl, ..self.clone() }
     }
 
     pub fn len(&self) -> usize {
@@ -138,6 +130,8 @@ pub struct Zone {
     negative_soa: RRset,
     nodes: Map<Node>,
     record_count: usize,
+    /// The zone file it was read from.
+    source: std::path::PathBuf,
 }
 
 impl Zone {
@@ -150,11 +144,7 @@ impl Zone {
     /// Builds a zone from parsed records, checking what only the whole zone can tell: one SOA
     /// at the apex, NS at the apex, no CNAME beside other data, no duplicate records, one TTL
     /// per RRset. Every problem is reported, not only the first.
-    pub fn from_records(
-        apex: &Name,
-        records: Vec<Record>,
-        file: &Path,
-    ) -> Result<Zone, Vec<ZoneError>> {
+    pub fn from_records(apex: &Name, records: Vec<Record>, file: &Path) -> Result<Zone, Vec<ZoneError>> {
         let apex = apex.to_lowercase();
         let record_count = records.len();
         let mut errors = Vec::new();
@@ -164,8 +154,7 @@ impl Zone {
             let key = r.owner.to_lowercase();
             by_owner.entry(key.as_wire().into()).or_default().push(r);
         }
-        let mut nodes: Map<Node> =
-            Map::with_capacity_and_hasher(by_owner.len() + 16, Default::default());
+        let mut nodes: Map<Node> = Map::with_capacity_and_hasher(by_owner.len() + 16, Default::default());
         let mut soa = None;
         for (key, recs) in by_owner {
             let owner = Name::from_wire_unchecked(&key);
@@ -205,38 +194,19 @@ impl Zone {
                 }
             }
             for (&(first, _), rds) in seen.iter().zip(&rdatas) {
-                sets.push((
-                    RRset::new(first.rtype, first.ttl, rds.iter().copied()),
-                    first.pos.line,
-                ));
+                sets.push((RRset::new(first.rtype, first.ttl, rds.iter().copied()), first.pos.line));
             }
             if let Some((cname, _)) = sets.iter().find(|(s, _)| s.rtype == rtype::CNAME) {
                 if cname.len() > 1 {
-                    errors.push(err(
-                        &recs[0],
-                        ZoneErrorKind::MultipleCname {
-                            owner: owner.clone(),
-                        },
-                    ));
+                    errors.push(err(&recs[0], ZoneErrorKind::MultipleCname { owner: owner.clone() }));
                 }
                 if sets.len() > 1 {
-                    let other = recs
-                        .iter()
-                        .find(|r| r.rtype != rtype::CNAME)
-                        .unwrap_or(&recs[0]);
-                    errors.push(err(
-                        other,
-                        ZoneErrorKind::CnameAndOtherData {
-                            owner: owner.clone(),
-                        },
-                    ));
+                    let other = recs.iter().find(|r| r.rtype != rtype::CNAME).unwrap_or(&recs[0]);
+                    errors.push(err(other, ZoneErrorKind::CnameAndOtherData { owner: owner.clone() }));
                 }
             }
             if let Some((set, _)) = sets.iter().find(|(s, _)| s.rtype == rtype::SOA) {
-                let first = recs
-                    .iter()
-                    .find(|r| r.rtype == rtype::SOA)
-                    .unwrap_or(&recs[0]);
+                let first = recs.iter().find(|r| r.rtype == rtype::SOA).unwrap_or(&recs[0]);
                 if owner != apex {
                     errors.push(err(first, ZoneErrorKind::SoaNotAtApex(owner.clone())));
                 } else if set.len() > 1 {
@@ -250,53 +220,25 @@ impl Zone {
                 flags |= CUT;
             }
             let rrsets: Vec<RRset> = sets.into_iter().map(|(s, _)| s).collect();
-            nodes.insert(
-                key,
-                Node {
-                    rrsets: rrsets.into_boxed_slice(),
-                    flags,
-                },
-            );
+            nodes.insert(key, Node { rrsets: rrsets.into_boxed_slice(), flags });
         }
         // Whole-zone problems have no line of their own: they name the file.
-        let pos = super::SourcePos {
-            file: std::sync::Arc::new(file.to_path_buf()),
-            line: 0,
-            col: 0,
-        };
+        let pos = super::SourcePos { file: std::sync::Arc::new(file.to_path_buf()), line: 0, col: 0 };
         let Some(soa) = soa else {
-            errors.push(ZoneError {
-                pos,
-                kind: ZoneErrorKind::MissingSoa(apex.clone()),
-            });
+            errors.push(ZoneError { pos, kind: ZoneErrorKind::MissingSoa(apex.clone()) });
             return Err(errors);
         };
-        if nodes
-            .get(apex.as_wire())
-            .and_then(|n| n.rrset(rtype::NS))
-            .is_none()
-        {
-            errors.push(ZoneError {
-                pos,
-                kind: ZoneErrorKind::MissingApexNs(apex.clone()),
-            });
+        if nodes.get(apex.as_wire()).and_then(|n| n.rrset(rtype::NS)).is_none() {
+            errors.push(ZoneError { pos, kind: ZoneErrorKind::MissingApexNs(apex.clone()) });
         }
         if !errors.is_empty() {
-            errors.sort_by(|a, b| {
-                (&a.pos.file, a.pos.line, a.pos.col).cmp(&(&b.pos.file, b.pos.line, b.pos.col))
-            });
+            errors.sort_by(|a, b| (&a.pos.file, a.pos.line, a.pos.col).cmp(&(&b.pos.file, b.pos.line, b.pos.col)));
             return Err(errors);
         }
         add_empty_non_terminals(&mut nodes, apex.as_wire());
         mark_below_cuts(&mut nodes, apex.as_wire());
         let negative_soa = soa.with_ttl(soa.ttl.min(soa_minimum(&soa)));
-        Ok(Zone {
-            apex,
-            soa,
-            negative_soa,
-            nodes,
-            record_count,
-        })
+        Ok(Zone { source: file.to_path_buf(), apex, soa, negative_soa, nodes, record_count })
     }
 
     /// The apex, lowercased.
@@ -311,6 +253,10 @@ impl Zone {
     /// The SOA as it goes into the AUTHORITY section of NXDOMAIN and NODATA answers.
     pub fn negative_soa(&self) -> &RRset {
         &self.negative_soa
+    }
+
+    pub fn source(&self) -> &Path {
+        &self.source
     }
 
     pub fn record_count(&self) -> usize {
@@ -387,26 +333,17 @@ impl Zone {
             // the cuts. Treat it as data rather than panic.
             return Lookup::Found(node);
         }
-        Lookup::Delegation {
-            cut: found.0,
-            node: found.1,
-        }
+        Lookup::Delegation { cut: found.0, node: found.1 }
     }
 }
 
 /// The MINIMUM field: the last 4 octets of SOA rdata.
 fn soa_minimum(soa: &RRset) -> u32 {
-    soa.rdatas()
-        .next()
-        .and_then(|rd| rd.last_chunk::<4>())
-        .map_or(0, |b| u32::from_be_bytes(*b))
+    soa.rdatas().next().and_then(|rd| rd.last_chunk::<4>()).map_or(0, |b| u32::from_be_bytes(*b))
 }
 
 fn err(r: &Record, kind: ZoneErrorKind) -> ZoneError {
-    ZoneError {
-        pos: r.pos.clone(),
-        kind,
-    }
+    ZoneError { pos: r.pos.clone(), kind }
 }
 
 /// Gives every name between an owner and the apex a node, so that existence checks are one

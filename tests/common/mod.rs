@@ -70,8 +70,7 @@ pub struct Server {
 impl Server {
     /// Starts gslbd with these arguments plus `--listen 127.0.0.1:0` (unless given).
     pub fn start(args: &[&str]) -> Server {
-        Self::try_start(args)
-            .unwrap_or_else(|(code, log)| panic!("gslbd did not start (exit {code:?}):\n{log}"))
+        Self::try_start(args).unwrap_or_else(|(code, log)| panic!("gslbd did not start (exit {code:?}):\n{log}"))
     }
 
     /// Starts gslbd; on failure returns its exit code and what it printed.
@@ -81,10 +80,7 @@ impl Server {
         if !args.contains(&"--listen") && !args.contains(&"check") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        cmd.env("GSLBD_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.env("GSLBD_LOG", "debug").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn gslbd");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
@@ -109,12 +105,7 @@ impl Server {
         match rx.recv_timeout(WAIT) {
             Ok(line) => {
                 let dns = parse_ready(&line).expect("ready line names a udp address");
-                Ok(Server {
-                    child: Some(child),
-                    dns,
-                    ready_line: line,
-                    log,
-                })
+                Ok(Server { child: Some(child), dns, ready_line: line, log })
             }
             Err(_) => {
                 let deadline = Instant::now() + Duration::from_secs(2);
@@ -144,11 +135,7 @@ impl Server {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", sig, &self.pid().to_string()])
-            .status()
-            .unwrap()
-            .success();
+        let ok = Command::new("kill").args(["-s", sig, &self.pid().to_string()]).status().unwrap().success();
         assert!(ok, "kill -s {sig} failed");
     }
 
@@ -187,22 +174,15 @@ impl Drop for Server {
             let _ = c.wait();
         }
         if std::thread::panicking() {
-            eprintln!(
-                "----- gslbd log -----\n{}\n---------------------",
-                self.log()
-            );
+            eprintln!("----- gslbd log -----\n{}\n---------------------", self.log());
         }
     }
 }
 
 /// `ready dns=127.0.0.1:5300/udp,127.0.0.1:5300/tcp` -> 127.0.0.1:5300.
 pub fn parse_ready(line: &str) -> Option<SocketAddr> {
-    let dns = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("dns="))?;
-    dns.split(',')
-        .find_map(|a| a.strip_suffix("/udp"))
-        .and_then(|a| a.parse().ok())
+    let dns = line.split_whitespace().find_map(|f| f.strip_prefix("dns="))?;
+    dns.split(',').find_map(|a| a.strip_suffix("/udp")).and_then(|a| a.parse().ok())
 }
 
 /// Builds a query message.
@@ -228,21 +208,13 @@ pub fn with_edns(mut m: Message, payload: u16, ecs: Option<&str>) -> Message {
 }
 
 pub fn rand_id() -> u16 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     (t ^ (t >> 16)) as u16
 }
 
 /// Sends raw bytes over UDP; returns the raw response, or None after `wait`.
 pub fn udp_raw(server: SocketAddr, packet: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let sock = UdpSocket::bind(if server.is_ipv6() {
-        "[::1]:0"
-    } else {
-        "127.0.0.1:0"
-    })
-    .unwrap();
+    let sock = UdpSocket::bind(if server.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
     sock.set_read_timeout(Some(wait)).unwrap();
     sock.send_to(packet, server).unwrap();
     let mut buf = [0u8; 65535];
@@ -273,9 +245,7 @@ pub fn tcp(server: SocketAddr, msgs: &[Message]) -> Vec<Message> {
         out.extend_from_slice(&b);
     }
     s.write_all(&out).unwrap();
-    msgs.iter()
-        .map(|_| Message::from_bytes(&tcp_read(&mut s).expect("TCP response")).unwrap())
-        .collect()
+    msgs.iter().map(|_| Message::from_bytes(&tcp_read(&mut s).expect("TCP response")).unwrap()).collect()
 }
 
 /// Reads one length-framed message; None on EOF.
@@ -300,10 +270,8 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
 
 /// The records of a section as `name ttl type rdata` lines, sorted, for exact comparisons.
 pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
-    let mut v: Vec<String> = records
-        .iter()
-        .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
-        .collect();
+    let mut v: Vec<String> =
+        records.iter().map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data)).collect();
     v.sort();
     v
 }

@@ -1,0 +1,172 @@
+//! GSLB services and the regions they steer clients to, built from the configuration and
+//! checked against the served zones. Immutable: health and operator overrides live in
+//! [`status::Status`], rebuilt and swapped on every change.
+
+pub mod status;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::gslb::{AllDown, GslbConfig, MinHealthy};
+use crate::geoip::GeoLookup;
+use crate::name::Name;
+use crate::policy::Step;
+use crate::rtype;
+use crate::zone::ZoneSet;
+use crate::zone::store::{Lookup, RRset};
+
+/// Index of a region in [`Gslb::regions`].
+pub type RegionId = u16;
+
+/// One regional balancer, with its answers pre-encoded (TTL comes from the service).
+#[derive(Debug)]
+pub struct Region {
+    pub name: String,
+    pub a: Option<RRset>,
+    pub aaaa: Option<RRset>,
+    pub cname: Option<RRset>,
+    pub coordinates: Option<(f64, f64)>,
+    pub weight: u32,
+    pub priority: u32,
+    pub bias_km: f64,
+}
+
+impl Region {
+    /// The records answering `qtype` (A or AAAA) for this region, if it has any: its
+    /// addresses of that family, or its CNAME, which serves both.
+    pub fn answers(&self, qtype: u16) -> Option<&RRset> {
+        self.cname.as_ref().or(match qtype {
+            rtype::A => self.a.as_ref(),
+            rtype::AAAA => self.aaaa.as_ref(),
+            _ => None,
+        })
+    }
+}
+
+/// One service name and how it steers.
+#[derive(Debug)]
+pub struct Service {
+    pub name: Name,
+    /// Region ids, in the order the config lists them.
+    pub regions: Vec<RegionId>,
+    pub chain: Vec<Step>,
+    pub ttl: u32,
+    pub degraded_ttl: Option<u32>,
+    pub min_healthy: MinHealthy,
+    pub when_all_down: AllDown,
+    pub fallback_a: Option<RRset>,
+    pub fallback_aaaa: Option<RRset>,
+    /// True when some step reads the client's address: the answer's ECS scope is then the
+    /// query's source prefix, else 0.
+    pub is_client_dependent: bool,
+}
+
+/// Services, regions and the GeoIP database, as configured.
+#[derive(Default)]
+pub struct Gslb {
+    pub regions: Vec<Region>,
+    pub services: Vec<Service>,
+    by_name: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    pub geo: Option<Arc<dyn GeoLookup>>,
+}
+
+impl std::fmt::Debug for Gslb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gslb").field("regions", &self.regions).field("services", &self.services).finish_non_exhaustive()
+    }
+}
+
+fn rrset_of(rt: u16, addrs: &[IpAddr]) -> Option<RRset> {
+    let octets: Vec<Vec<u8>> = addrs
+        .iter()
+        .filter_map(|a| match (a, rt) {
+            (IpAddr::V4(v4), rtype::A) => Some(v4.octets().to_vec()),
+            (IpAddr::V6(v6), rtype::AAAA) => Some(v6.octets().to_vec()),
+            _ => None,
+        })
+        .collect();
+    (!octets.is_empty()).then(|| RRset::new(rt, 0, octets.iter().map(Vec::as_slice)))
+}
+
+impl Gslb {
+    /// Builds the runtime model and checks it against the zones: every service name inside a
+    /// served zone, not under a delegation, and without static records of its own.
+    pub fn build(
+        cfg: &GslbConfig,
+        zones: &ZoneSet,
+        geo: Option<Arc<dyn GeoLookup>>,
+        config_file: &Path,
+    ) -> Result<Gslb, Vec<String>> {
+        let mut errors = Vec::new();
+        let regions: Vec<Region> = cfg
+            .regions
+            .iter()
+            .map(|r| {
+                let addrs: Vec<IpAddr> =
+                    r.ipv4.iter().map(|&a| IpAddr::V4(a)).chain(r.ipv6.iter().map(|&a| IpAddr::V6(a))).collect();
+                Region {
+                    name: r.name.clone(),
+                    a: rrset_of(rtype::A, &addrs),
+                    aaaa: rrset_of(rtype::AAAA, &addrs),
+                    cname: r.cname.as_ref().map(|n| RRset::new(rtype::CNAME, 0, [n.as_wire()])),
+                    coordinates: r.coordinates,
+                    weight: r.weight,
+                    priority: r.priority,
+                    bias_km: r.bias_km,
+                }
+            })
+            .collect();
+        let mut gslb = Gslb { regions, geo, ..Default::default() };
+        for (i, s) in cfg.services.iter().enumerate() {
+            let at = format!("{}:{}:{}", config_file.display(), s.pos.line, s.pos.col);
+            match zones.find(s.name.as_wire()) {
+                None => errors.push(format!(
+                    "{at}: error: service {} is not inside any served zone\n  hint: add a zone file for its parent domain, or fix the name",
+                    s.name
+                )),
+                Some(zone) => match zone.lookup(s.name.as_wire()) {
+                    Lookup::Delegation { .. } => {
+                        errors.push(format!("{at}: error: service {} is below a delegation in zone {}", s.name, zone.apex()))
+                    }
+                    Lookup::Found(node) if !node.rrsets().is_empty() => errors.push(format!(
+                        "{at}: error: service {} collides with static records in {}\n  hint: remove the records at that name from the zone file; the service answers A and AAAA there",
+                        s.name,
+                        zone.source().display()
+                    )),
+                    _ => {}
+                },
+            }
+            let chain: Vec<Step> = s.policy.iter().map(|p| Step::build(p, &cfg.regions)).collect();
+            let is_client_dependent = chain.iter().any(Step::is_client_dependent);
+            gslb.services.push(Service {
+                name: s.name.clone(),
+                regions: s.regions.iter().map(|&r| r as RegionId).collect(),
+                chain,
+                ttl: s.ttl,
+                degraded_ttl: s.degraded_ttl,
+                min_healthy: s.min_healthy,
+                when_all_down: s.when_all_down,
+                fallback_a: rrset_of(rtype::A, &s.fallback),
+                fallback_aaaa: rrset_of(rtype::AAAA, &s.fallback),
+                is_client_dependent,
+            });
+            gslb.by_name.insert(s.name.as_wire().into(), i);
+        }
+        if errors.is_empty() { Ok(gslb) } else { Err(errors) }
+    }
+
+    /// The service at exactly this lowercased wire name.
+    pub fn service(&self, qname: &[u8]) -> Option<(usize, &Service)> {
+        if self.by_name.is_empty() {
+            return None;
+        }
+        let &i = self.by_name.get(qname)?;
+        Some((i, &self.services[i]))
+    }
+
+    pub fn region_id(&self, name: &str) -> Option<RegionId> {
+        self.regions.iter().position(|r| r.name == name).map(|i| i as RegionId)
+    }
+}

@@ -1,0 +1,127 @@
+//! Steps that pick among equals: weighted, failover, multivalue; and the per-thread random
+//! numbers they use.
+
+use std::cell::Cell;
+
+use super::Ctx;
+use crate::gslb::status::Candidates;
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    splitmix(t ^ (&local as *const u8 as u64)) | 1
+}
+
+/// SplitMix64 finalizer: a well-mixed 64-bit hash of `x`.
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A random number below `n` (xorshift64*, per thread: no lock, no shared cache line).
+pub fn random_below(n: u64) -> u64 {
+    RNG.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        // Multiply-shift maps 64 random bits onto 0..n without modulo bias worth noticing.
+        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) as u128 * n as u128) >> 64) as u64
+    })
+}
+
+/// Picks one index of `weights` with probability proportional to its weight (all-zero
+/// weights: uniformly). Cumulative sums and a binary search.
+pub fn weighted_index(weights: &[u32]) -> usize {
+    let mut cumulative = [0u64; 16];
+    let n = weights.len().min(cumulative.len());
+    let mut total = 0u64;
+    for (c, &w) in cumulative.iter_mut().zip(weights) {
+        total += w as u64;
+        *c = total;
+    }
+    if total == 0 {
+        return random_below(n as u64) as usize;
+    }
+    let r = random_below(total);
+    cumulative[..n].partition_point(|&c| c <= r)
+}
+
+/// One region, chosen at random in proportion to its effective weight.
+pub fn weighted(ctx: &mut Ctx<'_>, cands: &mut Candidates) {
+    let weights: smallvec::SmallVec<[u32; 8]> = cands.iter().map(|&r| ctx.weight(r)).collect();
+    let i = weighted_index(&weights);
+    let chosen = cands[i.min(cands.len() - 1)];
+    cands.clear();
+    cands.push(chosen);
+}
+
+/// The regions of the best (lowest) priority; with `weighted_ties`, one of them by weight.
+pub fn failover(ctx: &mut Ctx<'_>, cands: &mut Candidates, weighted_ties: bool) {
+    let priority = |r: &u16| ctx.gslb.regions[*r as usize].priority;
+    let Some(best) = cands.iter().map(priority).min() else {
+        return;
+    };
+    cands.retain(|r| priority(r) == best);
+    if weighted_ties && cands.len() > 1 {
+        weighted(ctx, cands);
+    }
+}
+
+/// Up to `count` regions, starting at a random one and wrapping, so every healthy region
+/// takes its turn at the head of the answer.
+pub fn multivalue(cands: &mut Candidates, count: usize) {
+    let n = cands.len();
+    let start = random_below(n as u64) as usize;
+    cands.rotate_left(start);
+    cands.truncate(count.min(n));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_index_follows_weights() {
+        let weights = [50, 30, 20];
+        let mut counts = [0usize; 3];
+        let n = 100_000;
+        for _ in 0..n {
+            counts[weighted_index(&weights)] += 1;
+        }
+        for (i, &w) in weights.iter().enumerate() {
+            let share = counts[i] as f64 / n as f64 * 100.0;
+            assert!((share - w as f64).abs() < 1.0, "region {i}: {share:.2}% vs {w}%");
+        }
+    }
+
+    #[test]
+    fn zero_weight_is_never_chosen_beside_positive_weights() {
+        for _ in 0..10_000 {
+            assert_ne!(weighted_index(&[0, 5, 0, 1]), 0);
+            assert_ne!(weighted_index(&[0, 5, 0, 1]), 2);
+        }
+        // All zero: every one in turn.
+        let mut seen = [false; 3];
+        for _ in 0..1000 {
+            seen[weighted_index(&[0, 0, 0])] = true;
+        }
+        assert_eq!(seen, [true; 3]);
+    }
+
+    #[test]
+    fn random_below_is_uniform_enough() {
+        let mut counts = [0usize; 7];
+        for _ in 0..70_000 {
+            counts[random_below(7) as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+    }
+}

@@ -1,0 +1,136 @@
+//! sticky: weighted rendezvous hashing of the client's subnet over the healthy regions. A
+//! client keeps its region while that region is healthy; when one of N regions fails, only
+//! its clients move, spread over the others by weight; when it returns, they come back.
+//! The hash is fixed (no per-process seed), so every gslbd instance sends a subnet to the
+//! same region.
+
+use std::net::IpAddr;
+
+use super::Ctx;
+use super::pick::splitmix;
+use crate::config::gslb::RegionConfig;
+use crate::gslb::status::Candidates;
+
+#[derive(Debug)]
+pub struct Sticky {
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// A hash of each region's name, by region id: region identity, independent of order.
+    seeds: Vec<u64>,
+}
+
+/// FNV-1a, 64-bit: stable across builds and platforms.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+impl Sticky {
+    pub fn build(ipv4_prefix: u8, ipv6_prefix: u8, regions: &[RegionConfig]) -> Sticky {
+        Sticky { ipv4_prefix, ipv6_prefix, seeds: regions.iter().map(|r| fnv1a(r.name.as_bytes())).collect() }
+    }
+
+    /// The hash of the client's subnet (its address cut to the configured prefix).
+    pub fn subnet_key(&self, addr: IpAddr) -> u64 {
+        let mut buf = [0u8; 17];
+        let len = match addr {
+            IpAddr::V4(a) => {
+                let bits = u32::from(a) & (!0u32).checked_shl(32 - self.ipv4_prefix as u32).unwrap_or(0);
+                buf[0] = 4;
+                buf[1..5].copy_from_slice(&bits.to_be_bytes());
+                5
+            }
+            IpAddr::V6(a) => {
+                let bits = u128::from(a) & (!0u128).checked_shl(128 - self.ipv6_prefix as u32).unwrap_or(0);
+                buf[0] = 6;
+                buf[1..17].copy_from_slice(&bits.to_be_bytes());
+                17
+            }
+        };
+        fnv1a(&buf[..len])
+    }
+
+    /// The region for this subnet key among `cands`, by weight (`weight(r)`).
+    pub fn choose(&self, key: u64, cands: &[u16], weight: impl Fn(u16) -> u32) -> Option<u16> {
+        let all_zero = cands.iter().all(|&r| weight(r) == 0);
+        cands
+            .iter()
+            .copied()
+            .map(|r| {
+                let h = splitmix(key ^ self.seeds.get(r as usize).copied().unwrap_or(r as u64));
+                // A uniform number in (0, 1), then the weighted rendezvous score w / -ln(u):
+                // the highest score wins, each region with probability w / sum(w).
+                let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                let w = if all_zero { 1.0 } else { weight(r) as f64 };
+                (r, w / -u.ln())
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(r, _)| r)
+    }
+
+    pub fn apply(&self, ctx: &mut Ctx<'_>, cands: &mut Candidates) {
+        let key = self.subnet_key(ctx.client.addr);
+        if let Some(r) = self.choose(key, cands, |r| ctx.weight(r)) {
+            cands.clear();
+            cands.push(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regions(n: usize) -> Vec<RegionConfig> {
+        (0..n)
+            .map(|i| RegionConfig {
+                name: format!("region-{i}"),
+                ipv4: vec![],
+                ipv6: vec![],
+                cname: None,
+                coordinates: None,
+                weight: 100,
+                priority: 100,
+                bias_km: 0.0,
+                pos: Default::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn removing_one_of_five_moves_only_its_clients() {
+        let s = Sticky::build(24, 56, &regions(5));
+        let all: Vec<u16> = (0..5).collect();
+        let four: Vec<u16> = vec![0, 1, 3, 4];
+        let mut moved = 0;
+        for i in 0..10_000u32 {
+            let addr = IpAddr::from((0x0a00_0000u32 + (i << 8)).to_be_bytes());
+            let key = s.subnet_key(addr);
+            let before = s.choose(key, &all, |_| 100).unwrap();
+            let after = s.choose(key, &four, |_| 100).unwrap();
+            if before != after {
+                assert_eq!(before, 2, "a client of a healthy region moved");
+                moved += 1;
+            }
+        }
+        // About a fifth of the subnets were on region 2.
+        assert!((1_700..2_300).contains(&moved), "{moved} of 10000 moved");
+    }
+
+    #[test]
+    fn same_subnet_same_region_and_weights_are_followed() {
+        let s = Sticky::build(24, 56, &regions(3));
+        let a = s.subnet_key("81.2.69.10".parse().unwrap());
+        let b = s.subnet_key("81.2.69.200".parse().unwrap());
+        assert_eq!(a, b, "one /24, one key");
+        assert_ne!(a, s.subnet_key("81.2.70.10".parse().unwrap()));
+        let mut counts = [0usize; 3];
+        for i in 0..30_000u32 {
+            let key = s.subnet_key(IpAddr::from((i << 8).to_be_bytes()));
+            counts[s.choose(key, &[0, 1, 2], |r| [50, 30, 20][r as usize]).unwrap() as usize] += 1;
+        }
+        for (c, w) in counts.iter().zip([50.0, 30.0, 20.0]) {
+            let share = *c as f64 / 300.0;
+            assert!((share - w).abs() < 1.5, "{counts:?}");
+        }
+    }
+}
