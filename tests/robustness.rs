@@ -23,10 +23,7 @@ use proptest::sample::{Index, select};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 /// What `host.pub.test. A` answers (tests/zones/pub.test.zone).
-const HOST_A: [&str; 2] = [
-    "host.pub.test. 120 A 203.0.113.20",
-    "host.pub.test. 120 A 203.0.113.21",
-];
+const HOST_A: [&str; 2] = ["host.pub.test. 120 A 203.0.113.20", "host.pub.test. 120 A 203.0.113.21"];
 /// Our EDNS payload size (the config default): no UDP answer is larger.
 const OUR_PAYLOAD: u16 = 1232;
 
@@ -36,22 +33,14 @@ fn server() -> Server {
 
 /// A server with these extra `[dns]` settings.
 fn server_with(dir: &TempDir, dns: &str) -> Server {
-    let cfg = dir.write(
-        "gslbd.toml",
-        &format!(
-            "[dns]\n{dns}\n[zones]\ndirectory = {:?}\n",
-            test_zones().to_str().unwrap()
-        ),
-    );
+    let cfg =
+        dir.write("gslbd.toml", &format!("[dns]\n{dns}\n[zones]\ndirectory = {:?}\n", test_zones().to_str().unwrap()));
     Server::start(&["--config", cfg.to_str().unwrap()])
 }
 
 /// Property test cases: `PROPTEST_CASES` when set, else `default`.
 fn runner(default: u32) -> TestRunner {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default);
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     TestRunner::new(Config {
         cases,
         // The runner is driven by hand (one server for all cases), so there is no source
@@ -74,11 +63,7 @@ const ANY: u16 = 255;
 
 fn name(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    for label in text
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
+    for label in text.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
         out.push(label.len() as u8);
         out.extend_from_slice(label.as_bytes());
     }
@@ -138,21 +123,11 @@ fn base_queries() -> Vec<Vec<u8>> {
         query_raw(0x1001, "host.pub.test.", A, None),
         query_raw(0x1002, "host.pub.test.", A, Some(opt_rr(1232, 0, &ecs4))),
         query_raw(0x1003, "wide.pub.test.", AAAA, None),
-        query_raw(
-            0x1004,
-            "huge.pub.test.",
-            TXT,
-            Some(opt_rr(4096, 0x8000, &[])),
-        ),
+        query_raw(0x1004, "huge.pub.test.", TXT, Some(opt_rr(4096, 0x8000, &[]))),
         query_raw(0x1005, "www.partner.pub.test.", A, None),
         query_raw(0x1006, "pub.test.", ANY, Some(opt_rr(512, 0, &[]))),
         query_raw(0x1007, "pub.test.", AXFR, None),
-        query_raw(
-            0x1008,
-            "X.star.pub.test.",
-            AAAA,
-            Some(opt_rr(1232, 0, &ecs6)),
-        ),
+        query_raw(0x1008, "X.star.pub.test.", AAAA, Some(opt_rr(1232, 0, &ecs6))),
         query_raw(0x1009, "hop1.pub.test.", A, None),
     ]
 }
@@ -163,12 +138,7 @@ fn base() -> impl Strategy<Value = Vec<u8>> {
 
 /// Names to put in mutated questions.
 fn qnames() -> impl Strategy<Value = Vec<u8>> {
-    select(vec![
-        name("host.pub.test."),
-        name("pub.test."),
-        name("a.b.kids.pub.test."),
-        name("."),
-    ])
+    select(vec![name("host.pub.test."), name("pub.test."), name("a.b.kids.pub.test."), name(".")])
 }
 
 /// Random bytes and mutations of valid queries: bit flips, truncations, random counts, bad
@@ -296,21 +266,12 @@ fn must_answer(packet: &[u8]) -> bool {
 
 /// Checks one response to `packet`: QR set, ID copied, within `limit`, and it parses.
 fn check_response(packet: &[u8], resp: &[u8], limit: usize) -> Result<(), TestCaseError> {
-    prop_assert!(
-        resp.len() >= wire::HEADER_LEN,
-        "response shorter than a header: {resp:02x?}"
-    );
+    prop_assert!(resp.len() >= wire::HEADER_LEN, "response shorter than a header: {resp:02x?}");
     prop_assert!(resp[2] & 0x80 != 0, "QR clear in {resp:02x?}");
     prop_assert_eq!(&resp[..2], &packet[..2], "ID not copied");
-    prop_assert!(
-        resp.len() <= limit,
-        "response of {} octets over the limit {limit}",
-        resp.len()
-    );
+    prop_assert!(resp.len() <= limit, "response of {} octets over the limit {limit}", resp.len());
     if let Err(e) = Message::from_vec(resp) {
-        return Err(TestCaseError::fail(format!(
-            "response does not parse ({e}): {resp:02x?}"
-        )));
+        return Err(TestCaseError::fail(format!("response does not parse ({e}): {resp:02x?}")));
     }
     Ok(())
 }
@@ -364,18 +325,10 @@ fn udp_case(server: SocketAddr, packet: &[u8]) -> Result<(), TestCaseError> {
             is_host_a_answer(d).map_err(TestCaseError::fail)?;
             break;
         }
-        prop_assert!(
-            answers.is_empty(),
-            "two answers to one packet; the second: {d:02x?}"
-        );
+        prop_assert!(answers.is_empty(), "two answers to one packet; the second: {d:02x?}");
         answers.push(d.to_vec());
     }
-    prop_assert_eq!(
-        answers.len(),
-        usize::from(must_answer(packet)),
-        "answers to a packet of {} octets",
-        packet.len()
-    );
+    prop_assert_eq!(answers.len(), usize::from(must_answer(packet)), "answers to a packet of {} octets", packet.len());
     for a in &answers {
         check_response(packet, a, udp_limit(packet))?;
     }
@@ -477,9 +430,7 @@ fn tcp_case(server: SocketAddr, stream: &[u8]) -> Result<(), TestCaseError> {
     s.shutdown(Shutdown::Write).unwrap();
     let mut got = Vec::new();
     if let Err(e) = s.read_to_end(&mut got) {
-        return Err(TestCaseError::fail(format!(
-            "server neither answered nor closed ({e}); read so far: {got:02x?}"
-        )));
+        return Err(TestCaseError::fail(format!("server neither answered nor closed ({e}); read so far: {got:02x?}")));
     }
     let expected = expected_tcp_answers(stream);
     let mut answers = Vec::new();
@@ -487,9 +438,7 @@ fn tcp_case(server: SocketAddr, stream: &[u8]) -> Result<(), TestCaseError> {
     while let [hi, lo, body @ ..] = rest {
         let len = usize::from(u16::from_be_bytes([*hi, *lo]));
         let Some((msg, after)) = body.split_at_checked(len) else {
-            return Err(TestCaseError::fail(format!(
-                "answer frame cut short: {rest:02x?}"
-            )));
+            return Err(TestCaseError::fail(format!("answer frame cut short: {rest:02x?}")));
         };
         answers.push(msg);
         rest = after;
@@ -610,8 +559,7 @@ fn tcp_client_idle_after_an_answer_is_disconnected_and_a_trickle_does_not_keep_i
     // Slowloris: a message sent one octet every 300 ms (10 s in all) is cut off about 1s
     // after its length prefix, not held open while octets keep coming.
     let mut slow = TcpStream::connect_timeout(&s.dns, WAIT).unwrap();
-    slow.set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let start = Instant::now();
     let mut closed = false;
     for &b in &framed {
@@ -625,10 +573,7 @@ fn tcp_client_idle_after_an_answer_is_disconnected_and_a_trickle_does_not_keep_i
                 closed = true;
                 break;
             }
-            Ok(n) => panic!(
-                "answer to a message that never completed: {:02x?}",
-                &buf[..n]
-            ),
+            Ok(n) => panic!("answer to a message that never completed: {:02x?}", &buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => {
                 closed = true;
@@ -639,10 +584,7 @@ fn tcp_client_idle_after_an_answer_is_disconnected_and_a_trickle_does_not_keep_i
     let elapsed = start.elapsed();
     assert!(closed, "trickling client still connected after {elapsed:?}");
     // Prefix (two octets) then at most 1s of body: ~1.3-1.6s; 4s allows for load.
-    assert!(
-        elapsed <= Duration::from_secs(4),
-        "trickling client closed only after {elapsed:?}"
-    );
+    assert!(elapsed <= Duration::from_secs(4), "trickling client closed only after {elapsed:?}");
     assert_tcp_healthy(&s);
 }
 
@@ -678,10 +620,7 @@ fn connections_over_the_cap_are_closed_at_once_and_served_again_after_one_closes
     // A third is accepted by the kernel, then closed by the server without waiting.
     let mut c3 = TcpStream::connect_timeout(&s.dns, WAIT).unwrap();
     let elapsed = wait_for_close(&mut c3, Duration::from_secs(5));
-    assert!(
-        elapsed < Duration::from_secs(2),
-        "connection over the cap closed only after {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(2), "connection over the cap closed only after {elapsed:?}");
 
     // The first two are still served.
     ask_on(&mut c1, 0x4003).unwrap();

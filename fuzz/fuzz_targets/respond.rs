@@ -15,7 +15,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use gslbd::frontend::{self, Reply};
 use gslbd::resolve::Transport;
@@ -36,11 +36,12 @@ static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(|| {
     let zones =
         ZoneSet::load_dir(&dir).unwrap_or_else(|e| panic!("cannot load {}: {e:?}", dir.display()));
     Snapshot {
-        zones,
-        settings: Settings {
+        zones: Arc::new(zones),
+        settings: Arc::new(Settings {
             udp_payload: 1232,
             transfer_allow: vec!["127.0.0.0/8".parse().expect("valid CIDR")],
-        },
+        }),
+        ..Default::default()
     }
 });
 
