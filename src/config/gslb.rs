@@ -138,11 +138,34 @@ pub(super) struct RawRegion {
     bias_km: Option<Spanned<f64>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `policy = "weighted"` or `policy = ["geo", "nearest"]`.
+#[derive(Debug)]
 enum RawPolicy {
-    One(Spanned<String>),
+    One(String),
     Chain(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawPolicy;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a policy name or a list of policy names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPolicy, E> {
+                Ok(RawPolicy::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawPolicy, A::Error> {
+                let mut v = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    v.push(item);
+                }
+                Ok(RawPolicy::Chain(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -401,7 +424,7 @@ fn service(
     };
 
     let steps: Vec<Spanned<String>> = match raw.policy.get_ref() {
-        RawPolicy::One(s) => vec![s.clone()],
+        RawPolicy::One(s) => vec![Spanned::new(raw.policy.span(), s.clone())],
         RawPolicy::Chain(v) => v.clone(),
     };
     if steps.is_empty() {

@@ -1,0 +1,222 @@
+//! GSLB services end to end: the real binary with tests/gslb/gslbd.toml, queried over UDP
+//! (with and without EDNS Client Subnet) and checked for the regions chosen, the record
+//! types, TTLs and the ECS scope.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+
+fn server() -> Server {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gslb/gslbd.toml");
+    Server::start(&["--config", cfg.to_str().unwrap()])
+}
+
+fn addresses(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.to_string()),
+            RData::AAAA(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn scope(m: &Message) -> Option<u8> {
+    match m.edns.as_ref()?.option(EdnsCode::Subnet)? {
+        EdnsOption::Subnet(cs) => Some(cs.scope_prefix()),
+        _ => None,
+    }
+}
+
+/// Sends `n` queries built by `make(i)` from one socket, many in flight at a time, and
+/// returns the first address of each answer, counted.
+fn distribution(server: SocketAddr, n: usize, make: impl Fn(usize) -> Message) -> HashMap<String, usize> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut counts = HashMap::new();
+    let mut buf = [0u8; 4096];
+    let window = 64;
+    let mut sent = 0;
+    let mut received = 0;
+    while received < n {
+        while sent < n && sent - received < window {
+            let mut m = make(sent);
+            m.metadata.id = sent as u16;
+            sock.send_to(&m.to_bytes().unwrap(), server).unwrap();
+            sent += 1;
+        }
+        let (len, _) = sock.recv_from(&mut buf).expect("answer within 2 s");
+        let r = Message::from_bytes(&buf[..len]).unwrap();
+        // The first address as sent, not sorted: which region leads the answer.
+        let first = r
+            .answers
+            .iter()
+            .find_map(|a| match &a.data {
+                RData::A(a) => Some(a.to_string()),
+                RData::AAAA(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "none".into());
+        *counts.entry(first).or_default() += 1;
+        received += 1;
+    }
+    counts
+}
+
+#[test]
+fn weighted_shares_follow_weights_and_drained_is_never_chosen() {
+    let s = server();
+    let n = 100_000;
+    let counts = distribution(s.dns, n, |_| query("weighted.svc.test.", RecordType::A));
+    assert_eq!(counts.get("192.0.2.14"), None, "drained region chosen: {counts:?}");
+    for (addr, weight) in [("192.0.2.11", 50.0), ("192.0.2.12", 30.0), ("192.0.2.13", 20.0)] {
+        let share = counts.get(addr).copied().unwrap_or(0) as f64 / n as f64 * 100.0;
+        assert!((share - weight).abs() <= 1.0, "{addr}: {share:.2}% vs {weight}% ({counts:?})");
+    }
+    // One address per answer, the service TTL, and no client dependence: ECS scope 0.
+    let r = udp(s.dns, &with_edns(query("weighted.svc.test.", RecordType::A), 1232, Some("81.2.69.0/24")));
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.answers[0].ttl, 20);
+    assert!(r.metadata.authoritative);
+    assert_eq!(scope(&r), Some(0));
+}
+
+#[test]
+fn failover_answers_the_best_priority() {
+    let s = server();
+    for _ in 0..20 {
+        let r = udp(s.dns, &query("failover.svc.test.", RecordType::A));
+        assert_eq!(addresses(&r), ["192.0.2.11"]);
+        assert_eq!(r.answers[0].ttl, 30, "default service TTL");
+    }
+    let r = udp(s.dns, &query("failover.svc.test.", RecordType::AAAA));
+    assert_eq!(addresses(&r), ["2001:db8::11"]);
+}
+
+#[test]
+fn multivalue_gives_n_rotated_regions() {
+    let s = server();
+    let counts = distribution(s.dns, 3000, |_| query("multi.svc.test.", RecordType::A));
+    // Every region leads the answer about a third of the time.
+    for addr in ["192.0.2.11", "192.0.2.12", "192.0.2.13"] {
+        let c = counts.get(addr).copied().unwrap_or(0);
+        assert!((800..1200).contains(&c), "{addr} first in {c} of 3000: {counts:?}");
+    }
+    for _ in 0..10 {
+        let r = udp(s.dns, &query("multi.svc.test.", RecordType::A));
+        assert_eq!(r.answers.len(), 2);
+        let a = addresses(&r);
+        assert_ne!(a[0], a[1]);
+    }
+}
+
+#[test]
+fn sticky_keeps_a_subnet_on_one_region_and_spreads_subnets() {
+    let s = server();
+    let mut per_region: HashMap<String, usize> = HashMap::new();
+    for i in 0..300u32 {
+        let subnet = format!("10.{}.{}.0/24", i / 256, i % 256);
+        let first = udp(s.dns, &with_edns(query("sticky.svc.test.", RecordType::A), 1232, Some(&subnet)));
+        assert_eq!(scope(&first), Some(24), "the answer depends on the client's /24");
+        let again = udp(s.dns, &with_edns(query("sticky.svc.test.", RecordType::A), 1232, Some(&subnet)));
+        assert_eq!(addresses(&first), addresses(&again), "{subnet} moved");
+        *per_region.entry(addresses(&first)[0].clone()).or_default() += 1;
+    }
+    // Weights 50/30/20 over 300 subnets.
+    for (addr, expect) in [("192.0.2.11", 150), ("192.0.2.12", 90), ("192.0.2.13", 60)] {
+        let c = per_region.get(addr).copied().unwrap_or(0);
+        assert!(c.abs_diff(expect) < 35, "{addr}: {c} subnets, expected about {expect}: {per_region:?}");
+    }
+    // A wider ECS source than the hash uses still gets the source prefix back as the scope.
+    let r = udp(s.dns, &with_edns(query("sticky.svc.test.", RecordType::A), 1232, Some("10.1.0.0/16")));
+    assert_eq!(scope(&r), Some(16));
+}
+
+#[test]
+fn missing_family_is_nodata_with_soa() {
+    let s = server();
+    let r = udp(s.dns, &query("v4only.svc.test.", RecordType::AAAA));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(r.answers.is_empty());
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+    // Other types at a service name: NODATA too.
+    let r = udp(s.dns, &query("failover.svc.test.", RecordType::MX));
+    assert!(r.answers.is_empty());
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+    // AAAA of a service whose regions partly lack IPv6 only names those that have it.
+    let counts = distribution(s.dns, 500, |_| query("weighted.svc.test.", RecordType::AAAA));
+    assert!(counts.keys().all(|a| a == "2001:db8::11" || a == "2001:db8::12"), "{counts:?}");
+}
+
+#[test]
+fn hostname_region_is_answered_with_a_cname() {
+    let s = server();
+    let r = udp(s.dns, &query("cloud.svc.test.", RecordType::A));
+    assert_eq!(lines(&r.answers), ["cloud.svc.test. 60 CNAME lb-1.cloud.example."]);
+    let r = udp(s.dns, &query("cloud.svc.test.", RecordType::AAAA));
+    assert_eq!(r.answers.len(), 1);
+    let r = udp(s.dns, &query("cloud.svc.test.", RecordType::CNAME));
+    assert_eq!(r.answers.len(), 1);
+}
+
+#[test]
+fn static_cname_to_a_service_is_followed() {
+    let s = server();
+    let r = udp(s.dns, &query("www.svc.test.", RecordType::A));
+    assert_eq!(r.answers.len(), 2);
+    assert_eq!(r.answers[0].record_type(), RecordType::CNAME);
+    assert_eq!(r.answers[1].name.to_ascii(), "weighted.svc.test.");
+    assert_eq!(r.answers[1].ttl, 20);
+    // Static records beside services still answer as before.
+    assert_eq!(addresses(&udp(s.dns, &query("static.svc.test.", RecordType::A))), ["192.0.2.80"]);
+}
+
+#[test]
+fn dig_shows_the_chosen_region_and_ecs_scope() {
+    let s = server();
+    let out = dig(s.dns, &["sticky.svc.test", "A", "+subnet=81.2.69.0/24"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains("CLIENT-SUBNET: 81.2.69.0/24/24"), "{out}");
+    assert!(out.contains("sticky.svc.test.\t30\tIN\tA\t192.0.2.1"), "{out}");
+}
+
+#[test]
+fn config_errors_name_the_line_and_field() {
+    let dir = TempDir::new("gslbcfg");
+    dir.write("zones/svc.test.zone", "$ORIGIN svc.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\nstatic IN A 192.0.2.2\n");
+    let cfg = dir.write(
+        "gslbd.toml",
+        "[regions.a]\naddresses = [\"192.0.2.1\"]\n\n[services.\"x.svc.test\"]\nregions = [\"a\", \"fra-3\"]\npolicy = [\"weighted\", \"failover\"]\n\n[services.\"static.svc.test\"]\nregions = [\"a\"]\npolicy = \"teleport\"\n\n[services.\"y.other.test\"]\nregions = [\"a\"]\npolicy = \"failover\"\n",
+    );
+    let out = std::process::Command::new(bin()).args(["check", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let c = cfg.display();
+    assert!(err.contains(&format!("{c}:5:17: error: services.\"x.svc.test\".regions names unknown region \"fra-3\"\n  hint: define it as [regions.NAME]")), "{err}");
+    assert!(err.contains(&format!("{c}:6:11: error: policy weighted picks the answer, so it must come last")), "{err}");
+    assert!(err.contains(&format!("{c}:10:10: error: service static.svc.test.: unknown policy \"teleport\"")), "{err}");
+    // Zone cross-checks run once the config itself is valid.
+    let cfg2 = dir.write(
+        "gslbd2.toml",
+        "[regions.a]\naddresses = [\"192.0.2.1\"]\n\n[services.\"static.svc.test\"]\nregions = [\"a\"]\npolicy = \"failover\"\n\n[services.\"y.other.test\"]\nregions = [\"a\"]\npolicy = \"failover\"\n",
+    );
+    let out = std::process::Command::new(bin()).args(["check", "--config", cfg2.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("gslbd2.toml:4:11: error: service static.svc.test. collides with static records in"), "{err}");
+    assert!(err.contains("gslbd2.toml:8:11: error: service y.other.test. is not inside any served zone"), "{err}");
+}
