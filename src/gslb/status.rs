@@ -170,7 +170,8 @@ mod tests {
     fn modes_candidates_and_ttls() {
         let g = gslb("min_healthy = 2\ndegraded_ttl = 10\n");
         // (up, mode, A candidates, AAAA candidates, ttl)
-        let cases: &[([bool; 3], Mode, &[u16], &[u16], u32)] = &[
+        type Case = ([bool; 3], Mode, &'static [u16], &'static [u16], u32);
+        let cases: &[Case] = &[
             // c is drained (weight 0): left out while a or b is up.
             ([true, true, true], Mode::Normal, &[0, 1], &[0], 60),
             ([true, true, false], Mode::Degraded, &[0, 1], &[0], 10),
