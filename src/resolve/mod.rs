@@ -53,6 +53,8 @@ pub struct Answer<'a> {
     pub ecs_scope: u8,
     /// Set on referrals: glue in ADDITIONAL is needed, so if it does not fit, truncate.
     pub glue_required: bool,
+    /// The service answered and the regions its policy chose (for metrics and explain).
+    pub service: Option<(usize, crate::gslb::status::Candidates)>,
 }
 
 impl<'a> Answer<'a> {
@@ -318,6 +320,7 @@ fn service_answer<'a>(
         client: crate::policy::Client::new(client_address(query, source), snap.gslb.geo.as_deref()),
     };
     let chosen = crate::policy::select(&mut ctx, family);
+    ans.service = Some((index, chosen.clone()));
     if service.is_client_dependent
         && let Some(cs) = query.edns.as_ref().and_then(|e| e.client_subnet)
     {
