@@ -3,12 +3,14 @@
 //! ```text
 //! frontend -> wire::decode -Query-> resolve::answer(&Snapshot) -Answer-> wire::encode -> frontend
 //! config + zone files -> Snapshot (state), swapped atomically on reload
+//! client address -> geoip::GeoLookup::locate -> Location (for the geo policies)
 //! ```
 //!
 //! - [`name`]: domain names in wire form.
 //! - [`zone`]: zone files -> immutable zone index.
 //! - [`wire`]: packets <-> [`wire::Query`] / [`resolve::Answer`], the protocol gates.
 //! - [`resolve`]: the authoritative answer algorithm, pure.
+//! - [`geoip`]: where a client is, from a MaxMind DB; `gslbd geoip build` writes one.
 //! - [`state`]: the [`state::Snapshot`] every query reads.
 
 pub mod config;

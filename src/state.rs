@@ -78,7 +78,7 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<St
         )]);
     }
     let geo = match &cfg.gslb.geoip {
-        Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![format!("error: {e}")])?),
+        Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![e.to_string()])?),
         None => None,
     };
     let config_file = cfg.path.clone().unwrap_or_default();

@@ -220,3 +220,98 @@ fn config_errors_name_the_line_and_field() {
     assert!(err.contains("gslbd2.toml:4:11: error: service static.svc.test. collides with static records in"), "{err}");
     assert!(err.contains("gslbd2.toml:8:11: error: service y.other.test. is not inside any served zone"), "{err}");
 }
+
+/// (ECS subnet, expected address) for a service; checks the scope too.
+fn expect_regions(s: &Server, name: &str, cases: &[(&str, &str)], want_scope: bool) {
+    for (ecs, want) in cases {
+        let r = udp(s.dns, &with_edns(query(name, RecordType::A), 1232, Some(ecs)));
+        assert_eq!(addresses(&r), [*want], "{name} for {ecs}");
+        let prefix: u8 = ecs.split_once('/').unwrap().1.parse().unwrap();
+        assert_eq!(scope(&r), Some(if want_scope { prefix } else { 0 }), "{name} for {ecs}: ECS scope");
+    }
+}
+
+#[test]
+fn geo_maps_networks_subdivisions_countries_and_continents() {
+    let s = server();
+    expect_regions(
+        &s,
+        "geo.svc.test.",
+        &[
+            ("81.2.69.0/24", "192.0.2.12"),     // GB, EU -> eu-west
+            ("89.160.20.0/24", "192.0.2.12"),   // SE, EU
+            ("149.101.100.0/24", "192.0.2.11"), // US-DC, NA -> us-east
+            ("216.160.83.0/24", "192.0.2.13"),  // US-WA: the subdivision rule wins -> ap-south
+            ("200.160.0.0/24", "192.0.2.12"),   // BR: the country rule beats SA -> us-east
+            ("202.196.224.0/24", "192.0.2.13"), // PH, AS -> ap-south
+            ("1.128.0.0/16", "192.0.2.13"),     // AU, OC -> ap-south
+            ("41.0.0.0/16", "192.0.2.12"),      // ZA, AF -> eu-west
+            ("10.99.1.0/24", "192.0.2.13"),     // operator network override
+        ],
+        true,
+    );
+    // IPv6 clients. NO (EU) -> eu-west. JP (AS) maps to ap-south, which has no IPv6: geo
+    // leaves the AAAA candidates as they are and nearest picks London (9,600 km) over
+    // Washington (10,900 km).
+    for (ecs, want) in [("2a02:cf40::/29", "2001:db8::12"), ("2001:218::/32", "2001:db8::12")] {
+        let r = udp(s.dns, &with_edns(query("geo.svc.test.", RecordType::AAAA), 1232, Some(ecs)));
+        assert_eq!(addresses(&r), [want], "{ecs}");
+        assert_eq!(scope(&r), Some(ecs.split_once('/').unwrap().1.parse().unwrap()));
+    }
+    // Without ECS the packet's source (127.0.0.1: NA in the fixture) decides, and the answer
+    // carries no ECS option at all.
+    let r = udp(s.dns, &with_edns(query("geo.svc.test.", RecordType::A), 1232, None));
+    assert_eq!(addresses(&r), ["192.0.2.11"]);
+    assert_eq!(scope(&r), None);
+    // ECS source prefix 0: the client asks us not to use its address: source decides, scope 0.
+    let r = udp(s.dns, &with_edns(query("geo.svc.test.", RecordType::A), 1232, Some("0.0.0.0/0")));
+    assert_eq!(addresses(&r), ["192.0.2.11"]);
+    assert_eq!(scope(&r), Some(0));
+}
+
+#[test]
+fn unknown_clients_fall_through_to_nearest_then_default() {
+    let s = server();
+    // 8.8.8.0/24 is not in the database: nearest has no coordinates and uses its default.
+    let r = udp(s.dns, &with_edns(query("near.svc.test.", RecordType::A), 1232, Some("8.8.8.0/24")));
+    assert_eq!(addresses(&r), ["192.0.2.12"], "nearest.default");
+    // 192.0.2.0/24 is in the database (NL) but without coordinates: default too.
+    let r = udp(s.dns, &with_edns(query("near.svc.test.", RecordType::A), 1232, Some("192.0.2.0/24")));
+    assert_eq!(addresses(&r), ["192.0.2.12"]);
+}
+
+#[test]
+fn nearest_picks_by_great_circle_distance() {
+    let s = server();
+    expect_regions(
+        &s,
+        "near.svc.test.",
+        &[
+            ("81.2.69.0/24", "192.0.2.12"),     // London -> eu-west
+            ("41.0.0.0/16", "192.0.2.13"),      // Johannesburg: Singapore 8,650 km beats London 9,070 km
+            ("216.160.83.0/24", "192.0.2.11"),  // Seattle -> us-east
+            ("200.160.0.0/24", "192.0.2.11"),   // Sao Paulo -> Washington (7,600 km) over London (9,500 km)
+            ("202.196.224.0/24", "192.0.2.13"), // Manila -> Singapore
+            ("1.128.0.0/16", "192.0.2.13"),     // Sydney -> Singapore
+        ],
+        true,
+    );
+}
+
+#[test]
+fn geo_chains_with_failover_and_sticky() {
+    let s = server();
+    // EU pool [eu-west, us-east] ordered by priority: eu-west (2) loses to us-east (1).
+    expect_regions(&s, "geofo.svc.test.", &[("81.2.69.0/24", "192.0.2.11"), ("216.160.83.0/24", "192.0.2.13")], true);
+    // EU clients spread over eu-west and us-east only; Asian ones all on ap-south.
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..64u32 {
+        // The fixture's European IPv4 networks: GB, SE, GB.
+        let ecs = ["81.2.69.0/24", "89.160.20.0/24", "2.125.160.0/24"][i as usize % 3];
+        let r = udp(s.dns, &with_edns(query("geosticky.svc.test.", RecordType::A), 1232, Some(ecs)));
+        seen.insert(addresses(&r)[0].clone());
+        assert_eq!(scope(&r), Some(24));
+    }
+    assert!(seen.iter().all(|a| a == "192.0.2.11" || a == "192.0.2.12"), "{seen:?}");
+    expect_regions(&s, "geosticky.svc.test.", &[("202.196.224.0/24", "192.0.2.13")], true);
+}
