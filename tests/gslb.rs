@@ -217,7 +217,12 @@ fn config_errors_name_the_line_and_field() {
     let out = std::process::Command::new(bin()).args(["check", "--config", cfg2.to_str().unwrap()]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("gslbd2.toml:4:11: error: service static.svc.test. collides with static records in"), "{err}");
+    assert!(
+        err.contains(
+            "gslbd2.toml:4:11: error: service static.svc.test. collides with static A, AAAA or CNAME records in"
+        ),
+        "{err}"
+    );
     assert!(err.contains("gslbd2.toml:8:11: error: service y.other.test. is not inside any served zone"), "{err}");
 }
 
@@ -314,4 +319,23 @@ fn geo_chains_with_failover_and_sticky() {
     }
     assert!(seen.iter().all(|a| a == "192.0.2.11" || a == "192.0.2.12"), "{seen:?}");
     expect_regions(&s, "geosticky.svc.test.", &[("202.196.224.0/24", "192.0.2.13")], true);
+}
+
+#[test]
+fn a_service_at_the_apex_keeps_the_zone_records() {
+    let dir = TempDir::new("apex");
+    dir.write("zones/apex.test.zone", "$ORIGIN apex.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\n@ IN MX 10 mail\nns1 IN A 192.0.2.53\nmail IN A 192.0.2.25\n");
+    let cfg = dir.write(
+        "gslbd.toml",
+        "[regions.a]\naddresses = [\"192.0.2.1\"]\n[regions.b]\naddresses = [\"192.0.2.2\"]\npriority = 1\n[services.\"apex.test\"]\nregions = [\"a\", \"b\"]\npolicy = \"failover\"\n",
+    );
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(addresses(&udp(s.dns, &query("apex.test.", RecordType::A))), ["192.0.2.2"]);
+    let r = udp(s.dns, &query("apex.test.", RecordType::SOA));
+    assert_eq!(r.answers[0].record_type(), RecordType::SOA);
+    let r = udp(s.dns, &query("apex.test.", RecordType::MX));
+    assert_eq!(lines(&r.answers), ["apex.test. 300 MX 10 mail.apex.test."]);
+    let r = udp(s.dns, &query("apex.test.", RecordType::TXT));
+    assert!(r.answers.is_empty());
+    assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
 }

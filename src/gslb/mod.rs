@@ -132,11 +132,15 @@ impl Gslb {
                     Lookup::Delegation { .. } => {
                         errors.push(format!("{at}: error: service {} is below a delegation in zone {}", s.name, zone.apex()))
                     }
-                    Lookup::Found(node) if !node.rrsets().is_empty() => errors.push(format!(
-                        "{at}: error: service {} collides with static records in {}\n  hint: remove the records at that name from the zone file; the service answers A and AAAA there",
-                        s.name,
-                        zone.source().display()
-                    )),
+                    Lookup::Found(node)
+                        if node.rrsets().iter().any(|r| matches!(r.rtype, rtype::A | rtype::AAAA | rtype::CNAME)) =>
+                    {
+                        errors.push(format!(
+                            "{at}: error: service {} collides with static A, AAAA or CNAME records in {}\n  hint: remove them from the zone file; the service answers A and AAAA at that name (other types, like the apex SOA and NS, may stay)",
+                            s.name,
+                            zone.source().display()
+                        ))
+                    }
                     _ => {}
                 },
             }

@@ -98,7 +98,13 @@ pub fn answer<'a>(query: &'a Query<'a>, source: IpAddr, snap: &'a Snapshot) -> A
     let mut name = query.qname_lower.clone();
     let mut chain = 0;
     loop {
-        if let Some((index, service)) = snap.gslb.service(name.as_wire()) {
+        // A service answers the address types at its name; other types (an apex's SOA, NS,
+        // MX, TXT) come from the zone's static records.
+        let service = match qtype {
+            rtype::A | rtype::AAAA | rtype::CNAME | rtype::ANY => snap.gslb.service(name.as_wire()),
+            _ => None,
+        };
+        if let Some((index, service)) = service {
             match service_answer(&mut ans, zone, index, service, owner, qtype, query, source, snap) {
                 Followed::Done => return ans,
                 Followed::Cname => {}
