@@ -3,6 +3,8 @@
 //! Plain timing loops (median of 15 runs of 200,000 iterations each), no framework: the
 //! figures go into bench/README.md.
 
+#![allow(clippy::unwrap_used)] // a benchmark: a panic is a failed setup
+
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::path::Path;
