@@ -10,7 +10,8 @@ fn every_example_config_passes_check() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let out = std::process::Command::new(common::bin()).args(["check", "--config"]).arg(&path).output().unwrap();
+            let out =
+                std::process::Command::new(common::bin()).args(["check", "--config"]).arg(&path).output().unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
             assert!(stdout.starts_with("ok: 1 zones"), "{}: {stdout}", path.display());

@@ -339,3 +339,48 @@ fn a_service_at_the_apex_keeps_the_zone_records() {
     assert!(r.answers.is_empty());
     assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
 }
+
+#[test]
+fn geoip_database_is_reread_on_reload_and_bad_ones_are_clear_errors() {
+    let dir = TempDir::new("georeload");
+    dir.write(
+        "zones/g.test.zone",
+        "$ORIGIN g.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n",
+    );
+    let build = |csv: &str| {
+        let src = dir.write("nets.csv", csv);
+        let out = std::process::Command::new(bin())
+            .args(["geoip", "build", src.to_str().unwrap(), dir.path().join("geo.mmdb").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    build("network,continent,country,lat,lon\n81.2.69.0/24,EU,GB,51.5,-0.13\n");
+    let cfg = dir.write(
+        "gslbd.toml",
+        "[geoip]\ndatabase = \"geo.mmdb\"\n[regions.eu]\naddresses = [\"192.0.2.1\"]\n[regions.na]\naddresses = [\"192.0.2.2\"]\n[services.\"www.g.test\"]\nregions = [\"eu\", \"na\"]\npolicy = \"geo\"\n[services.\"www.g.test\".geo]\ncontinents = { EU = [\"eu\"], NA = [\"na\"] }\n",
+    );
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let ask = || addresses(&udp(s.dns, &with_edns(query("www.g.test.", RecordType::A), 1232, Some("81.2.69.0/24"))));
+    assert_eq!(ask(), ["192.0.2.1"]);
+    // The operator's new database says that network is in North America.
+    build("network,continent,country,lat,lon\n81.2.69.0/24,NA,US,38.9,-77.0\n");
+    s.signal("HUP");
+    s.wait_log("reloaded");
+    assert_eq!(ask(), ["192.0.2.2"]);
+    // A corrupt database on reload: the old one keeps serving.
+    std::fs::write(dir.path().join("geo.mmdb"), b"not a database").unwrap();
+    s.signal("HUP");
+    s.wait_log("reload failed");
+    assert!(s.log().contains("geo.mmdb"), "{}", s.log());
+    assert_eq!(ask(), ["192.0.2.2"]);
+    // At start: a clear error naming the file, exit 2.
+    drop(s);
+    let Err((code, log)) = Server::try_start(&["--config", cfg.to_str().unwrap()]) else { panic!("started") };
+    assert_eq!(code, Some(2));
+    assert!(log.contains(&format!("{}", dir.path().join("geo.mmdb").display())), "{log}");
+    std::fs::remove_file(dir.path().join("geo.mmdb")).unwrap();
+    let Err((code, log)) = Server::try_start(&["--config", cfg.to_str().unwrap()]) else { panic!("started") };
+    assert_eq!(code, Some(2));
+    assert!(log.contains("geo.mmdb"), "{log}");
+}
