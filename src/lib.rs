@@ -19,6 +19,7 @@ pub mod geoip;
 pub mod gslb;
 pub mod metrics;
 pub mod name;
+pub mod overrides;
 pub mod policy;
 pub mod resolve;
 pub mod rtype;
