@@ -94,11 +94,23 @@ struct Source {
     /// Directory of zone files (`ORIGIN.zone`); replaces zones.directory of the config.
     #[arg(long, value_name = "DIR")]
     zones: Option<PathBuf>,
+    /// Admin API address (replaces admin.listen; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin_listen: Option<SocketAddr>,
+    /// Directory for overrides and the audit log (replaces admin.state_dir).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 impl Source {
     fn with_listen(&self, listen: &[SocketAddr]) -> state::Source {
-        state::Source { config: self.config.clone(), zones: self.zones.clone(), listen: listen.to_vec() }
+        state::Source {
+            config: self.config.clone(),
+            zones: self.zones.clone(),
+            listen: listen.to_vec(),
+            admin_listen: self.admin_listen,
+            state_dir: self.state_dir.clone(),
+        }
     }
 }
 
