@@ -14,8 +14,29 @@
 #   OUT_DIR=bench/results/<timestamp>  DNSPERF_ARGS="-c 8 -q 100 -Q 1000000 -t 1"
 #   QUIET_WAIT=30 QUIET_CORES=0.3 (before each run, wait up to 30 s for other
 #   processes to use less than 0.3 cores; the "other" column shows the noise)
+#   NOISY_RETRIES=1 (repeat a run in which others used more than QUIET_CORES)
+# bench/dns-qps.sh --table bench/results/<dir> prints an earlier run's table.
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
+
+# ------------------------------------------------------------------ table
+# col CSV SERVER QSET N: median of column N of the runs of SERVER on QSET
+col() { awk -F, -v s="$2" -v q="$3" -v c="$4" '$2 == s && $3 == q { print $c }' "$1" | median; }
+
+table() {  # CSV: the medians per server and query set
+  local csv=$1 q s
+  echo "dnsperf over UDP; $(grep '^settings:' "$(dirname "$csv")/env.txt")"
+  echo "medians; cores = server CPU time / wall time; other = cores used by other processes (noise)"
+  printf '%-6s %-5s %9s %6s %6s %10s %6s\n' server qset qps lost cores qps/core other
+  for q in www nx dyna; do
+    for s in $(tail -n +2 "$csv" | cut -d, -f2 | awk '!seen[$0]++'); do
+      grep -q ",$s,$q," "$csv" || continue
+      printf '%-6s %-5s %9.0f %6.0f %6.2f %10.0f %6.2f\n' "$s" "$q" \
+        "$(col "$csv" $s $q 4)" "$(col "$csv" $s $q 5)" "$(col "$csv" $s $q 6)" "$(col "$csv" $s $q 7)" "$(col "$csv" $s $q 8)"
+    done
+  done
+}
+if [ "${1:-}" = --table ]; then table "$2/runs.csv"; exit; fi   # re-print an old run's table
 
 SECS=${SECS:-10}
 REPS=${REPS:-3}
@@ -106,14 +127,20 @@ for s in $SERVERS; do verify "$s"; done
 log "answers verified; $REPS x ${SECS}s runs per server and query set"
 
 CSV=$OUT_DIR/runs.csv
-# col SERVER QSET N: median of column N of the runs of SERVER on QSET
-col() { awk -F, -v s="$1" -v q="$2" -v c="$3" '$2 == s && $3 == q { print $c }' "$CSV" | median; }
 echo "rep,server,qset,qps,lost,cores,qps_per_core,other_cores" > "$CSV"
-one() {  # rep server qset
-  local r
-  r=$(perf "$2" "${PORT[$2]}" "$RUN/$3.txt" "$SECS" "$OUT_DIR/logs/$2-$3-$1.txt") || exit 1
-  log "rep $1 $2 $3: qps lost cores qps/core other = $r"
-  echo "$1,$2,$3,${r// /,}" >> "$CSV"
+# one REP SERVER QSET: one run; a run during which other processes used more
+# than QUIET_CORES is repeated (NOISY_RETRIES times at most) and the attempt
+# with the least noise is kept.
+NOISY_RETRIES=${NOISY_RETRIES:-1}
+one() {
+  local r best="" try
+  for try in $(seq 0 "$NOISY_RETRIES"); do
+    r=$(perf "$2" "${PORT[$2]}" "$RUN/$3.txt" "$SECS" "$OUT_DIR/logs/$2-$3-$1-$try.txt") || exit 1
+    log "rep $1 $2 $3 try $try: qps lost cores qps/core other = $r"
+    if [ -z "$best" ] || awk -v a="${r##* }" -v b="${best##* }" 'BEGIN { exit !(a < b) }'; then best=$r; fi
+    awk -v o="${best##* }" -v q="$QUIET_CORES" 'BEGIN { exit !(o < q) }' && break
+  done
+  echo "$1,$2,$3,${best// /,}" >> "$CSV"
 }
 for rep in $(seq "$REPS"); do
   for q in www nx; do
@@ -123,16 +150,5 @@ for rep in $(seq "$REPS"); do
 done
 stop_all
 
-{
-  echo "dnsperf over UDP, ${SECS}s runs ($DNSPERF_ARGS), medians of $REPS runs"
-  echo "cores = server CPU time / wall time; other = cores used by other processes (noise)"
-  printf '%-6s %-5s %9s %6s %6s %10s %6s\n' server qset qps lost cores qps/core other
-  for q in www nx dyna; do
-    for s in $SERVERS; do
-      grep -q ",$s,$q," "$CSV" || continue
-      printf '%-6s %-5s %9.0f %6.0f %6.2f %10.0f %6.2f\n' "$s" "$q" \
-        "$(col $s $q 4)" "$(col $s $q 5)" "$(col $s $q 6)" "$(col $s $q 7)" "$(col $s $q 8)"
-    done
-  done
-} | tee "$OUT_DIR/table.txt"
+table "$CSV" | tee "$OUT_DIR/table.txt"
 log "raw output in $OUT_DIR"

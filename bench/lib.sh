@@ -159,6 +159,7 @@ perf() {
   { time dnsperf -s "$HOST" -p "$port" -d "$qf" -l "$secs" $DNSPERF_ARGS > "$raw" 2>&1; } 2> "$raw.time" \
     || { cat "$raw" >&2; die "dnsperf against $name failed"; }
   c1=$(tree_ticks "${PID[$name]}"); m1=$(machine_ticks); t1=$(date +%s.%N)
+  kill -0 "${PID[$name]}" 2>/dev/null || die "$name died during the run (log: ${LOGS[$name]})"
   awk -v c="$((c1 - c0))" -v hz="$HZ" -v wall="$(echo "$t0 $t1" | awk '{print $2 - $1}')" \
       -v m="$m0 $m1" -v ncpu="$(nproc)" -v perf_s="$(awk '{print $1 + $2}' "$raw.time")" '
     /Queries lost:/       { lost = $3 }
