@@ -15,6 +15,7 @@ pub mod config;
 pub mod frontend;
 pub mod geoip;
 pub mod gslb;
+pub mod health;
 pub mod name;
 pub mod policy;
 pub mod resolve;
