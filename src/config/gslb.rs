@@ -148,11 +148,36 @@ pub(super) struct RawRegion {
     quorum: Option<Spanned<i64>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `policy = "name"` or `policy = ["a", "b"]`. Not `#[serde(untagged)]`: untagged enums
+/// buffer the value, and toml's `Spanned` cannot be rebuilt from a buffer (every policy
+/// failed with "data did not match any variant").
+#[derive(Debug)]
 enum RawPolicy {
-    One(Spanned<String>),
+    One(String),
     Chain(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawPolicy;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a policy name or a list of policy names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPolicy, E> {
+                Ok(RawPolicy::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawPolicy, A::Error> {
+                let mut steps = Vec::new();
+                while let Some(step) = seq.next_element::<Spanned<String>>()? {
+                    steps.push(step);
+                }
+                Ok(RawPolicy::Chain(steps))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -464,7 +489,7 @@ fn service(
     };
 
     let steps: Vec<Spanned<String>> = match raw.policy.get_ref() {
-        RawPolicy::One(s) => vec![s.clone()],
+        RawPolicy::One(s) => vec![Spanned::new(raw.policy.span(), s.clone())],
         RawPolicy::Chain(v) => v.clone(),
     };
     if steps.is_empty() {
@@ -778,4 +803,31 @@ fn service(
         );
     }
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::parse;
+
+    const BASE: &str = "[regions.a]\naddresses = [\"192.0.2.1\"]\n[regions.b]\naddresses = [\"192.0.2.2\"]\n";
+
+    #[test]
+    fn policy_is_a_name_or_a_chain() {
+        let one = format!("{BASE}[services.\"x.test\"]\nregions = [\"a\", \"b\"]\npolicy = \"failover\"\n");
+        let c = parse(&one, Path::new("/g.toml")).unwrap();
+        assert_eq!(c.gslb.services[0].policy.iter().map(|p| p.name()).collect::<Vec<_>>(), ["failover"]);
+        let chain =
+            format!("{BASE}[services.\"x.test\"]\nregions = [\"a\", \"b\"]\npolicy = [\"failover\", \"weighted\"]\n");
+        let c = parse(&chain, Path::new("/g.toml")).unwrap();
+        assert_eq!(c.gslb.services[0].policy.iter().map(|p| p.name()).collect::<Vec<_>>(), ["failover", "weighted"]);
+        let bad = format!("{BASE}[services.\"x.test\"]\nregions = [\"a\"]\npolicy = [\"failover\", \"fastest\"]\n");
+        let e = parse(&bad, Path::new("/g.toml")).unwrap_err();
+        assert!(
+            e[0].to_string().starts_with("/g.toml:7:23: error: service x.test.: unknown policy \"fastest\""),
+            "{}",
+            e[0]
+        );
+    }
 }
