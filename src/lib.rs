@@ -3,6 +3,7 @@
 //! ```text
 //! frontend -> wire::decode -Query-> resolve::answer(&Snapshot) -Answer-> wire::encode -> frontend
 //! config + zone files -> Snapshot (state), swapped atomically on reload
+//! prober -ProbeOutcome-> health (rise/fall) -HealthTable-> control::rebuild -> new Snapshot
 //! ```
 //!
 //! - [`name`]: domain names in wire form.
@@ -10,8 +11,11 @@
 //! - [`wire`]: packets <-> [`wire::Query`] / [`resolve::Answer`], the protocol gates.
 //! - [`resolve`]: the authoritative answer algorithm, pure.
 //! - [`state`]: the [`state::Snapshot`] every query reads.
+//! - [`health`]: probes, the rise/fall machine and the prober tasks -> [`health::HealthTable`].
+//! - [`control`]: health (later: operator overrides) -> region status -> new snapshot.
 
 pub mod config;
+pub mod control;
 pub mod frontend;
 pub mod geoip;
 pub mod gslb;
