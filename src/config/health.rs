@@ -555,13 +555,21 @@ mod tests {
              rise = 0\nfall = 101\ntls_insecure = true\n",
         );
         let want = [
-            "/etc/gslbd/gslbd.toml:10:16: error: regions.fra.check.tls_insecure: tls_insecure is for https checks\n  hint: use type = \"https\" with an https:// url",
+            "/etc/gslbd/gslbd.toml:5:7: error: regions.fra.check.url: scheme \"https\" does not match type = \"http\"\n  hint: write http://... or change the type",
             "/etc/gslbd/gslbd.toml:7:11: error: regions.fra.check.timeout: 1s is not shorter than the interval (1s)\n  hint: a probe must finish before the next one starts: make timeout < interval",
             "/etc/gslbd/gslbd.toml:8:8: error: regions.fra.check.rise: 0 is out of range\n  hint: use 1 to 100 consecutive probes",
             "/etc/gslbd/gslbd.toml:9:8: error: regions.fra.check.fall: 101 is out of range\n  hint: use 1 to 100 consecutive probes",
-            "/etc/gslbd/gslbd.toml:5:7: error: regions.fra.check.url: scheme \"https\" does not match type = \"http\"\n  hint: write http://... or change the type",
+            "/etc/gslbd/gslbd.toml:10:16: error: regions.fra.check.tls_insecure: tls_insecure is for https checks\n  hint: use type = \"https\" with an https:// url",
         ];
         assert_eq!(e, want);
+    }
+
+    /// Each error starts with its `want` prefix, in file order.
+    fn assert_prefixes(errors: &[String], want: &[&str]) {
+        assert_eq!(errors.len(), want.len(), "{errors:#?}");
+        for (e, w) in errors.iter().zip(want) {
+            assert!(e.starts_with(&format!("{FILE}:{w}")), "want {w:?}, got {e:?}");
+        }
     }
 
     #[test]
@@ -570,28 +578,14 @@ mod tests {
             "[[regions.fra.checks]]\ntype = \"tcp\"\naddress = \"10.0.0.1\"\nurl = \"http://x/\"\n\
              [[regions.fra.checks]]\ntype = \"icmp\"\n[[regions.fra.checks]]\ntype = \"https\"\n",
         );
-        assert_eq!(e.len(), 4, "{e:#?}");
-        assert!(
-            e[0].starts_with(&format!("{FILE}:6:7: error: regions.fra.checks[0].url: tcp checks only connect")),
-            "{}",
-            e[0]
-        );
-        assert!(
-            e[1].starts_with(&format!(
-                "{FILE}:5:11: error: regions.fra.checks[0].address: \"10.0.0.1\" is not host:port"
-            )),
-            "{}",
-            e[1]
-        );
-        assert!(
-            e[2].starts_with(&format!("{FILE}:8:8: error: regions.fra.checks[1].type: \"icmp\" is not a check type")),
-            "{}",
-            e[2]
-        );
-        assert!(
-            e[3].starts_with(&format!("{FILE}:10:8: error: regions.fra.checks[2]: an https check needs a url")),
-            "{}",
-            e[3]
+        assert_prefixes(
+            &e,
+            &[
+                "5:11: error: regions.fra.checks[0].address: \"10.0.0.1\" is not host:port",
+                "6:7: error: regions.fra.checks[0].url: tcp checks only connect",
+                "8:8: error: regions.fra.checks[1].type: \"icmp\" is not a check type",
+                "10:8: error: regions.fra.checks[2]: an https check needs a url",
+            ],
         );
     }
 
@@ -614,25 +608,21 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         let e = errs("[regions.fra.check]\ntype = \"tcp\"\naddress = \"10.0.0.1:80\"\nintervall = \"2s\"\n");
-        assert!(e[0].starts_with(&format!("{FILE}:6:1: error: unknown field `intervall`")), "{e:?}");
+        assert_prefixes(&e, &["6:1: error: unknown field `intervall`"]);
         let e = errs(
             "[regions.fra.check]\ntype = \"http\"\nurl = \"http://x/\"\nexpect_status = [\"399-200\", 700, true]\n\
              headers = { \"bad name\" = \"1\" }\nmethod = \"POST\"\n[health]\nunknown = \"maybe\"\n",
         );
-        assert_eq!(e.len(), 6, "{e:#?}");
-        assert!(
-            e[0].starts_with(&format!("{FILE}:10:11: error: health.unknown: \"maybe\" is not a choice")),
-            "{}",
-            e[0]
-        );
-        assert!(e[1].contains(":8:10: error: regions.fra.check.method: \"POST\" is not GET or HEAD"), "{}", e[1]);
-        assert!(e[2].contains(":6:18: error: regions.fra.check.expect_status: \"399-200\""), "{}", e[2]);
-        assert!(e[3].contains(":6:29: error: regions.fra.check.expect_status: 700"), "{}", e[3]);
-        assert!(e[4].contains(":6:34: error: regions.fra.check.expect_status: true"), "{}", e[4]);
-        assert!(
-            e[5].contains(":7:13: error: regions.fra.check.headers: \"bad name\" is not a header name"),
-            "{}",
-            e[5]
+        assert_prefixes(
+            &e,
+            &[
+                "6:18: error: regions.fra.check.expect_status: \"399-200\" is not a status code or range",
+                "6:29: error: regions.fra.check.expect_status: 700 is not",
+                "6:34: error: regions.fra.check.expect_status: true is not",
+                "7:13: error: regions.fra.check.headers: \"bad name\" is not a header name",
+                "8:10: error: regions.fra.check.method: \"POST\" is not GET or HEAD",
+                "10:11: error: health.unknown: \"maybe\" is not a choice",
+            ],
         );
     }
 

@@ -224,6 +224,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     };
     let mut report = |span, message, hint: Option<&str>| errors.push(at(span, message, hint));
     cfg.gslb = gslb::validate(raw.geoip, raw.health, raw.regions, raw.services, base, &pos_of, &mut report);
+    // In file order, however the checks happened to run.
+    errors.sort_by_key(|e| (e.line, e.col));
     if errors.is_empty() { Ok(cfg) } else { Err(errors) }
 }
 
