@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, watch};
 use gslbd::config::Config;
 use gslbd::control::{self, Overrides};
 use gslbd::frontend::{self, tcp, udp};
+use gslbd::geoip;
 use gslbd::health::{Prober, RegionChecks};
 use gslbd::state::{self, SharedState, Snapshot};
 
@@ -42,6 +43,48 @@ struct Cli {
 enum Command {
     /// Validate the configuration and every zone file; print each error, or `ok`.
     Check(Source),
+    /// GeoIP databases (.mmdb): build one from a CSV of networks.
+    #[command(subcommand)]
+    Geoip(GeoipCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum GeoipCommand {
+    /// Build a GeoLite2-City-shaped .mmdb from a CSV of networks.
+    ///
+    /// Turns your own prefix lists (offices, data centres, a partner's ranges) into a
+    /// database that gslbd and any MaxMind DB reader (e.g. mmdblookup) can use.
+    ///
+    /// CSV columns, one network a line, after an optional header line starting with
+    /// `network`; lines starting with # are comments:
+    ///
+    ///   network,continent,country,lat,lon[,subdivision[,country_name]]
+    ///
+    ///   network       CIDR (192.0.2.0/24, 2001:db8::/32) or a single address
+    ///   continent     AF AN AS EU NA OC SA
+    ///   country       ISO 3166-1 alpha-2 code (US, GB)
+    ///   lat, lon      degrees; leave both empty for a country-only record
+    ///   subdivision   ISO 3166-2 code or the part after its dash (US-CA or CA)
+    ///   country_name  English name; the rest of the line, commas allowed
+    ///
+    /// Example:
+    ///
+    ///   network,continent,country,lat,lon,subdivision
+    ///   81.2.69.0/24,EU,GB,51.5,-0.13,ENG
+    ///   2001:db8::/32,EU,DE,50.1,8.7,HE
+    ///   192.0.2.0/24,EU,NL,,
+    ///
+    /// Networks may nest: the more specific one wins, whatever the order of the lines.
+    /// IPv4 networks are also found as ::ffff:a.b.c.d, 6to4 and Teredo addresses. The
+    /// output is the same bytes for the same CSV (fixed build time), and replaces OUT
+    /// atomically. Every bad line is reported as CSV:line: and the exit status is 2.
+    #[command(verbatim_doc_comment)]
+    Build {
+        /// The CSV of networks.
+        csv: PathBuf,
+        /// The .mmdb file to write.
+        out: PathBuf,
+    },
 }
 
 /// Where configuration and zones come from.
@@ -53,11 +96,23 @@ struct Source {
     /// Directory of zone files (`ORIGIN.zone`); replaces zones.directory of the config.
     #[arg(long, value_name = "DIR")]
     zones: Option<PathBuf>,
+    /// Admin API address (replaces admin.listen; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin_listen: Option<SocketAddr>,
+    /// Directory for overrides and the audit log (replaces admin.state_dir).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 impl Source {
     fn with_listen(&self, listen: &[SocketAddr]) -> state::Source {
-        state::Source { config: self.config.clone(), zones: self.zones.clone(), listen: listen.to_vec() }
+        state::Source {
+            config: self.config.clone(),
+            zones: self.zones.clone(),
+            listen: listen.to_vec(),
+            admin_listen: self.admin_listen,
+            state_dir: self.state_dir.clone(),
+        }
     }
 }
 
@@ -92,6 +147,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INVALID)
             }
         },
+        Some(Command::Geoip(GeoipCommand::Build { csv, out })) => geoip_build(&csv, &out),
         None => match state::load(&cli.source.with_listen(&cli.listen)) {
             Err(errors) => {
                 for e in &errors {
@@ -108,6 +164,38 @@ fn main() -> ExitCode {
                 }
             },
         },
+    }
+}
+
+/// `gslbd geoip build CSV OUT`: exit 2 for a CSV that cannot be read or has errors, 1 when
+/// OUT cannot be written.
+fn geoip_build(csv: &Path, out: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(csv) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{}: error: cannot read CSV: {e}", csv.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let built = match geoip::build::build(&text, csv) {
+        Ok(built) => built,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s); {} not written", errors.len(), out.display());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    match geoip::build::write(out, &built.bytes) {
+        Ok(()) => {
+            println!("ok: wrote {} ({} networks, {} bytes)", out.display(), built.networks, built.bytes.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: error: cannot write: {e}", out.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Source {
     pub config: Option<std::path::PathBuf>,
     pub zones: Option<std::path::PathBuf>,
     pub listen: Vec<std::net::SocketAddr>,
+    pub admin_listen: Option<std::net::SocketAddr>,
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Loads and validates config, zones, GeoIP database and services together: either all of it
@@ -70,6 +72,12 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<St
     if !source.listen.is_empty() {
         cfg.dns.listen = source.listen.clone();
     }
+    if source.admin_listen.is_some() {
+        cfg.admin.listen = source.admin_listen;
+    }
+    if let Some(dir) = &source.state_dir {
+        cfg.admin.state_dir = dir.clone();
+    }
     let zones = ZoneSet::load_dir(&cfg.zones_dir).map_err(strings)?;
     if zones.is_empty() {
         return Err(vec![format!(
@@ -78,7 +86,7 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<St
         )]);
     }
     let geo = match &cfg.gslb.geoip {
-        Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![format!("error: {e}")])?),
+        Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![e.to_string()])?),
         None => None,
     };
     let config_file = cfg.path.clone().unwrap_or_default();

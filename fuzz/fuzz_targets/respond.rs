@@ -53,7 +53,7 @@ fuzz_target!(|packet: &[u8]| {
         (Transport::Tcp, OTHER),
         (Transport::Tcp, ALLOWED),
     ] {
-        let reply = frontend::respond(packet, client, transport, snap, &mut out);
+        let reply = frontend::respond(packet, client, transport, snap, &mut out, gslbd::metrics::dns_shard(0));
         check(packet, transport, client, reply, &out, snap);
     }
 });

@@ -148,9 +148,7 @@ pub(super) struct RawRegion {
     quorum: Option<Spanned<i64>>,
 }
 
-/// `policy = "name"` or `policy = ["a", "b"]`. Not `#[serde(untagged)]`: untagged enums
-/// buffer the value, and toml's `Spanned` cannot be rebuilt from a buffer (every policy
-/// failed with "data did not match any variant").
+/// `policy = "weighted"` or `policy = ["geo", "nearest"]`.
 #[derive(Debug)]
 enum RawPolicy {
     One(String),
@@ -169,11 +167,11 @@ impl<'de> Deserialize<'de> for RawPolicy {
                 Ok(RawPolicy::One(v.to_string()))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawPolicy, A::Error> {
-                let mut steps = Vec::new();
-                while let Some(step) = seq.next_element::<Spanned<String>>()? {
-                    steps.push(step);
+                let mut v = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    v.push(item);
                 }
-                Ok(RawPolicy::Chain(steps))
+                Ok(RawPolicy::Chain(v))
             }
         }
         d.deserialize_any(V)

@@ -24,6 +24,36 @@ pub struct Config {
     /// Directory whose `*.zone` files are served.
     pub zones_dir: PathBuf,
     pub gslb: gslb::GslbConfig,
+    pub admin: Admin,
+}
+
+/// `[admin]`: the HTTP API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    /// None: no admin API (the default without a config file).
+    pub listen: Option<SocketAddr>,
+    /// File with bearer tokens, one per line, `id:secret` or just `secret`.
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding one more token (id "env").
+    pub token_env: String,
+    /// Whether GET endpoints need a token too.
+    pub read_requires_token: bool,
+    /// Where overrides and the audit log are kept.
+    pub state_dir: PathBuf,
+}
+
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8053);
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: None,
+            token_file: None,
+            token_env: "GSLBD_ADMIN_TOKEN".into(),
+            read_requires_token: false,
+            state_dir: PathBuf::from("state"),
+        }
+    }
 }
 
 /// `[dns]`: listeners and protocol limits.
@@ -53,7 +83,13 @@ impl Default for Dns {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { path: None, dns: Dns::default(), zones_dir: PathBuf::from("zones"), gslb: gslb::GslbConfig::default() }
+        Config {
+            path: None,
+            dns: Dns::default(),
+            zones_dir: PathBuf::from("zones"),
+            gslb: gslb::GslbConfig::default(),
+            admin: Admin::default(),
+        }
     }
 }
 
@@ -89,6 +125,8 @@ struct RawConfig {
     #[serde(default)]
     zones: RawZones,
     #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
     geoip: gslb::RawGeoip,
     #[serde(default)]
     health: health::RawHealth,
@@ -107,6 +145,17 @@ struct RawDns {
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<i64>>,
     transfer_allow: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    enabled: Option<bool>,
+    listen: Option<Spanned<String>>,
+    token_file: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
+    read_requires_token: Option<bool>,
+    state_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +267,30 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     } else {
         cfg.zones_dir = base.join("zones");
     }
+    // [admin]: on by default with a config file, on loopback.
+    let raw_admin = raw.admin;
+    cfg.admin.listen = if raw_admin.enabled == Some(false) { None } else { Some(DEFAULT_ADMIN_LISTEN) };
+    if let Some(l) = raw_admin.listen {
+        match parse_listen(l.get_ref()) {
+            Some(a) => {
+                if cfg.admin.listen.is_some() {
+                    cfg.admin.listen = Some(a);
+                }
+            }
+            None => errors.push(at(
+                l.span(),
+                format!("admin.listen: {:?} is not an address with a port", l.get_ref()),
+                Some("write e.g. \"127.0.0.1:8053\""),
+            )),
+        }
+    }
+    cfg.admin.token_file = raw_admin.token_file.map(|f| base.join(f.get_ref()));
+    if let Some(e) = raw_admin.token_env {
+        cfg.admin.token_env = e.into_inner();
+    }
+    cfg.admin.read_requires_token = raw_admin.read_requires_token.unwrap_or(false);
+    cfg.admin.state_dir = base.join(raw_admin.state_dir.map_or_else(|| "state".to_string(), |d| d.into_inner()));
+
     let pos_of = |offset: usize| {
         let (line, col) = line_col(text, offset);
         gslb::Pos { line, col }

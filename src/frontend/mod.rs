@@ -6,6 +6,7 @@ pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::metrics::DnsShard;
 use crate::resolve::{self, Transport};
 use crate::rtype;
 use crate::state::Snapshot;
@@ -23,15 +24,26 @@ pub enum Reply {
 }
 
 /// Decodes one message, answers it from `snap` and encodes the response into `out`.
-pub fn respond(packet: &[u8], client: IpAddr, transport: Transport, snap: &Snapshot, out: &mut Vec<u8>) -> Reply {
+pub fn respond(
+    packet: &[u8],
+    client: IpAddr,
+    transport: Transport,
+    snap: &Snapshot,
+    out: &mut Vec<u8>,
+    counters: &DnsShard,
+) -> Reply {
     let payload = snap.settings.udp_payload;
     let query = match wire::decode(packet) {
         Decoded::Query(q) => q,
         Decoded::Error(reply) => {
             wire::encode_error(&reply, payload, out);
+            counters.response(transport, reply.rcode, question_type(reply.question));
             return Reply::Message;
         }
-        Decoded::Drop => return Reply::Drop,
+        Decoded::Drop => {
+            counters.dropped();
+            return Reply::Drop;
+        }
     };
     if matches!(query.qtype, rtype::AXFR | rtype::IXFR) {
         let allowed = snap.settings.transfer_allow.iter().any(|net| net.contains(&canonical(client)));
@@ -48,12 +60,26 @@ pub fn respond(packet: &[u8], client: IpAddr, transport: Transport, snap: &Snaps
             edns: query.edns,
         };
         wire::encode_error(&refuse, payload, out);
+        counters.response(transport, refuse.rcode, query.qtype);
         return Reply::Message;
     }
     let answer = resolve::answer(&query, client, snap);
     let limit = wire::size_limit(query.edns.as_ref(), transport == Transport::Tcp, payload);
     wire::encode_answer(&query, &answer, limit, payload, out);
+    counters.response(transport, answer.rcode, query.qtype);
+    if let Some((i, chosen)) = &answer.service
+        && let Some(service) = snap.gslb.services.get(*i)
+    {
+        service.count_answer(chosen);
+    }
     Reply::Message
+}
+
+/// QTYPE of a raw question (name, type, class), for metrics.
+fn question_type(question: Option<&[u8]>) -> u16 {
+    question
+        .and_then(|q| q.len().checked_sub(4).and_then(|i| q.get(i..i + 2)))
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from dual-stack sockets) as plain IPv4.

@@ -58,13 +58,18 @@ pub fn spawn_workers(
         handles.push(
             std::thread::Builder::new()
                 .name(format!("udp-{addr}-{i}"))
-                .spawn(move || serve(socket, state, shutdown))?,
+                .spawn(move || serve(socket, state, shutdown, crate::metrics::dns_shard(i)))?,
         );
     }
     Ok(handles)
 }
 
-fn serve(socket: UdpSocket, state: SharedState, shutdown: Arc<AtomicBool>) {
+fn serve(
+    socket: UdpSocket,
+    state: SharedState,
+    shutdown: Arc<AtomicBool>,
+    counters: &'static crate::metrics::DnsShard,
+) {
     let mut batch = Batch::new();
     while !shutdown.load(Ordering::Relaxed) {
         let received = match batch.receive(&socket) {
@@ -85,7 +90,7 @@ fn serve(socket: UdpSocket, state: SharedState, shutdown: Arc<AtomicBool>) {
         };
         // One snapshot load per batch: queries of one batch see the same data.
         let snap = state.load();
-        batch.answer(received, &snap);
+        batch.answer(received, &snap, counters);
         if let Err(e) = batch.send(&socket) {
             tracing::debug!(error = %e, "udp send failed");
         }
@@ -159,14 +164,14 @@ impl Batch {
         Ok(n)
     }
 
-    fn answer(&mut self, received: usize, snap: &crate::state::Snapshot) {
+    fn answer(&mut self, received: usize, snap: &crate::state::Snapshot, counters: &crate::metrics::DnsShard) {
         self.to_send.clear();
         for i in 0..received {
             let Some(peer) = peer_ip(&self.peers[i], self.peer_lens[i]) else {
                 continue;
             };
             let query = &self.queries[i][..self.query_lens[i]];
-            if respond(query, peer, Transport::Udp, snap, &mut self.answers[i]) == Reply::Message {
+            if respond(query, peer, Transport::Udp, snap, &mut self.answers[i], counters) == Reply::Message {
                 self.to_send.push(i);
             }
         }

@@ -61,6 +61,8 @@ pub struct Service {
     /// True when some step reads the client's address: the answer's ECS scope is then the
     /// query's source prefix, else 0.
     pub is_client_dependent: bool,
+    /// Answers naming each region, parallel to `regions` (shared across reloads by name).
+    pub answer_counts: Vec<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Services, regions and the GeoIP database, as configured.
@@ -133,11 +135,15 @@ impl Gslb {
                     Lookup::Delegation { .. } => {
                         errors.push(format!("{at}: error: service {} is below a delegation in zone {}", s.name, zone.apex()))
                     }
-                    Lookup::Found(node) if !node.rrsets().is_empty() => errors.push(format!(
-                        "{at}: error: service {} collides with static records in {}\n  hint: remove the records at that name from the zone file; the service answers A and AAAA there",
-                        s.name,
-                        zone.source().display()
-                    )),
+                    Lookup::Found(node)
+                        if node.rrsets().iter().any(|r| matches!(r.rtype, rtype::A | rtype::AAAA | rtype::CNAME)) =>
+                    {
+                        errors.push(format!(
+                            "{at}: error: service {} collides with static A, AAAA or CNAME records in {}\n  hint: remove them from the zone file; the service answers A and AAAA at that name (other types, like the apex SOA and NS, may stay)",
+                            s.name,
+                            zone.source().display()
+                        ))
+                    }
                     _ => {}
                 },
             }
@@ -154,6 +160,11 @@ impl Gslb {
                 fallback_a: rrset_of(rtype::A, &s.fallback),
                 fallback_aaaa: rrset_of(rtype::AAAA, &s.fallback),
                 is_client_dependent,
+                answer_counts: s
+                    .regions
+                    .iter()
+                    .map(|&r| crate::metrics::answer_counter(&s.name.to_string(), &cfg.regions[r].name))
+                    .collect(),
             });
             gslb.by_name.insert(s.name.as_wire().into(), i);
         }
@@ -171,5 +182,16 @@ impl Gslb {
 
     pub fn region_id(&self, name: &str) -> Option<RegionId> {
         self.regions.iter().position(|r| r.name == name).map(|i| i as RegionId)
+    }
+}
+
+impl Service {
+    /// Counts one answer naming these regions.
+    pub fn count_answer(&self, chosen: &[RegionId]) {
+        for r in chosen {
+            if let Some(i) = self.regions.iter().position(|x| x == r) {
+                self.answer_counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 }

@@ -137,3 +137,83 @@ fn service_status(gslb: &Gslb, s: &Service, regions: &[RegionStatus], prev: Opti
     let latency_choice = crate::policy::latency::choose(s, &candidates_a, regions, prev.and_then(|p| p.latency_choice));
     ServiceStatus { mode, healthy, candidates_a, candidates_aaaa, ttl, latency_choice }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config;
+    use crate::zone::ZoneSet;
+
+    const ZONE: &str =
+        "$ORIGIN s.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\n";
+
+    fn gslb(service_extra: &str) -> Gslb {
+        let toml = format!(
+            "[regions.a]\naddresses = [\"192.0.2.1\", \"2001:db8::1\"]\n[regions.b]\naddresses = [\"192.0.2.2\"]\n[regions.c]\naddresses = [\"192.0.2.3\", \"2001:db8::3\"]\nweight = 0\n[services.\"x.s.test\"]\nregions = [\"a\", \"b\", \"c\"]\npolicy = \"weighted\"\nttl = 60\n{service_extra}"
+        );
+        let cfg = config::parse(&toml, Path::new("t.toml")).unwrap();
+        let apex = crate::name::Name::parse("s.test.", None).unwrap();
+        let recs = crate::zone::parse::parse_str(ZONE, Path::new("z"), &apex, Path::new("/")).unwrap();
+        let zones = ZoneSet::new(vec![crate::zone::Zone::from_records(&apex, recs, Path::new("z")).unwrap()]);
+        Gslb::build(&cfg.gslb, &zones, None, Path::new("t.toml")).unwrap()
+    }
+
+    fn with_up(g: &Gslb, up: [bool; 3]) -> ServiceStatus {
+        let regions =
+            g.regions.iter().zip(up).map(|(r, is_up)| RegionStatus { is_up, weight: r.weight, rtt_ms: None }).collect();
+        Status::build(g, regions, None).services.remove(0)
+    }
+
+    #[test]
+    fn modes_candidates_and_ttls() {
+        let g = gslb("min_healthy = 2\ndegraded_ttl = 10\n");
+        // (up, mode, A candidates, AAAA candidates, ttl)
+        type Case = ([bool; 3], Mode, &'static [u16], &'static [u16], u32);
+        let cases: &[Case] = &[
+            // c is drained (weight 0): left out while a or b is up.
+            ([true, true, true], Mode::Normal, &[0, 1], &[0], 60),
+            ([true, true, false], Mode::Degraded, &[0, 1], &[0], 10),
+            // b (no IPv6) down: AAAA still a.
+            ([true, false, true], Mode::Degraded, &[0], &[0], 10),
+            // Only the drained one up: 1 < min_healthy 2 -> fail open over all, drained out.
+            ([false, false, true], Mode::FailOpen, &[0, 1], &[0], 10),
+            // One healthy of three, min 2: fail open.
+            ([true, false, false], Mode::FailOpen, &[0, 1], &[0], 10),
+            ([false, false, false], Mode::FailOpen, &[0, 1], &[0], 10),
+        ];
+        for (up, mode, a, aaaa, ttl) in cases {
+            let s = with_up(&g, *up);
+            assert_eq!(s.mode, *mode, "{up:?}");
+            assert_eq!(&s.candidates_a[..], *a, "{up:?} A");
+            assert_eq!(&s.candidates_aaaa[..], *aaaa, "{up:?} AAAA");
+            assert_eq!(s.ttl, *ttl, "{up:?} ttl");
+        }
+    }
+
+    #[test]
+    fn all_down_modes_other_than_fail_open() {
+        for mode in ["nodata", "servfail"] {
+            let g = gslb(&format!("when_all_down = \"{mode}\"\n"));
+            let s = with_up(&g, [false, false, false]);
+            assert_eq!(s.mode, Mode::AllDown);
+            assert!(s.candidates_a.is_empty());
+        }
+        let g = gslb("when_all_down = \"fallback\"\nfallback = [\"203.0.113.9\"]\n");
+        assert_eq!(with_up(&g, [false, false, false]).mode, Mode::AllDown);
+        assert!(g.services[0].fallback_a.is_some());
+        assert!(g.services[0].fallback_aaaa.is_none());
+        // Only the drained region healthy: it is answered (drained means "no new clients while
+        // others can take them"), the service is degraded, not down.
+        let s = with_up(&g, [false, false, true]);
+        assert_eq!((s.mode, &s.candidates_a[..]), (Mode::Degraded, &[2u16][..]));
+    }
+
+    #[test]
+    fn min_healthy_fraction() {
+        let g = gslb("min_healthy = \"50%\"\n");
+        assert_eq!(with_up(&g, [true, true, false]).mode, Mode::Degraded);
+        assert_eq!(with_up(&g, [true, false, false]).mode, Mode::FailOpen);
+    }
+}

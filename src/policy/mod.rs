@@ -114,6 +114,11 @@ impl<'g> Client<'g> {
         Client { addr, geo, location: None }
     }
 
+    /// A client whose location is already known (benchmarks and explain).
+    pub fn located(addr: IpAddr, location: Option<Location>) -> Self {
+        Client { addr, geo: None, location: Some(location) }
+    }
+
     pub fn location(&mut self) -> Option<&Location> {
         if self.location.is_none() {
             self.location = Some(self.geo.and_then(|g| g.locate(self.addr)));

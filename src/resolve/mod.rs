@@ -53,6 +53,8 @@ pub struct Answer<'a> {
     pub ecs_scope: u8,
     /// Set on referrals: glue in ADDITIONAL is needed, so if it does not fit, truncate.
     pub glue_required: bool,
+    /// The service answered and the regions its policy chose (for metrics and explain).
+    pub service: Option<(usize, crate::gslb::status::Candidates)>,
 }
 
 impl<'a> Answer<'a> {
@@ -96,7 +98,13 @@ pub fn answer<'a>(query: &'a Query<'a>, source: IpAddr, snap: &'a Snapshot) -> A
     let mut name = query.qname_lower.clone();
     let mut chain = 0;
     loop {
-        if let Some((index, service)) = snap.gslb.service(name.as_wire()) {
+        // A service answers the address types at its name; other types (an apex's SOA, NS,
+        // MX, TXT) come from the zone's static records.
+        let service = match qtype {
+            rtype::A | rtype::AAAA | rtype::CNAME | rtype::ANY => snap.gslb.service(name.as_wire()),
+            _ => None,
+        };
+        if let Some((index, service)) = service {
             match service_answer(&mut ans, zone, index, service, owner, qtype, query, source, snap) {
                 Followed::Done => return ans,
                 Followed::Cname => {}
@@ -318,6 +326,7 @@ fn service_answer<'a>(
         client: crate::policy::Client::new(client_address(query, source), snap.gslb.geo.as_deref()),
     };
     let chosen = crate::policy::select(&mut ctx, family);
+    ans.service = Some((index, chosen.clone()));
     if service.is_client_dependent
         && let Some(cs) = query.edns.as_ref().and_then(|e| e.client_subnet)
     {

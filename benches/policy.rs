@@ -1,0 +1,119 @@
+//! Per-query cost of the steering decision, apart from and together with the GeoIP lookup
+//! and the whole decode -> answer -> encode path. `cargo bench --bench policy`.
+//! Plain timing loops (median of 15 runs of 200,000 iterations each), no framework: the
+//! figures go into bench/README.md.
+
+#![allow(clippy::unwrap_used)] // a benchmark: a panic is a failed setup
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Instant;
+
+use gslbd::metrics;
+use gslbd::policy::{Client, Ctx, select};
+use gslbd::resolve::Transport;
+use gslbd::rtype;
+use gslbd::state::{Snapshot, Source, load};
+
+const ITERS: u32 = 200_000;
+const RUNS: usize = 15;
+
+fn median_ns(mut f: impl FnMut(u32)) -> f64 {
+    let mut runs: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            for i in 0..ITERS {
+                f(i);
+            }
+            t.elapsed().as_nanos() as f64 / ITERS as f64
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    runs[RUNS / 2]
+}
+
+fn query(name: &str, ecs: Option<[u8; 3]>) -> Vec<u8> {
+    let mut p = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in name.trim_end_matches('.').split('.') {
+        p.push(label.len() as u8);
+        p.extend_from_slice(label.as_bytes());
+    }
+    p.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let opts: Vec<u8> = match ecs {
+        Some(a) => [&[0, 8, 0, 7, 0, 1, 24, 0][..], &a[..]].concat(),
+        None => vec![],
+    };
+    p.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
+    p.extend_from_slice(&(opts.len() as u16).to_be_bytes());
+    p.extend_from_slice(&opts);
+    p
+}
+
+fn main() {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gslb/gslbd.toml");
+    let (_, snap): (_, Snapshot) =
+        load(&Source { config: Some(cfg), ..Default::default() }).expect("test config loads");
+    let geo = snap.gslb.geo.clone().expect("config has a GeoIP database");
+    let clients: Vec<IpAddr> =
+        ["81.2.69.10", "216.160.83.10", "202.196.224.10", "1.128.0.10", "41.0.0.10", "200.160.0.10", "8.8.8.8"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+    let located: Vec<_> = clients.iter().map(|&c| (c, geo.locate(c))).collect();
+    println!("{:<52} {:>10}", "what", "ns/query");
+
+    let t = median_ns(|i| {
+        black_box(geo.locate(black_box(clients[i as usize % clients.len()])));
+    });
+    println!("{:<52} {t:>10.1}", "GeoIP lookup alone (mmdb)");
+
+    for name in [
+        "geo.svc.test.",
+        "near.svc.test.",
+        "weighted.svc.test.",
+        "sticky.svc.test.",
+        "failover.svc.test.",
+        "geofo.svc.test.",
+    ] {
+        let lower = gslbd::name::Name::parse(name, None).unwrap();
+        let (index, service) = snap.gslb.service(lower.as_wire()).unwrap();
+        let status = &snap.status.services[index];
+        let t = median_ns(|i| {
+            let (addr, loc) = located[i as usize % located.len()];
+            let mut ctx = Ctx {
+                gslb: &snap.gslb,
+                service,
+                service_status: status,
+                status: &snap.status,
+                client: Client::located(addr, loc),
+            };
+            black_box(select(&mut ctx, rtype::A));
+        });
+        let chain: Vec<&str> = service.chain.iter().map(|s| s.name()).collect();
+        println!("{:<52} {t:>10.1}", format!("decision {} ({}), location known", name, chain.join("->")));
+    }
+
+    let counters = metrics::dns_shard(0);
+    let mut out = Vec::with_capacity(4096);
+    let packets: Vec<Vec<u8>> = [[81, 2, 69], [216, 160, 83], [202, 196, 224], [1, 128, 0], [41, 0, 0]]
+        .iter()
+        .map(|a| query("geo.svc.test.", Some(*a)))
+        .collect();
+    let source: IpAddr = "127.0.0.1".parse().unwrap();
+    let t = median_ns(|i| {
+        let p = &packets[i as usize % packets.len()];
+        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters));
+    });
+    println!("{:<52} {t:>10.1}", "whole query: geo.svc.test. A with ECS");
+    let static_q = query("static.svc.test.", None);
+    let t = median_ns(|_| {
+        black_box(gslbd::frontend::respond(&static_q, source, Transport::Udp, &snap, &mut out, counters));
+    });
+    println!("{:<52} {t:>10.1}", "whole query: static A");
+    let nx = query("nx123.svc.test.", None);
+    let t = median_ns(|_| {
+        black_box(gslbd::frontend::respond(&nx, source, Transport::Udp, &snap, &mut out, counters));
+    });
+    println!("{:<52} {t:>10.1}", "whole query: NXDOMAIN");
+}

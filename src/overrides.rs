@@ -1,0 +1,264 @@
+//! Operator overrides: weights, drains and forced states set through the admin API.
+//!
+//! They are part of the state an operator relies on at 3 a.m., so they survive restarts and
+//! crashes: every change is written to `overrides.json` in the state directory atomically
+//! (temp file, fsync, rename, fsync of the directory) *before* the API answers 200, and
+//! appended to `audit.log` (one JSON object per line: time, client, token id, old -> new).
+//! On start the file is read back; a region that no longer exists keeps its entry (it may
+//! come back with the next config) but has no effect.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A forced health state, optionally until a time (then the prober decides again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Force {
+    pub up: bool,
+    /// Seconds since the Unix epoch; None: until changed.
+    pub until: Option<u64>,
+}
+
+/// What the operator has set for one region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionOverride {
+    /// Replaces the configured weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// Drained: weight 0, state kept (no new answers while other regions can take them).
+    #[serde(default)]
+    pub drained: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<Force>,
+    /// Who made the last change (token id) and when (seconds since the epoch).
+    #[serde(default)]
+    pub updated_by: String,
+    #[serde(default)]
+    pub updated_at: u64,
+}
+
+impl RegionOverride {
+    pub fn is_empty(&self) -> bool {
+        self.weight.is_none() && !self.drained && self.force.is_none()
+    }
+
+    /// The weight to answer with, given the configured one.
+    pub fn effective_weight(&self, configured: u32) -> u32 {
+        if self.drained { 0 } else { self.weight.unwrap_or(configured) }
+    }
+
+    /// The forced state at `now`, if a force is in effect.
+    pub fn forced(&self, now: u64) -> Option<bool> {
+        self.force.filter(|f| f.until.is_none_or(|u| now < u)).map(|f| f.up)
+    }
+}
+
+/// All overrides, by region name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrides {
+    pub version: u32,
+    pub regions: BTreeMap<String, RegionOverride>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: cannot read overrides: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}:{line}:{column}: overrides file is not valid: {message}\n  hint: fix or remove it; gslbd rewrites it on the next change", path.display())]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{}: cannot write: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+}
+
+/// The state directory's files.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(dir: PathBuf) -> Store {
+        Store { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn overrides_path(&self) -> PathBuf {
+        self.dir.join("overrides.json")
+    }
+
+    /// Reads the saved overrides; none saved yet is not an error.
+    pub fn load(&self) -> Result<Overrides, StoreError> {
+        let path = self.overrides_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Overrides::default()),
+            Err(source) => return Err(StoreError::Read { path, source }),
+        };
+        serde_json::from_str(&text).map_err(|e| StoreError::Parse {
+            path,
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the overrides so that a crash at any point leaves either the old file or the
+    /// new one, never a torn one.
+    pub fn save(&self, overrides: &Overrides) -> Result<(), StoreError> {
+        let path = self.overrides_path();
+        let err = |source| StoreError::Write { path: path.clone(), source };
+        fs::create_dir_all(&self.dir).map_err(err)?;
+        let tmp = self.dir.join(format!(".overrides.json.{}.tmp", std::process::id()));
+        let mut text = serde_json::to_string_pretty(overrides).map_err(|e| err(io::Error::other(e)))?;
+        text.push('\n');
+        let mut f = File::create(&tmp).map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(err)?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)?;
+        Ok(())
+    }
+
+    /// Appends one audit record and syncs it.
+    pub fn audit(&self, record: &AuditRecord<'_>) -> Result<(), StoreError> {
+        let path = self.dir.join("audit.log");
+        let err = |source| StoreError::Write { path: path.clone(), source };
+        fs::create_dir_all(&self.dir).map_err(err)?;
+        let mut line = serde_json::to_string(record).map_err(|e| err(io::Error::other(e)))?;
+        line.push('\n');
+        let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(err)?;
+        f.write_all(line.as_bytes()).map_err(err)?;
+        f.sync_data().map_err(err)
+    }
+}
+
+/// One line of the audit log.
+#[derive(Debug, Serialize)]
+pub struct AuditRecord<'a> {
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    /// The API client's address ("gslbd" for changes gslbd makes itself, e.g. an expiry).
+    pub client: &'a str,
+    /// The id of the token used (never the token).
+    pub token: &'a str,
+    pub action: &'a str,
+    pub region: &'a str,
+    pub old: &'a RegionOverride,
+    pub new: &'a RegionOverride,
+}
+
+/// Removes forces whose time is up; returns the regions changed.
+pub fn expire(overrides: &mut Overrides, now: u64) -> Vec<(String, RegionOverride, RegionOverride)> {
+    let mut changed = Vec::new();
+    for (name, o) in overrides.regions.iter_mut() {
+        if o.force.is_some_and(|f| f.until.is_some_and(|u| now >= u)) {
+            let old = o.clone();
+            o.force = None;
+            o.updated_by = "expiry".into();
+            o.updated_at = now;
+            changed.push((name.clone(), old, o.clone()));
+        }
+    }
+    overrides.regions.retain(|_, o| !o.is_empty());
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("gslbd-overrides-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        p
+    }
+
+    #[test]
+    fn saves_atomically_and_loads_back() {
+        let dir = temp("save");
+        let store = Store::new(dir.clone());
+        assert_eq!(store.load().unwrap(), Overrides::default(), "nothing saved yet");
+        let mut o = Overrides { version: 1, ..Default::default() };
+        o.regions.insert(
+            "eu-west".into(),
+            RegionOverride {
+                weight: Some(7),
+                drained: true,
+                force: Some(Force { up: false, until: Some(99) }),
+                updated_by: "ops".into(),
+                updated_at: 5,
+            },
+        );
+        store.save(&o).unwrap();
+        assert_eq!(store.load().unwrap(), o);
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+        fs::write(dir.join("overrides.json"), "{\"version\": 1,\n \"regions\": [}").unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(e.contains("overrides.json:2:") && e.contains("not valid"), "{e}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn audit_appends_lines() {
+        let dir = temp("audit");
+        let store = Store::new(dir.clone());
+        let (a, b) = (RegionOverride::default(), RegionOverride { drained: true, ..Default::default() });
+        for action in ["drain", "undrain"] {
+            store
+                .audit(&AuditRecord {
+                    time: 1,
+                    client: "127.0.0.1:5000",
+                    token: "ops",
+                    action,
+                    region: "r",
+                    old: &a,
+                    new: &b,
+                })
+                .unwrap();
+        }
+        let text = fs::read_to_string(dir.join("audit.log")).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.lines().next().unwrap().contains("\"action\":\"drain\""));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn weights_forces_and_expiry() {
+        let mut o = RegionOverride { weight: Some(5), ..Default::default() };
+        assert_eq!(o.effective_weight(100), 5);
+        o.drained = true;
+        assert_eq!(o.effective_weight(100), 0);
+        o.force = Some(Force { up: false, until: Some(10) });
+        assert_eq!(o.forced(9), Some(false));
+        assert_eq!(o.forced(10), None);
+        let mut all = Overrides::default();
+        all.regions.insert(
+            "a".into(),
+            RegionOverride { force: Some(Force { up: true, until: Some(10) }), ..Default::default() },
+        );
+        all.regions.insert("b".into(), o);
+        let changed = expire(&mut all, 10);
+        assert_eq!(changed.len(), 2);
+        assert!(!all.regions.contains_key("a"), "an override with nothing left is removed");
+        assert!(all.regions["b"].drained && all.regions["b"].force.is_none());
+    }
+}
