@@ -63,6 +63,10 @@ pub fn test_zones() -> PathBuf {
 pub struct Server {
     child: Option<Child>,
     pub dns: SocketAddr,
+    /// The admin API's address (every test server has one, on a free port).
+    pub admin: Option<SocketAddr>,
+    /// The server's own state directory (overrides, audit log), removed on drop.
+    pub state_dir: TempDir,
     pub ready_line: String,
     log: Arc<Mutex<String>>,
 }
@@ -75,10 +79,22 @@ impl Server {
 
     /// Starts gslbd; on failure returns its exit code and what it printed.
     pub fn try_start(args: &[&str]) -> Result<Server, (Option<i32>, String)> {
+        let state_dir = TempDir::new("state");
+        Self::try_start_in(args, state_dir)
+    }
+
+    /// Starts gslbd with this state directory (to restart on the same saved state).
+    pub fn try_start_in(args: &[&str], state_dir: TempDir) -> Result<Server, (Option<i32>, String)> {
         let mut cmd = Command::new(bin());
         cmd.args(args);
         if !args.contains(&"--listen") && !args.contains(&"check") {
             cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--admin-listen") {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(state_dir.path());
         }
         cmd.env("GSLBD_LOG", "debug").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn gslbd");
@@ -105,7 +121,8 @@ impl Server {
         match rx.recv_timeout(WAIT) {
             Ok(line) => {
                 let dns = parse_ready(&line).expect("ready line names a udp address");
-                Ok(Server { child: Some(child), dns, ready_line: line, log })
+                let admin = line.split_whitespace().find_map(|f| f.strip_prefix("admin=")).and_then(|a| a.parse().ok());
+                Ok(Server { child: Some(child), dns, admin, state_dir, ready_line: line, log })
             }
             Err(_) => {
                 let deadline = Instant::now() + Duration::from_secs(2);
