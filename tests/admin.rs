@@ -335,3 +335,43 @@ fn all_down_modes_fail_open_fallback_nodata_servfail() {
     http(admin, "POST", "/v1/regions/solo-a/force", OPS, Some(r#"{"state": "auto"}"#));
     assert_eq!(all("fallback.svc.test.").1, ["192.0.2.41"]);
 }
+
+#[test]
+fn slow_or_silent_clients_cannot_hold_the_api() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("slowapi");
+    dir.write(
+        "zones/r.test.zone",
+        "$ORIGIN r.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n",
+    );
+    let cfg = dir.write("gslbd.toml", "[admin]\nrequest_timeout = \"1s\"\n");
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let admin = s.admin.unwrap();
+    let started = Instant::now();
+    // Silent, and trickling a header one byte at a time: both cut off after about 1 s.
+    let mut silent = std::net::TcpStream::connect(admin).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut slow = std::net::TcpStream::connect(admin).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = [0u8; 256];
+    let mut slow_closed = false;
+    for b in b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if slow.write_all(&[*b]).is_err() || matches!(slow.read(&mut buf), Ok(0)) {
+            slow_closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(matches!(silent.read(&mut buf), Ok(0) | Err(_)), "silent connection still open");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The trickle makes progress every 150 ms, so only the request timeout (1 s) ends it:
+    // either the connection is closed or a 408 comes back.
+    if !slow_closed {
+        slow.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let n = slow.read(&mut buf).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.contains("408"), "{text}");
+    }
+    // The API still answers.
+    assert_eq!(http(admin, "GET", "/healthz", None, None).0, 200);
+}
