@@ -30,7 +30,7 @@ table() {  # CSV: the medians per server and query set
   echo "dnsperf over UDP; $(grep '^settings:' "$(dirname "$csv")/env.txt")"
   echo "medians; cores = server CPU time / wall time; other = cores used by other processes (noise)"
   printf '%-6s %-5s %9s %6s %6s %10s %6s\n' server qset qps lost cores qps/core other
-  for q in www nx dyna; do
+  for q in www nx dyna geo; do
     for s in $(tail -n +2 "$csv" | cut -d, -f2 | awk '!seen[$0]++'); do
       grep -q ",$s,$q," "$csv" || continue
       printf '%-6s %-5s %9.0f %6.0f %6.2f %10.0f %6.2f\n' "$s" "$q" \

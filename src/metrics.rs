@@ -52,17 +52,44 @@ fn rcode_index(rc: u16) -> usize {
     RCODES.iter().position(|&(r, _)| r == rc).unwrap_or(RCODES.len() - 1)
 }
 
+/// Cells per sharded counter; workers beyond this share cells (still correct, just slower).
+const CELLS: usize = 8;
+
+#[repr(align(128))]
+#[derive(Default, Debug)]
+struct Cell(AtomicU64);
+
+/// A counter split into per-worker cells on their own cache lines: two UDP workers counting
+/// answers for the same (service, region) never write the same line.
+#[derive(Default, Debug)]
+pub struct Sharded {
+    cells: [Cell; CELLS],
+}
+
+impl Sharded {
+    pub fn add(&self, shard: usize, n: u64) {
+        self.cells[shard % CELLS].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
 /// One worker's DNS counters. Padded so shards do not share cache lines.
 #[repr(align(128))]
 pub struct DnsShard {
+    /// Which worker: picks its cell in sharded counters.
+    pub index: usize,
     /// [transport][rcode][qtype]
     responses: [[[AtomicU64; QTYPES.len()]; RCODES.len()]; 2],
     dropped: AtomicU64,
 }
 
 impl DnsShard {
-    fn new() -> Self {
+    fn new(index: usize) -> Self {
         DnsShard {
+            index,
             responses: std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))),
             dropped: AtomicU64::new(0),
         }
@@ -101,18 +128,18 @@ struct Slow {
 
 struct Registry {
     dns: Vec<DnsShard>,
-    answers: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
+    answers: Mutex<BTreeMap<(String, String), Arc<Sharded>>>,
     slow: Mutex<Slow>,
 }
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
-    dns: (0..SHARDS).map(|_| DnsShard::new()).collect(),
+    dns: (0..SHARDS).map(DnsShard::new).collect(),
     answers: Mutex::new(BTreeMap::new()),
     slow: Mutex::new(Slow::default()),
 });
 
 /// The counter of answers naming `region` for `service` (same counter across reloads).
-pub fn answer_counter(service: &str, region: &str) -> Arc<AtomicU64> {
+pub fn answer_counter(service: &str, region: &str) -> Arc<Sharded> {
     let mut map = REGISTRY.answers.lock().unwrap_or_else(|e| e.into_inner());
     map.entry((service.to_string(), region.to_string())).or_default().clone()
 }
@@ -201,7 +228,7 @@ pub fn render() -> String {
             out,
             "gslbd_answers_total{{{}}} {}",
             labels(&[("service", service), ("region", region)]),
-            c.load(Ordering::Relaxed)
+            c.total()
         );
     }
 
@@ -250,7 +277,8 @@ mod tests {
         dns_shard(3).response(Transport::Udp, rcode::NXDOMAIN, rtype::AAAA);
         dns_shard(4).response(Transport::Udp, rcode::NXDOMAIN, rtype::AAAA);
         tcp_shard().response(Transport::Tcp, 77, 999);
-        answer_counter("www.t.", "eu \"west\"").fetch_add(2, Ordering::Relaxed);
+        answer_counter("www.t.", "eu \"west\"").add(1, 1);
+        answer_counter("www.t.", "eu \"west\"").add(2, 1);
         count("gslbd_test_events_total", "Test events.", labels(&[("kind", "x")]));
         gauge("gslbd_test_level", "Test level.", String::new(), 1.5);
         observe("gslbd_test_seconds", "Test durations.", labels(&[("r", "a")]), 0.003);

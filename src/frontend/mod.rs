@@ -70,7 +70,7 @@ pub fn respond(
     if let Some((i, chosen)) = &answer.service
         && let Some(service) = snap.gslb.services.get(*i)
     {
-        service.count_answer(chosen);
+        service.count_answer(chosen, counters.index);
     }
     Reply::Message
 }

@@ -62,7 +62,7 @@ pub struct Service {
     /// query's source prefix, else 0.
     pub is_client_dependent: bool,
     /// Answers naming each region, parallel to `regions` (shared across reloads by name).
-    pub answer_counts: Vec<Arc<std::sync::atomic::AtomicU64>>,
+    pub answer_counts: Vec<Arc<crate::metrics::Sharded>>,
 }
 
 /// Services, regions and the GeoIP database, as configured.
@@ -186,11 +186,11 @@ impl Gslb {
 }
 
 impl Service {
-    /// Counts one answer naming these regions.
-    pub fn count_answer(&self, chosen: &[RegionId]) {
+    /// Counts one answer naming these regions, in worker `shard`'s cells.
+    pub fn count_answer(&self, chosen: &[RegionId], shard: usize) {
         for r in chosen {
             if let Some(i) = self.regions.iter().position(|x| x == r) {
-                self.answer_counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.answer_counts[i].add(shard, 1);
             }
         }
     }
