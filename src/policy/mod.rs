@@ -165,3 +165,6 @@ pub fn select_traced(ctx: &mut Ctx<'_>, qtype: u16) -> (Candidates, Vec<Traced>)
     }
     (cands, trace)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! Each policy step as a table of cases: candidates in, candidates out, for clients placed
+//! by a stub GeoIP lookup. No sockets, no files.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::*;
+use crate::geoip::{Code, GeoLookup, Location};
+use crate::gslb::status::{RegionStatus, Status};
+use crate::zone::{Zone, ZoneSet};
+
+const ZONE: &str = "$ORIGIN t.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\n";
+
+/// Regions: us (DC, priority 1, weight 50), eu (London, priority 2, weight 30), ap
+/// (Singapore, priority 2, weight 20).
+fn gslb(services: &str) -> Gslb {
+    let toml = format!(
+        "[geoip]\ndatabase = \"unused\"\n\
+         [regions.us]\naddresses = [\"192.0.2.10\"]\ncoordinates = [38.9, -77.0]\npriority = 1\nweight = 50\n\
+         [regions.eu]\naddresses = [\"192.0.2.20\"]\ncoordinates = [51.5, -0.13]\npriority = 2\nweight = 30\n\
+         [regions.ap]\naddresses = [\"192.0.2.30\"]\ncoordinates = [1.35, 103.8]\npriority = 2\nweight = 20\n{services}"
+    );
+    let cfg = crate::config::parse(&toml, Path::new("t.toml")).unwrap();
+    let apex = crate::name::Name::parse("t.test.", None).unwrap();
+    let recs = crate::zone::parse::parse_str(ZONE, Path::new("z"), &apex, Path::new("/")).unwrap();
+    let zones = ZoneSet::new(vec![Zone::from_records(&apex, recs, Path::new("z")).unwrap()]);
+    Gslb::build(&cfg.gslb, &zones, None, Path::new("t.toml")).unwrap()
+}
+
+/// Places 1.x.x.x in GB (London), 2.x in US-DC, 3.x in SG, 4.x in US-WA without
+/// coordinates; anything else is unknown.
+struct Stub;
+impl GeoLookup for Stub {
+    fn locate(&self, ip: IpAddr) -> Option<Location> {
+        let IpAddr::V4(v4) = ip else { return None };
+        let (cont, country, sub, coords) = match v4.octets()[0] {
+            1 => ("EU", "GB", Some("ENG"), Some((51.5, -0.1))),
+            2 => ("NA", "US", Some("DC"), Some((38.9, -77.0))),
+            3 => ("AS", "SG", None, Some((1.3, 103.8))),
+            4 => ("NA", "US", Some("WA"), None),
+            _ => return None,
+        };
+        Some(Location {
+            continent: Code::new(cont)?,
+            country: Code::new(country)?,
+            subdivision: sub.and_then(Code::new),
+            coordinates: coords,
+            prefix_len: 24,
+        })
+    }
+}
+
+/// Region state given in the order us, eu, ap (ids follow the config's sorted table order).
+fn by_name(g: &Gslb, v: [(bool, Option<f64>); 3]) -> Vec<(bool, Option<f64>)> {
+    g.regions.iter().map(|r| v[["us", "eu", "ap"].iter().position(|n| *n == r.name).unwrap()]).collect()
+}
+
+fn run(g: &Gslb, up: [bool; 3], client: &str, rtt: [Option<f64>; 3]) -> Vec<&'static str> {
+    let state = by_name(g, [(up[0], rtt[0]), (up[1], rtt[1]), (up[2], rtt[2])]);
+    let regions = g
+        .regions
+        .iter()
+        .zip(state)
+        .map(|(r, (is_up, rtt_ms))| RegionStatus { is_up, weight: r.weight, rtt_ms })
+        .collect();
+    let status = Status::build(g, regions, None);
+    let mut ctx = Ctx {
+        gslb: g,
+        service: &g.services[0],
+        service_status: &status.services[0],
+        status: &status,
+        client: Client::new(client.parse().unwrap(), Some(&Stub)),
+    };
+    let names = ["us", "eu", "ap"];
+    select(&mut ctx, crate::rtype::A)
+        .iter()
+        .map(|&id| *names.iter().find(|n| **n == g.regions[id as usize].name).unwrap())
+        .collect()
+}
+
+const ALL_UP: [bool; 3] = [true, true, true];
+const NO_RTT: [Option<f64>; 3] = [None, None, None];
+
+#[test]
+fn geo_maps_most_specific_first_and_passes_on_when_down() {
+    let g = gslb(
+        "[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = \"geo\"\n\
+         [services.\"s.t.test\".geo]\ncontinents = { EU = [\"eu\"], NA = [\"us\"], AS = [\"ap\"] }\n\
+         countries = { SG = [\"eu\"] }\nsubdivisions = { \"US-WA\" = [\"ap\"] }\nnets = { \"2.9.0.0/16\" = [\"eu\"], \"2.9.9.0/24\" = [\"ap\"] }\n\
+         default = [\"us\"]\n",
+    );
+    // (client, regions up, expected)
+    let cases: &[(&str, [bool; 3], &[&str])] = &[
+        ("1.0.0.1", ALL_UP, &["eu"]),                    // continent EU
+        ("2.0.0.1", ALL_UP, &["us"]),                    // continent NA
+        ("3.0.0.1", ALL_UP, &["eu"]),                    // country SG beats continent AS
+        ("4.0.0.1", ALL_UP, &["ap"]),                    // subdivision US-WA beats continent NA
+        ("2.9.1.1", ALL_UP, &["eu"]),                    // operator network /16
+        ("2.9.9.1", ALL_UP, &["ap"]),                    // the longer /24 wins
+        ("9.9.9.9", ALL_UP, &["us"]),                    // unknown: default
+        ("1.0.0.1", [true, false, true], &["us"]),       // EU's region down: default
+        ("9.9.9.9", [false, true, true], &["eu", "ap"]), // default down too: the healthy ones
+    ];
+    for (client, up, want) in cases {
+        assert_eq!(run(&g, *up, client, NO_RTT), *want, "{client} {up:?}");
+    }
+}
+
+#[test]
+fn nearest_by_distance_with_default_for_unplaced_clients() {
+    let g = gslb(
+        "[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = \"nearest\"\nnearest = { default = [\"ap\"] }\n",
+    );
+    let cases: &[(&str, [bool; 3], &[&str])] = &[
+        ("1.0.0.1", ALL_UP, &["eu"]),
+        ("2.0.0.1", ALL_UP, &["us"]),
+        ("3.0.0.1", ALL_UP, &["ap"]),
+        ("1.0.0.1", [true, false, true], &["us"]), // London's region down: Washington is nearer than Singapore
+        ("4.0.0.1", ALL_UP, &["ap"]),              // placed but no coordinates: default
+        ("9.9.9.9", ALL_UP, &["ap"]),              // unknown: default
+    ];
+    for (client, up, want) in cases {
+        assert_eq!(run(&g, *up, client, NO_RTT), *want, "{client} {up:?}");
+    }
+}
+
+#[test]
+fn failover_takes_the_best_priority_tier() {
+    let g = gslb("[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = \"failover\"\n");
+    assert_eq!(run(&g, ALL_UP, "9.9.9.9", NO_RTT), ["us"]);
+    assert_eq!(run(&g, [false, true, true], "9.9.9.9", NO_RTT), ["eu", "ap"], "tie at priority 2: all");
+    assert_eq!(run(&g, [false, false, true], "9.9.9.9", NO_RTT), ["ap"]);
+    let g = gslb(
+        "[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = \"failover\"\nfailover = { ties = \"weighted\" }\n",
+    );
+    let mut eu = 0;
+    for _ in 0..1000 {
+        let r = run(&g, [false, true, true], "9.9.9.9", NO_RTT);
+        assert_eq!(r.len(), 1);
+        assert_ne!(r[0], "us");
+        eu += usize::from(r[0] == "eu");
+    }
+    assert!((520..680).contains(&eu), "30/20 between eu and ap: eu {eu} of 1000");
+}
+
+#[test]
+fn multivalue_rotates_and_caps() {
+    let g = gslb(
+        "[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = \"multivalue\"\nmultivalue = { count = 2 }\n",
+    );
+    let mut leaders = std::collections::HashMap::new();
+    for _ in 0..900 {
+        let r = run(&g, ALL_UP, "9.9.9.9", NO_RTT);
+        assert_eq!(r.len(), 2);
+        assert_ne!(r[0], r[1]);
+        *leaders.entry(r[0]).or_insert(0) += 1;
+    }
+    assert!(leaders.len() == 3 && leaders.values().all(|&n| (230..370).contains(&n)), "{leaders:?}");
+    assert_eq!(run(&g, [false, false, true], "9.9.9.9", NO_RTT), ["ap"], "fewer healthy than count");
+}
+
+#[test]
+fn latency_keeps_its_choice_within_the_margin() {
+    let g = gslb(
+        "[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = \"latency\"\nlatency = { margin_percent = 20, margin_ms = 1 }\n",
+    );
+    let status = |rtt: [Option<f64>; 3], prev: Option<&Status>| {
+        let state = by_name(&g, [(true, rtt[0]), (true, rtt[1]), (true, rtt[2])]);
+        let regions = g
+            .regions
+            .iter()
+            .zip(state)
+            .map(|(r, (is_up, rtt_ms))| RegionStatus { is_up, weight: r.weight, rtt_ms })
+            .collect();
+        Status::build(&g, regions, prev)
+    };
+    let name = |id: Option<u16>| id.map(|i| g.regions[i as usize].name.clone());
+    // (RTTs, expected choice), each status built from the previous one.
+    let steps: &[([Option<f64>; 3], &str)] = &[
+        ([Some(30.0), Some(10.0), Some(50.0)], "eu"), // lowest RTT
+        ([Some(30.0), Some(11.5), Some(10.0)], "eu"), // ap better by 1.5 ms < 20 % of 11.5 + 1: keep eu
+        ([Some(30.0), Some(20.0), Some(10.0)], "ap"), // ap better by 10 ms > 5 ms: ap takes over
+        ([Some(30.0), Some(9.0), Some(10.0)], "ap"),  // eu better by 1 ms: keep ap
+        ([None, None, None], "ap"),                   // no data: keep the choice
+    ];
+    let mut prev: Option<Status> = None;
+    for (rtt, want) in steps {
+        let st = status(*rtt, prev.as_ref());
+        assert_eq!(name(st.services[0].latency_choice).as_deref(), Some(*want), "{rtt:?}");
+        prev = Some(st);
+    }
+    assert_eq!(run(&g, ALL_UP, "9.9.9.9", [Some(30.0), Some(10.0), Some(50.0)]), ["eu"]);
+}
