@@ -4,6 +4,7 @@
 //! frontend -> wire::decode -Query-> resolve::answer(&Snapshot) -Answer-> wire::encode -> frontend
 //! config + zone files -> Snapshot (state), swapped atomically on reload
 //! client address -> geoip::GeoLookup::locate -> Location (for the geo policies)
+//! prober -ProbeOutcome-> health (rise/fall) -HealthTable-> control::rebuild -> new Snapshot
 //! ```
 //!
 //! - [`name`]: domain names in wire form.
@@ -12,11 +13,15 @@
 //! - [`resolve`]: the authoritative answer algorithm, pure.
 //! - [`geoip`]: where a client is, from a MaxMind DB; `gslbd geoip build` writes one.
 //! - [`state`]: the [`state::Snapshot`] every query reads.
+//! - [`health`]: probes, the rise/fall machine and the prober tasks -> [`health::HealthTable`].
+//! - [`control`]: health (later: operator overrides) -> region status -> new snapshot.
 
 pub mod config;
+pub mod control;
 pub mod frontend;
 pub mod geoip;
 pub mod gslb;
+pub mod health;
 pub mod metrics;
 pub mod name;
 pub mod overrides;

@@ -15,8 +15,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 
 use gslbd::config::Config;
+use gslbd::control;
 use gslbd::frontend::{self, tcp, udp};
 use gslbd::geoip;
+use gslbd::health::{Prober, RegionChecks};
 use gslbd::state::{self, SharedState, Snapshot};
 
 /// Exit status for a configuration or zone data error (and for a listener that cannot bind).
@@ -261,6 +263,20 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
         )));
     }
 
+    // Health: probes start now; the first status already says what `unknown` means, and
+    // every table the prober publishes becomes a new snapshot status. Operator overrides are
+    // the other input of the same rebuild; nothing sets them yet (the admin API will, through
+    // `overrides_tx`).
+    let (overrides_tx, overrides_rx) = watch::channel(Arc::new(gslbd::overrides::Overrides::default()));
+    let mut prober = {
+        let _guard = runtime.enter();
+        let (mut prober, health_rx) = Prober::new(cfg.gslb.health.history, shutdown_rx.clone());
+        prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
+        control::rebuild(&state, &prober.table(), &overrides_rx.borrow());
+        runtime.spawn(control::follow(state.clone(), health_rx, overrides_rx.clone(), shutdown_rx.clone()));
+        prober
+    };
+
     // Signal handlers go in before the ready line: a SIGHUP sent as soon as a supervisor sees
     // `ready` must reload, not kill the process with the default action.
     let (mut hup, mut term, mut int) = runtime.block_on(async {
@@ -282,7 +298,11 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
     runtime.block_on(async {
         loop {
             tokio::select! {
-                _ = hup.recv() => reload(&state, &source, &cfg).await,
+                _ = hup.recv() => {
+                    // A clone: no lock on the overrides is held across the reload.
+                    let overrides = overrides_tx.borrow().clone();
+                    reload(&state, &source, &cfg, &mut prober, &overrides).await
+                }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
@@ -290,6 +310,7 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         shutdown_flag.store(true, Ordering::Relaxed);
         let _ = shutdown_tx.send(true);
+        drop(prober);
         for t in tcp_tasks {
             let _ = t.await;
         }
@@ -308,7 +329,15 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
 }
 
 /// Loads config and zones off the async workers; swaps them in only if all of it is valid.
-async fn reload(state: &SharedState, source: &state::Source, running: &Config) {
+/// The prober gets the new checks first, so the stored snapshot's status already reflects
+/// them (kept state for unchanged regions, `unknown` for new or changed ones).
+async fn reload(
+    state: &SharedState,
+    source: &state::Source,
+    running: &Config,
+    prober: &mut Prober,
+    overrides: &gslbd::overrides::Overrides,
+) {
     let source = source.clone();
     let started = std::time::Instant::now();
     let loaded = tokio::task::spawn_blocking(move || state::load(&source)).await;
@@ -318,6 +347,8 @@ async fn reload(state: &SharedState, source: &state::Source, running: &Config) {
                 tracing::warn!("dns.listen changed; the new addresses take effect at the next restart");
             }
             let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
+            prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
+            let snap = control::with_status(snap, &prober.table(), overrides);
             state.store(Arc::new(snap));
             tracing::info!(zones, services, elapsed_ms = started.elapsed().as_millis() as u64, "reloaded");
         }

@@ -37,12 +37,6 @@ impl Name {
         Name(Box::new([0]))
     }
 
-    /// Wraps wire bytes that the caller has already validated (labels, lengths, root label).
-    pub(crate) fn from_wire_unchecked(wire: &[u8]) -> Name {
-        debug_assert!(is_valid_wire(wire));
-        Name(wire.into())
-    }
-
     /// Validates uncompressed wire bytes and wraps them.
     pub fn from_wire(wire: &[u8]) -> Option<Name> {
         is_valid_wire(wire).then(|| Name(wire.into()))
@@ -125,6 +119,16 @@ impl Name {
     /// The uncompressed wire bytes, root label included.
     pub fn as_wire(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Lowercases ASCII letters in place.
+    pub fn make_ascii_lowercase(&mut self) {
+        self.0.make_ascii_lowercase();
+    }
+
+    /// The wire bytes, without a copy.
+    pub fn into_wire(self) -> Box<[u8]> {
+        self.0
     }
 
     /// A copy with ASCII letters lowercased: the form used as an index key.

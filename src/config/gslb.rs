@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::health::{CheckConfig, HealthConfig, RawCheck};
 use crate::name::Name;
 
 /// A place in the config file, for errors found after parsing.
@@ -36,6 +37,11 @@ pub struct RegionConfig {
     /// Kilometres subtracted from this region's distance by the nearest policy (positive draws
     /// more clients, negative fewer), like Route 53 geoproximity bias.
     pub bias_km: f64,
+    /// Health checks; none means the region is always up (nothing to ask, so nothing to
+    /// doubt: the operator still has weight 0 to drain it).
+    pub checks: Vec<CheckConfig>,
+    /// How many checks must pass for the region to be healthy; None: all of them.
+    pub quorum: Option<usize>,
     pub pos: Pos,
 }
 
@@ -112,6 +118,7 @@ pub struct ServiceConfig {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GslbConfig {
     pub geoip: Option<std::path::PathBuf>,
+    pub health: HealthConfig,
     pub regions: Vec<RegionConfig>,
     pub services: Vec<ServiceConfig>,
 }
@@ -136,6 +143,9 @@ pub(super) struct RawRegion {
     weight: Option<Spanned<i64>>,
     priority: Option<Spanned<i64>>,
     bias_km: Option<Spanned<f64>>,
+    check: Option<Spanned<RawCheck>>,
+    checks: Option<Vec<Spanned<RawCheck>>>,
+    quorum: Option<Spanned<i64>>,
 }
 
 /// `policy = "weighted"` or `policy = ["geo", "nearest"]`.
@@ -238,15 +248,20 @@ const POLICIES: &str = "geo, nearest, latency, weighted, failover, multivalue, s
 
 pub(super) fn validate(
     geoip: RawGeoip,
+    health: super::health::RawHealth,
     regions: BTreeMap<Spanned<String>, RawRegion>,
     services: BTreeMap<Spanned<String>, RawService>,
     base: &std::path::Path,
     pos_of: &dyn Fn(usize) -> Pos,
     report: &mut Report<'_>,
 ) -> GslbConfig {
-    let mut out = GslbConfig { geoip: geoip.database.map(|d| base.join(d.get_ref())), ..Default::default() };
+    let mut out = GslbConfig {
+        geoip: geoip.database.map(|d| base.join(d.get_ref())),
+        health: super::health::health(health, report),
+        ..Default::default()
+    };
     for (name, raw) in regions {
-        if let Some(r) = region(&name, raw, pos_of, report) {
+        if let Some(r) = region(&name, raw, base, pos_of, report) {
             out.regions.push(r);
         }
     }
@@ -272,6 +287,7 @@ pub(super) fn validate(
 fn region(
     name: &Spanned<String>,
     raw: RawRegion,
+    base: &std::path::Path,
     pos_of: &dyn Fn(usize) -> Pos,
     report: &mut Report<'_>,
 ) -> Option<RegionConfig> {
@@ -289,6 +305,8 @@ fn region(
         weight: DEFAULT_WEIGHT,
         priority: DEFAULT_PRIORITY,
         bias_km: 0.0,
+        checks: Vec::new(),
+        quorum: None,
         pos: pos_of(name.span().start),
     };
     for a in raw.addresses.unwrap_or_default() {
@@ -366,7 +384,52 @@ fn region(
             );
         }
     }
+    checks(&mut r, raw.check, raw.checks, raw.quorum, base, report);
     Some(r)
+}
+
+/// `check` (one) or `checks` (several) and `quorum`.
+fn checks(
+    r: &mut RegionConfig,
+    one: Option<Spanned<RawCheck>>,
+    many: Option<Vec<Spanned<RawCheck>>>,
+    quorum: Option<Spanned<i64>>,
+    base: &std::path::Path,
+    report: &mut Report<'_>,
+) {
+    let n = r.name.clone();
+    if let (Some(c), Some(_)) = (&one, &many) {
+        report(
+            c.span(),
+            format!("region {n} has both check and checks"),
+            Some("use [regions.NAME.check] for one check, or [[regions.NAME.checks]] for several"),
+        );
+        return;
+    }
+    let mut count = 0;
+    if let Some(c) = one {
+        count = 1;
+        r.checks.extend(super::health::check(c.into_inner(), &format!("regions.{n}.check"), base, report));
+    }
+    for (i, c) in many.unwrap_or_default().into_iter().enumerate() {
+        count += 1;
+        r.checks.extend(super::health::check(c.into_inner(), &format!("regions.{n}.checks[{i}]"), base, report));
+    }
+    if let Some(q) = quorum {
+        match usize::try_from(*q.get_ref()) {
+            Ok(v) if v >= 1 && v <= count => r.quorum = Some(v),
+            _ if count == 0 => report(
+                q.span(),
+                format!("regions.{n}.quorum is set but the region has no checks"),
+                Some("add [[regions.NAME.checks]] or remove quorum"),
+            ),
+            _ => report(
+                q.span(),
+                format!("regions.{n}.quorum: {} is out of range", q.get_ref()),
+                Some(&format!("use 1 to {count} (the number of checks)")),
+            ),
+        }
+    }
 }
 
 fn region_list(items: &[Spanned<String>], names: &[&str], field: &str, report: &mut Report<'_>) -> Vec<usize> {
@@ -738,4 +801,31 @@ fn service(
         );
     }
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::parse;
+
+    const BASE: &str = "[regions.a]\naddresses = [\"192.0.2.1\"]\n[regions.b]\naddresses = [\"192.0.2.2\"]\n";
+
+    #[test]
+    fn policy_is_a_name_or_a_chain() {
+        let one = format!("{BASE}[services.\"x.test\"]\nregions = [\"a\", \"b\"]\npolicy = \"failover\"\n");
+        let c = parse(&one, Path::new("/g.toml")).unwrap();
+        assert_eq!(c.gslb.services[0].policy.iter().map(|p| p.name()).collect::<Vec<_>>(), ["failover"]);
+        let chain =
+            format!("{BASE}[services.\"x.test\"]\nregions = [\"a\", \"b\"]\npolicy = [\"failover\", \"weighted\"]\n");
+        let c = parse(&chain, Path::new("/g.toml")).unwrap();
+        assert_eq!(c.gslb.services[0].policy.iter().map(|p| p.name()).collect::<Vec<_>>(), ["failover", "weighted"]);
+        let bad = format!("{BASE}[services.\"x.test\"]\nregions = [\"a\"]\npolicy = [\"failover\", \"fastest\"]\n");
+        let e = parse(&bad, Path::new("/g.toml")).unwrap_err();
+        assert!(
+            e[0].to_string().starts_with("/g.toml:7:23: error: service x.test.: unknown policy \"fastest\""),
+            "{}",
+            e[0]
+        );
+    }
 }

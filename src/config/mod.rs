@@ -4,6 +4,7 @@
 //! problems are reported, not only the first, so an operator fixes a config in one pass.
 
 pub mod gslb;
+pub mod health;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -127,6 +128,8 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     geoip: gslb::RawGeoip,
+    #[serde(default)]
+    health: health::RawHealth,
     #[serde(default)]
     regions: std::collections::BTreeMap<Spanned<String>, gslb::RawRegion>,
     #[serde(default)]
@@ -293,7 +296,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         gslb::Pos { line, col }
     };
     let mut report = |span, message, hint: Option<&str>| errors.push(at(span, message, hint));
-    cfg.gslb = gslb::validate(raw.geoip, raw.regions, raw.services, base, &pos_of, &mut report);
+    cfg.gslb = gslb::validate(raw.geoip, raw.health, raw.regions, raw.services, base, &pos_of, &mut report);
+    // In file order, however the checks happened to run.
+    errors.sort_by_key(|e| (e.line, e.col));
     if errors.is_empty() { Ok(cfg) } else { Err(errors) }
 }
 

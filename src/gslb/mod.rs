@@ -72,6 +72,9 @@ pub struct Gslb {
     pub services: Vec<Service>,
     by_name: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     pub geo: Option<Arc<dyn GeoLookup>>,
+    /// `[health] unknown`: whether regions without a verdict yet are answered. Kept here,
+    /// with the regions, so a reload that changes it takes effect with the same snapshot.
+    pub unknown_is_up: bool,
 }
 
 impl std::fmt::Debug for Gslb {
@@ -120,7 +123,7 @@ impl Gslb {
                 }
             })
             .collect();
-        let mut gslb = Gslb { regions, geo, ..Default::default() };
+        let mut gslb = Gslb { regions, geo, unknown_is_up: cfg.health.unknown_is_up, ..Default::default() };
         for (i, s) in cfg.services.iter().enumerate() {
             let at = format!("{}:{}:{}", config_file.display(), s.pos.line, s.pos.col);
             match zones.find(s.name.as_wire()) {

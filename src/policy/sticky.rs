@@ -91,6 +91,8 @@ mod tests {
                 weight: 100,
                 priority: 100,
                 bias_km: 0.0,
+                checks: vec![],
+                quorum: None,
                 pos: Default::default(),
             })
             .collect()

@@ -301,7 +301,7 @@ const CASES: &[Case] = &[
         qtype: rtype::ANY,
         rcode: rcode::NOERROR,
         aa: true,
-        answer: &["? SOA"],
+        answer: &["? NS"],
         authority: &[],
         additional: &[],
     },

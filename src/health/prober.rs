@@ -1,0 +1,309 @@
+//! The prober: one task per check, each probing on its own jittered schedule, feeding its
+//! rise/fall machine; the region's verdict (quorum of its checks), RTT average and recent
+//! results live in one table that is published, as an immutable [`HealthTable`], after
+//! every probe result.
+//!
+//! Schedule: the first probe of a check starts after a random delay within one interval,
+//! then every `interval ± 10%` (start to start), so regions and checks are not probed in
+//! lockstep after a start or reload. A probe never outlives its timeout, and the timeout is
+//! shorter than the interval, so a hung endpoint costs one timeout per interval and delays
+//! nothing else.
+//!
+//! Every task stops on the one shutdown signal (a `watch` channel that turns `true`), and
+//! the tasks of a region are aborted when [`Prober::apply`] removes or changes its checks.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{HealthTable, Machine, Probe, ProbeOutcome, ProbeRecord, RegionHealth, State, quorum};
+use crate::config::gslb::GslbConfig;
+use crate::config::health::CheckConfig;
+
+/// Weight of the newest RTT sample in the average: 0.3 follows a real change within a few
+/// probes (half-life about 2 probes) while one slow answer moves it by less than a third.
+pub const EWMA_ALPHA: f64 = 0.3;
+/// Each wait between probes is the interval ± this fraction, at random.
+pub const JITTER: f64 = 0.1;
+
+/// The checks of one region, as the prober runs them. Equal specs keep their state across
+/// [`Prober::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionChecks {
+    pub name: String,
+    pub checks: Vec<CheckConfig>,
+    /// Checks that must pass; None: all.
+    pub quorum: Option<usize>,
+}
+
+impl RegionChecks {
+    /// The regions of a configuration that have checks.
+    pub fn from_config(cfg: &GslbConfig) -> Vec<RegionChecks> {
+        cfg.regions
+            .iter()
+            .filter(|r| !r.checks.is_empty())
+            .map(|r| RegionChecks { name: r.name.clone(), checks: r.checks.clone(), quorum: r.quorum })
+            .collect()
+    }
+
+    fn need(&self) -> usize {
+        self.quorum.unwrap_or(self.checks.len())
+    }
+}
+
+/// Builds the probe of a check; replaceable so tests can script outcomes.
+pub type ProbeFactory = Arc<dyn Fn(&CheckConfig) -> Probe + Send + Sync>;
+
+/// Owns the probe tasks. Lives where reloads happen; the health table is read from the
+/// receiver [`Prober::new`] returns.
+pub struct Prober {
+    shared: Arc<Shared>,
+    running: HashMap<String, Running>,
+    shutdown: watch::Receiver<bool>,
+    factory: ProbeFactory,
+    next_generation: u64,
+}
+
+struct Running {
+    spec: RegionChecks,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    table: Mutex<Table>,
+    tx: watch::Sender<Arc<HealthTable>>,
+}
+
+struct Table {
+    regions: BTreeMap<String, Entry>,
+    history: usize,
+}
+
+struct Entry {
+    /// Which start of the region's checks the entry belongs to: a result from an aborted
+    /// task that was already past its last await never lands in its successor's entry.
+    generation: u64,
+    machines: Vec<Machine>,
+    need: usize,
+    health: RegionHealth,
+}
+
+impl Prober {
+    /// A prober with no regions; tasks it starts stop when `shutdown` turns true.
+    pub fn new(history: usize, shutdown: watch::Receiver<bool>) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
+        Prober::with_factory(history, shutdown, Arc::new(Probe::build))
+    }
+
+    pub fn with_factory(
+        history: usize,
+        shutdown: watch::Receiver<bool>,
+        factory: ProbeFactory,
+    ) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
+        let (tx, rx) = watch::channel(Arc::new(HealthTable::default()));
+        let shared = Arc::new(Shared { table: Mutex::new(Table { regions: BTreeMap::new(), history }), tx });
+        (Prober { shared, running: HashMap::new(), shutdown, factory, next_generation: 0 }, rx)
+    }
+
+    /// The latest published table.
+    pub fn table(&self) -> Arc<HealthTable> {
+        self.shared.tx.borrow().clone()
+    }
+
+    /// Reconciles the running checks with `regions`: a region whose checks are unchanged
+    /// keeps its state and tasks; a new or changed one starts `Unknown`; a removed one's
+    /// tasks are aborted and its entry dropped. Publishes the result before returning, so a
+    /// status rebuilt right after sees every region. Must run inside a tokio runtime.
+    pub fn apply(&mut self, regions: Vec<RegionChecks>, history: usize) {
+        let (mut kept, mut started, mut stopped) = (0, 0, 0);
+        let mut table = self.shared.lock();
+        let history = history.max(1);
+        table.history = history;
+        for e in table.regions.values_mut() {
+            while e.health.recent.len() > history {
+                e.health.recent.pop_front();
+            }
+        }
+        let wanted: HashMap<&str, &RegionChecks> = regions.iter().map(|r| (r.name.as_str(), r)).collect();
+        self.running.retain(|name, run| {
+            if wanted.get(name.as_str()).is_some_and(|w| **w == run.spec) {
+                return true;
+            }
+            for t in &run.tasks {
+                t.abort();
+            }
+            table.regions.remove(name);
+            stopped += 1;
+            false
+        });
+        for spec in regions {
+            if self.running.contains_key(&spec.name) {
+                kept += 1;
+                continue;
+            }
+            started += 1;
+            self.next_generation += 1;
+            let generation = self.next_generation;
+            table.regions.insert(
+                spec.name.clone(),
+                Entry {
+                    generation,
+                    machines: spec.checks.iter().map(|c| Machine::new(c.rise, c.fall)).collect(),
+                    need: spec.need(),
+                    health: RegionHealth {
+                        state: State::Unknown,
+                        since: SystemTime::now(),
+                        reason: None,
+                        rtt_ewma_ms: None,
+                        recent: VecDeque::new(),
+                        transitions: 0,
+                    },
+                },
+            );
+            let tasks = spec
+                .checks
+                .iter()
+                .enumerate()
+                .map(|(index, check)| {
+                    let job = CheckJob {
+                        shared: self.shared.clone(),
+                        region: spec.name.clone(),
+                        generation,
+                        index,
+                        probe: (self.factory)(check),
+                        interval: check.interval,
+                    };
+                    tokio::spawn(job.run(self.shutdown.clone()))
+                })
+                .collect();
+            self.running.insert(spec.name.clone(), Running { spec, tasks });
+        }
+        self.shared.publish(&table);
+        drop(table);
+        tracing::info!(kept, started, stopped, "health checks applied");
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        for t in self.running.values().flat_map(|r| &r.tasks) {
+            t.abort();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        // A panic while holding the lock leaves a table that is still consistent enough to
+        // keep probing with: every update is one region's entry.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, table: &Table) {
+        let regions = table.regions.iter().map(|(k, e)| (k.clone(), e.health.clone())).collect();
+        self.tx.send_replace(Arc::new(HealthTable { regions }));
+    }
+
+    /// Feeds one probe result into the region's machines, verdict, RTT and history.
+    fn record(&self, region: &str, generation: u64, index: usize, outcome: ProbeOutcome) {
+        let mut table = self.lock();
+        let history = table.history;
+        let Some(e) = table.regions.get_mut(region).filter(|e| e.generation == generation) else {
+            return;
+        };
+        let Some(machine) = e.machines.get_mut(index) else {
+            return;
+        };
+        let now = SystemTime::now();
+        machine.observe(outcome.is_ok());
+        match &outcome {
+            ProbeOutcome::Ok { rtt } => {
+                e.health.rtt_ewma_ms = Some(ewma(e.health.rtt_ewma_ms, rtt.as_secs_f64() * 1000.0));
+                tracing::debug!(region, check = index, rtt_ms = rtt.as_secs_f64() * 1000.0, "probe ok");
+            }
+            ProbeOutcome::Fail(reason) => {
+                e.health.reason = Some(reason.clone());
+                tracing::debug!(region, check = index, reason = %reason, "probe failed");
+            }
+        }
+        let states: Vec<State> = e.machines.iter().map(Machine::state).collect();
+        let to = quorum(&states, e.need);
+        let from = e.health.state;
+        if to != from {
+            e.health.state = to;
+            e.health.since = now;
+            e.health.transitions += 1;
+            if to == State::Healthy {
+                e.health.reason = None;
+                tracing::info!(region, from = %from, to = %to, reason = "probes pass", "region health changed");
+            } else {
+                let reason = e.health.reason.as_ref().map_or_else(|| "no verdict".to_string(), ToString::to_string);
+                tracing::warn!(region, from = %from, to = %to, reason = %reason, "region health changed");
+            }
+        }
+        e.health.recent.push_back(ProbeRecord { at: now, check: index, outcome });
+        while e.health.recent.len() > history {
+            e.health.recent.pop_front();
+        }
+        self.publish(&table);
+    }
+}
+
+/// The new smoothed RTT after one sample (the first sample is taken as is).
+pub fn ewma(prev: Option<f64>, sample_ms: f64) -> f64 {
+    match prev {
+        None => sample_ms,
+        Some(p) => EWMA_ALPHA * sample_ms + (1.0 - EWMA_ALPHA) * p,
+    }
+}
+
+/// A uniformly random fraction in [0, 1).
+fn unit() -> f64 {
+    const STEPS: u64 = 1 << 20;
+    crate::policy::pick::random_below(STEPS) as f64 / STEPS as f64
+}
+
+/// The wait before the next probe: interval ± [`JITTER`].
+pub fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(1.0 + JITTER * (2.0 * unit() - 1.0))
+}
+
+struct CheckJob {
+    shared: Arc<Shared>,
+    region: String,
+    generation: u64,
+    index: usize,
+    probe: Probe,
+    interval: Duration,
+}
+
+impl CheckJob {
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut next = Instant::now() + self.interval.mul_f64(unit());
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stopped(&mut shutdown) => return,
+            }
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                o = self.probe.run() => o,
+                _ = stopped(&mut shutdown) => return,
+            };
+            self.shared.record(&self.region, self.generation, self.index, outcome);
+            next = started + jittered(self.interval);
+        }
+    }
+}
+
+/// Resolves when shutdown is signalled (or its sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: nobody is left to keep the tasks going for.
+    let _ = rx.wait_for(|&stop| stop).await;
+}
+
+#[cfg(test)]
+mod tests;

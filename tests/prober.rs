@@ -1,0 +1,414 @@
+//! Health checks end to end: the real binary probes health endpoints this test runs on
+//! loopback, and DNS answers follow what the endpoints do (fail, hang, flap, vanish).
+//!
+//! The service `app.svc.test` fails over from region `primary` (192.0.2.1) to `backup`
+//! (192.0.2.2). Checks use interval 200ms, timeout 150ms, rise 2, fall 3 unless a test says
+//! otherwise, so a failed region leaves the answers within interval × fall + timeout (plus
+//! one interval of slack).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::rr::RecordType;
+
+const INTERVAL: Duration = Duration::from_millis(200);
+const TIMEOUT: Duration = Duration::from_millis(150);
+const RISE: u32 = 2;
+const FALL: u32 = 3;
+const PRIMARY: &str = "192.0.2.1";
+const BACKUP: &str = "192.0.2.2";
+
+const ZONE: &str =
+    "$ORIGIN svc.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
+
+/// What a health endpoint does with the next connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Mode {
+    /// 200 OK
+    Up = 0,
+    /// 503
+    Down = 1,
+    /// Accept, read the request, never answer.
+    Hang = 2,
+    /// 200 and 503 alternately, per connection.
+    Flap = 3,
+}
+
+/// An HTTP health endpoint on a loopback port, switchable between modes, that counts the
+/// connections it accepts and can be closed (its port then refuses connections).
+struct Endpoint {
+    addr: SocketAddr,
+    mode: Arc<AtomicU8>,
+    connections: Arc<AtomicUsize>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Endpoint {
+    fn start(mode: Mode) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let e = Endpoint {
+            addr,
+            mode: Arc::new(AtomicU8::new(mode as u8)),
+            connections: Arc::default(),
+            closed: Arc::default(),
+        };
+        let (m, n, closed) = (e.mode.clone(), e.connections.clone(), e.closed.clone());
+        std::thread::spawn(move || {
+            let mut hung: Vec<TcpStream> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !closed.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let count = n.fetch_add(1, Ordering::SeqCst);
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                let status = match m.load(Ordering::SeqCst) {
+                    0 => "200 OK",
+                    1 => "503 Service Unavailable",
+                    2 => {
+                        hung.push(s);
+                        continue;
+                    }
+                    _ if count % 2 == 0 => "200 OK",
+                    _ => "503 Service Unavailable",
+                };
+                let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            }
+            // Dropping the listener makes the port refuse connections.
+        });
+        e
+    }
+
+    fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        // Wait until the port refuses, so the test's clock starts at the real failure.
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+            assert!(Instant::now() < deadline, "endpoint {} never closed", self.addr);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/healthz", self.addr)
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// An HTTP check of `url` with this test's timing.
+fn http_check(url: &str) -> String {
+    format!(
+        "type = \"http\"\nurl = \"{url}\"\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nrise = {RISE}\nfall = {FALL}\n",
+        INTERVAL.as_millis(),
+        TIMEOUT.as_millis()
+    )
+}
+
+/// A config: `[health]` settings, then regions with their optional check tables, and the
+/// failover service over primary and backup.
+fn config(health: &str, regions: &[(&str, &str, &str, Option<String>)]) -> String {
+    let mut c = format!("[zones]\ndirectory = \"zones\"\n[health]\n{health}\n");
+    for (name, addr, priority, check) in regions {
+        c.push_str(&format!("[regions.{name}]\naddresses = [\"{addr}\"]\npriority = {priority}\n"));
+        if let Some(check) = check {
+            c.push_str(&format!("[regions.{name}.check]\n{check}"));
+        }
+    }
+    c.push_str("[services.\"app.svc.test\"]\nregions = [\"primary\", \"backup\"]\npolicy = \"failover\"\nttl = 5\n");
+    c
+}
+
+struct Setup {
+    _dir: TempDir,
+    config: std::path::PathBuf,
+    server: Server,
+}
+
+fn start(config_text: &str) -> Setup {
+    let dir = TempDir::new("prober");
+    dir.write("zones/svc.test.zone", ZONE);
+    let config = dir.write("gslbd.toml", config_text);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    Setup { _dir: dir, config, server }
+}
+
+/// The addresses answered for app.svc.test A, sorted.
+fn answer(server: &Server) -> Vec<String> {
+    let r = udp(server.dns, &query("app.svc.test.", RecordType::A));
+    let mut v: Vec<String> = r.answers.iter().map(|rr| rr.data.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// Queries every 5 ms until the answer is `want`; returns how long that took.
+fn wait_answer(server: &Server, want: &[&str], limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = answer(server);
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "answer still {got:?}, not {want:?}, after {:?}", start.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Queries for `span`, asserting every answer is `want`.
+fn hold_answer(server: &Server, want: &[&str], span: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < span {
+        let got = answer(server);
+        assert_eq!(got, want, "answer changed after {:?}", start.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The transition log lines of a region (`region health changed`).
+fn transitions(server: &Server, region: &str) -> Vec<String> {
+    let tag = format!("region=\"{region}\"");
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains("region health changed") && l.contains(&tag))
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_transitions(server: &Server, region: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let t = transitions(server, region);
+        if t.len() >= n {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{region}: {} transitions, wanted {n}:\n{}", t.len(), server.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Time for a failing region to leave the answers: fall probes, the last one possibly cut
+/// at the timeout, plus one interval of slack.
+fn fall_bound() -> Duration {
+    INTERVAL * FALL + TIMEOUT + INTERVAL
+}
+
+fn two_checked_regions(health: &str, primary: &Endpoint, backup: &Endpoint) -> String {
+    config(
+        health,
+        &[
+            ("primary", PRIMARY, "1", Some(http_check(&primary.url()))),
+            ("backup", BACKUP, "2", Some(http_check(&backup.url()))),
+        ],
+    )
+}
+
+#[test]
+fn a_failing_region_leaves_the_answers_within_fall_and_returns_after_rise() {
+    let (primary, backup) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+    let s = start(&two_checked_regions("", &primary, &backup));
+    assert_eq!(answer(&s.server), [PRIMARY]);
+    wait_transitions(&s.server, "primary", 1);
+
+    primary.set(Mode::Down);
+    let t = wait_answer(&s.server, &[BACKUP], WAIT);
+    assert!(t <= fall_bound(), "503: failover took {t:?}, bound {:?}", fall_bound());
+    let log = wait_transitions(&s.server, "primary", 2);
+    assert!(log[1].contains("from=healthy to=unhealthy reason=status 503"), "{}", log[1]);
+
+    primary.set(Mode::Up);
+    let t = wait_answer(&s.server, &[PRIMARY], WAIT);
+    assert!(t <= INTERVAL * (RISE + 1) + INTERVAL, "back after {t:?}");
+    assert!(t >= INTERVAL.mul_f64(0.9), "rise 2 needs two probes, came back after {t:?}");
+
+    // A closed endpoint (connection refused) fails the same way.
+    primary.close();
+    let t = wait_answer(&s.server, &[BACKUP], WAIT);
+    assert!(t <= fall_bound(), "closed: failover took {t:?}");
+    let log = wait_transitions(&s.server, "primary", 4);
+    assert!(log[3].contains("to=unhealthy reason=connection refused"), "{}", log[3]);
+}
+
+#[test]
+fn a_hung_endpoint_times_out_and_dns_latency_is_unaffected() {
+    let (primary, backup) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+    let s = start(&two_checked_regions("", &primary, &backup));
+    wait_transitions(&s.server, "primary", 1);
+
+    primary.set(Mode::Hang);
+    let hung_at = Instant::now();
+    // While probes hang, answers come as fast as ever.
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        let t = Instant::now();
+        answer(&s.server);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(worst < Duration::from_millis(50), "slowest of 50 queries while probes hang: {worst:?}");
+    wait_answer(&s.server, &[BACKUP], WAIT);
+    let elapsed = hung_at.elapsed();
+    assert!(elapsed <= fall_bound(), "hung: failover after {elapsed:?}, bound {:?}", fall_bound());
+    let log = wait_transitions(&s.server, "primary", 2);
+    assert!(log[1].contains(&format!("reason=timeout after {}ms", TIMEOUT.as_millis())), "{}", log[1]);
+}
+
+#[test]
+fn a_flapping_endpoint_does_not_flap_the_answer() {
+    let (primary, backup) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+    let s = start(&two_checked_regions("", &primary, &backup));
+    wait_transitions(&s.server, "primary", 1);
+    let before = primary.connections();
+    primary.set(Mode::Flap);
+    hold_answer(&s.server, &[PRIMARY], INTERVAL * 15);
+    assert!(primary.connections() - before >= 10, "probes kept coming: {}", primary.connections() - before);
+    assert_eq!(transitions(&s.server, "primary").len(), 1, "only unknown -> healthy");
+}
+
+#[test]
+fn a_tcp_check_on_a_closed_port_fails_fast_as_refused() {
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = |a: SocketAddr| {
+        format!(
+            "type = \"tcp\"\naddress = \"{a}\"\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nrise = {RISE}\nfall = {FALL}\n",
+            INTERVAL.as_millis(),
+            TIMEOUT.as_millis()
+        )
+    };
+    let started = Instant::now();
+    let s = start(&config(
+        "",
+        &[("primary", PRIMARY, "1", Some(tcp(closed))), ("backup", BACKUP, "2", Some(tcp(open.local_addr().unwrap())))],
+    ));
+    let t = wait_answer(&s.server, &[BACKUP], WAIT);
+    let log = wait_transitions(&s.server, "primary", 1);
+    assert!(log[0].contains("from=unknown to=unhealthy reason=connection refused"), "{}", log[0]);
+    // The first probe comes within one interval, then fall - 1 more; refused costs nothing.
+    assert!(t <= INTERVAL * (FALL + 1), "tcp refused: out after {t:?} (start took {:?})", started.elapsed());
+    assert!(!s.server.log().contains("reason=timeout"), "refused is not a timeout");
+    let log = wait_transitions(&s.server, "backup", 1);
+    assert!(log[0].contains("from=unknown to=healthy"), "{}", log[0]);
+}
+
+#[test]
+fn unknown_up_answers_at_once_and_unknown_down_waits_for_proof() {
+    // unknown = "up" (default): a region with a failing endpoint is still answered right
+    // after start, until fall probes have failed.
+    let failing = Endpoint::start(Mode::Down);
+    let s = start(&config(
+        "",
+        &[("primary", PRIMARY, "1", Some(http_check(&failing.url()))), ("backup", BACKUP, "2", None)],
+    ));
+    assert_eq!(answer(&s.server), [PRIMARY], "unknown = up answers before any verdict");
+    wait_answer(&s.server, &[BACKUP], WAIT);
+    drop(s);
+
+    // unknown = "down": a healthy region is withheld until rise probes passed.
+    let healthy = Endpoint::start(Mode::Up);
+    let s = start(&config(
+        "unknown = \"down\"",
+        &[("primary", PRIMARY, "1", Some(http_check(&healthy.url()))), ("backup", BACKUP, "2", None)],
+    ));
+    assert_eq!(answer(&s.server), [BACKUP], "unknown = down withholds the region before any verdict");
+    let t = wait_answer(&s.server, &[PRIMARY], WAIT);
+    assert!(t <= INTERVAL * (RISE + 1), "proven healthy after {t:?}");
+}
+
+#[test]
+fn reload_keeps_unchanged_regions_and_stops_removed_ones() {
+    let (primary, backup, extra) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+    // unknown = down makes a reset visible: a region restarted from unknown would leave
+    // the answers until it proved itself again.
+    let before = config(
+        "unknown = \"down\"",
+        &[
+            ("primary", PRIMARY, "1", Some(http_check(&primary.url()))),
+            ("backup", BACKUP, "2", Some(http_check(&backup.url()))),
+            ("extra", "192.0.2.3", "3", Some(http_check(&extra.url()))),
+        ],
+    );
+    let s = start(&before);
+    wait_answer(&s.server, &[PRIMARY], WAIT);
+    wait_transitions(&s.server, "extra", 1);
+    wait_transitions(&s.server, "backup", 1);
+
+    // Remove extra; change backup's check (rise 3); keep primary as it was.
+    let after = config(
+        "unknown = \"down\"",
+        &[
+            ("primary", PRIMARY, "1", Some(http_check(&primary.url()))),
+            ("backup", BACKUP, "2", Some(http_check(&backup.url()).replace("rise = 2", "rise = 3"))),
+        ],
+    );
+    std::fs::write(&s.config, after).unwrap();
+    s.server.signal("HUP");
+    s.server.wait_log("health checks applied kept=1 started=1 stopped=2");
+    s.server.wait_log("reloaded");
+    let extra_calls = extra.connections();
+    hold_answer(&s.server, &[PRIMARY], INTERVAL * 8);
+    assert_eq!(extra.connections(), extra_calls, "the removed region is not probed any more");
+    assert_eq!(transitions(&s.server, "primary").len(), 1, "primary kept its state");
+    // backup started over: unknown -> healthy a second time.
+    let log = wait_transitions(&s.server, "backup", 2);
+    assert!(log[1].contains("from=unknown to=healthy"), "{}", log[1]);
+}
+
+/// Deliverable measurement, not a check: failover time with the default check settings
+/// (interval 2s, timeout 1s, rise 2, fall 3), from closing the primary's health endpoint to
+/// the first answer without it. Run with
+/// `cargo test --test prober measure_default_failover -- --ignored --nocapture`.
+#[test]
+#[ignore = "takes about 30 s; a measurement for bench/README.md"]
+fn measure_default_failover() {
+    let mut times = Vec::new();
+    for run in 0..4 {
+        let (primary, backup) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+        let check = |e: &Endpoint| format!("type = \"http\"\nurl = \"{}\"\n", e.url());
+        let s = start(&config(
+            "",
+            &[("primary", PRIMARY, "1", Some(check(&primary))), ("backup", BACKUP, "2", Some(check(&backup)))],
+        ));
+        wait_transitions(&s.server, "primary", 1);
+        // Kill at a random point of the probe cycle.
+        std::thread::sleep(Duration::from_millis(300 + 450 * run));
+        let mode = if run % 2 == 0 { "closed (refused)" } else { "hung (timeouts)" };
+        let t0 = Instant::now();
+        if run % 2 == 0 {
+            primary.close();
+        } else {
+            primary.set(Mode::Hang);
+        }
+        let t = wait_answer(&s.server, &[BACKUP], Duration::from_secs(15)).max(t0.elapsed());
+        eprintln!("run {run}: endpoint {mode}: first answer without it after {:.2} s", t.as_secs_f64());
+        times.push(t);
+        assert!(t <= Duration::from_secs(8));
+    }
+    eprintln!("failover times: {times:?}");
+}
