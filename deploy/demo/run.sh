@@ -179,6 +179,9 @@ mkfifo "$run/control"
 exec 3<> "$run/control"
 
 cleanup() {
+  # Ctrl-C reaches every process of the terminal's foreground group, so a subshell (a $(dig)
+  # below) may run this trap too: only the main shell cleans up.
+  [ "$BASHPID" = "$$" ] || exit 130
   trap - EXIT INT TERM
   stop_all
   wait 2>/dev/null || true
