@@ -16,8 +16,10 @@
 //! - [`health`]: probes, the rise/fall machine and the prober tasks -> [`health::HealthTable`].
 //! - [`control`]: health (later: operator overrides) -> region status -> new snapshot.
 
+pub mod admin;
 pub mod config;
 pub mod control;
+pub mod explain;
 pub mod frontend;
 pub mod geoip;
 pub mod gslb;

@@ -14,11 +14,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 
+use gslbd::admin;
 use gslbd::config::Config;
-use gslbd::control;
+use gslbd::control::Control;
 use gslbd::frontend::{self, tcp, udp};
 use gslbd::geoip;
-use gslbd::health::{Prober, RegionChecks};
 use gslbd::state::{self, SharedState, Snapshot};
 
 /// Exit status for a configuration or zone data error (and for a listener that cannot bind).
@@ -263,19 +263,42 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
         )));
     }
 
-    // Health: probes start now; the first status already says what `unknown` means, and
-    // every table the prober publishes becomes a new snapshot status. Operator overrides are
-    // the other input of the same rebuild; nothing sets them yet (the admin API will, through
-    // `overrides_tx`).
-    let (overrides_tx, overrides_rx) = watch::channel(Arc::new(gslbd::overrides::Overrides::default()));
-    let mut prober = {
+    // The control plane: saved overrides restored, probes started, the first status already
+    // saying what `unknown` means. The snapshot moves into it.
+    let source = cli.source.with_listen(&cli.listen);
+    let control = {
         let _guard = runtime.enter();
-        let (mut prober, health_rx) = Prober::new(cfg.gslb.health.history, shutdown_rx.clone());
-        prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
-        control::rebuild(&state, &prober.table(), &overrides_rx.borrow());
-        runtime.spawn(control::follow(state.clone(), health_rx, overrides_rx.clone(), shutdown_rx.clone()));
-        prober
+        Control::start(cfg.clone(), state.clone(), source, shutdown_rx.clone())
+            .context("cannot restore operator overrides")?
     };
+
+    // The admin API: bound before the ready line, like the DNS sockets.
+    let mut admin_task = None;
+    if let Some(addr) = cfg.admin.listen {
+        let tokens = admin::load_tokens(&cfg.admin, addr)?;
+        let listener =
+            std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}/tcp (admin API)"))?;
+        listener.set_nonblocking(true)?;
+        let bound = listener.local_addr()?;
+        ready.push(format!("admin={bound}"));
+        let router = admin::router(control.clone(), tokens, cfg.admin.read_requires_token);
+        let _guard = runtime.enter();
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        admin_task = Some(runtime.spawn(admin::serve(listener, router, shutdown_rx.clone())));
+    }
+    {
+        let control = control.clone();
+        let mut shutdown = shutdown_rx.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => control.expire_forces().await,
+                    r = shutdown.changed() => if r.is_err() || *shutdown.borrow() { return },
+                }
+            }
+        });
+    }
 
     // Signal handlers go in before the ready line: a SIGHUP sent as soon as a supervisor sees
     // `ready` must reload, not kill the process with the default action.
@@ -287,22 +310,24 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
         ))
     })?;
     let zones_count = state.load().zones.len();
-    tracing::info!(listen = %ready.join(","), zones = zones_count, udp_workers = workers, "serving");
+    let (dns_ready, admin_ready): (Vec<_>, Vec<_>) = ready.iter().cloned().partition(|r| !r.starts_with("admin="));
+    tracing::info!(listen = %dns_ready.join(","), admin = %admin_ready.join(","), zones = zones_count, udp_workers = workers, "serving");
     // The machine-readable line scripts and tests wait for: every socket is bound.
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "ready dns={}", ready.join(","))?;
+    let mut line = format!("ready dns={}", dns_ready.join(","));
+    for a in &admin_ready {
+        line.push(' ');
+        line.push_str(a);
+    }
+    writeln!(stdout, "{line}")?;
     stdout.flush()?;
     drop(stdout);
+    control.set_ready();
 
-    let source = cli.source.with_listen(&cli.listen);
     runtime.block_on(async {
         loop {
             tokio::select! {
-                _ = hup.recv() => {
-                    // A clone: no lock on the overrides is held across the reload.
-                    let overrides = overrides_tx.borrow().clone();
-                    reload(&state, &source, &cfg, &mut prober, &overrides).await
-                }
+                _ = hup.recv() => { let _ = control.reload().await; }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }
@@ -310,7 +335,10 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         shutdown_flag.store(true, Ordering::Relaxed);
         let _ = shutdown_tx.send(true);
-        drop(prober);
+        control.stop().await;
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
         for t in tcp_tasks {
             let _ = t.await;
         }
@@ -326,40 +354,4 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Loads config and zones off the async workers; swaps them in only if all of it is valid.
-/// The prober gets the new checks first, so the stored snapshot's status already reflects
-/// them (kept state for unchanged regions, `unknown` for new or changed ones).
-async fn reload(
-    state: &SharedState,
-    source: &state::Source,
-    running: &Config,
-    prober: &mut Prober,
-    overrides: &gslbd::overrides::Overrides,
-) {
-    let source = source.clone();
-    let started = std::time::Instant::now();
-    let loaded = tokio::task::spawn_blocking(move || state::load(&source)).await;
-    match loaded {
-        Ok(Ok((cfg, snap))) => {
-            if cfg.dns.listen != running.dns.listen {
-                tracing::warn!("dns.listen changed; the new addresses take effect at the next restart");
-            }
-            let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
-            prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
-            let snap = control::with_status(snap, &prober.table(), overrides);
-            state.store(Arc::new(snap));
-            tracing::info!(zones, services, elapsed_ms = started.elapsed().as_millis() as u64, "reloaded");
-        }
-        Ok(Err(errors)) => {
-            for e in &errors {
-                tracing::error!("{e}");
-            }
-            tracing::error!(errors = errors.len(), "reload failed; still serving the previous configuration and zones");
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "reload task failed; still serving the previous configuration and zones")
-        }
-    }
 }

@@ -212,6 +212,19 @@ fn config_file_sets_listeners_and_zones() {
     let cfg = dir.write("gslbd.toml", "[dns]\nlisten = [\"127.0.0.1:0\"]\n[zones]\ndirectory = \"z\"\n");
     let s = Server::start(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(s.ready_line.starts_with("ready dns=127.0.0.1:"), "{}", s.ready_line);
-    assert!(s.ready_line.ends_with("/tcp"), "{}", s.ready_line);
+    assert!(s.ready_line.contains("/tcp admin=127.0.0.1:"), "{}", s.ready_line);
     assert_eq!(udp(s.dns, &query("www.svc.test.", RecordType::A)).answers.len(), 1);
+}
+
+#[test]
+fn admin_api_off_loopback_without_a_token_is_refused_at_start() {
+    let dir = TempDir::new("adminopen");
+    dir.write("z/svc.test.zone", ZONE);
+    let cfg = dir.write("gslbd.toml", "[zones]\ndirectory = \"z\"\n[admin]\nlisten = \"0.0.0.0:0\"\n");
+    let Err((code, log)) = Server::try_start(&["--config", cfg.to_str().unwrap(), "--admin-listen", "0.0.0.0:0"])
+    else {
+        panic!("started an unprotected admin API")
+    };
+    assert_eq!(code, Some(2), "{log}");
+    assert!(log.contains("admin API on 0.0.0.0:0 (not loopback) without a token"), "{log}");
 }

@@ -145,3 +145,23 @@ pub fn select(ctx: &mut Ctx<'_>, qtype: u16) -> Candidates {
     }
     cands
 }
+
+/// One step of an explained decision: the candidates after it ran.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    pub step: &'static str,
+    pub before: Candidates,
+    pub after: Candidates,
+}
+
+/// Like [`select`], recording every step (for the admin API's explain; not the query path).
+pub fn select_traced(ctx: &mut Ctx<'_>, qtype: u16) -> (Candidates, Vec<Traced>) {
+    let mut cands: Candidates = ctx.service_status.candidates(qtype).iter().copied().collect();
+    let mut trace = Vec::new();
+    for step in &ctx.service.chain {
+        let before = cands.clone();
+        step.apply(ctx, &mut cands);
+        trace.push(Traced { step: step.name(), before, after: cands.clone() });
+    }
+    (cands, trace)
+}

@@ -63,6 +63,10 @@ pub fn test_zones() -> PathBuf {
 pub struct Server {
     child: Option<Child>,
     pub dns: SocketAddr,
+    /// The admin API's address (every test server has one, on a free port).
+    pub admin: Option<SocketAddr>,
+    /// The server's own state directory (overrides, audit log), removed on drop.
+    pub state_dir: TempDir,
     pub ready_line: String,
     log: Arc<Mutex<String>>,
 }
@@ -75,10 +79,22 @@ impl Server {
 
     /// Starts gslbd; on failure returns its exit code and what it printed.
     pub fn try_start(args: &[&str]) -> Result<Server, (Option<i32>, String)> {
+        let state_dir = TempDir::new("state");
+        Self::try_start_in(args, state_dir)
+    }
+
+    /// Starts gslbd with this state directory (to restart on the same saved state).
+    pub fn try_start_in(args: &[&str], state_dir: TempDir) -> Result<Server, (Option<i32>, String)> {
         let mut cmd = Command::new(bin());
         cmd.args(args);
         if !args.contains(&"--listen") && !args.contains(&"check") {
             cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--admin-listen") {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(state_dir.path());
         }
         cmd.env("GSLBD_LOG", "debug").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn gslbd");
@@ -105,7 +121,8 @@ impl Server {
         match rx.recv_timeout(WAIT) {
             Ok(line) => {
                 let dns = parse_ready(&line).expect("ready line names a udp address");
-                Ok(Server { child: Some(child), dns, ready_line: line, log })
+                let admin = line.split_whitespace().find_map(|f| f.strip_prefix("admin=")).and_then(|a| a.parse().ok());
+                Ok(Server { child: Some(child), dns, admin, state_dir, ready_line: line, log })
             }
             Err(_) => {
                 let deadline = Instant::now() + Duration::from_secs(2);
@@ -274,4 +291,47 @@ pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
         records.iter().map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data)).collect();
     v.sort();
     v
+}
+
+/// One HTTP/1.1 request (Connection: close) to the admin API; returns (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method != "GET" {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The JSON body of an admin API response.
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }

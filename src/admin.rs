@@ -1,0 +1,457 @@
+//! The admin HTTP API (axum): state, overrides, explain, reload, metrics, liveness.
+//!
+//! Reads are open unless `read_requires_token`; every change needs a bearer token. Tokens
+//! are compared in constant time and never logged (the audit log names the token's id).
+//! Bad input gets a 4xx JSON error naming the field and changes nothing.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::control::{Control, OverrideError};
+use crate::gslb::status::Mode;
+use crate::health::State as Health;
+use crate::metrics;
+use crate::overrides::Force;
+
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 4096;
+/// A request (including reading its body) must finish within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bearer token and the id the audit log names it by.
+#[derive(Clone)]
+pub struct Token {
+    pub id: String,
+    secret: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{}: cannot read admin tokens: {source}", path.display())]
+    Unreadable { path: std::path::PathBuf, source: std::io::Error },
+    #[error(
+        "admin API on {0} (not loopback) without a token\n  hint: set [admin] token_file, or the {1} environment variable, or listen on 127.0.0.1"
+    )]
+    Unprotected(SocketAddr, String),
+}
+
+/// Reads tokens: each non-empty line of the token file (`id:secret` or `secret`), and the
+/// environment variable. A non-loopback listener without any token is refused.
+pub fn load_tokens(cfg: &crate::config::Admin, listen: SocketAddr) -> Result<Vec<Token>, TokenError> {
+    let mut tokens = Vec::new();
+    if let Some(path) = &cfg.token_file {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| TokenError::Unreadable { path: path.clone(), source })?;
+        for (i, line) in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).enumerate() {
+            let (id, secret) = line.split_once(':').unwrap_or(("", line));
+            let id = if id.is_empty() { format!("file-{}", i + 1) } else { id.to_string() };
+            tokens.push(Token { id, secret: secret.as_bytes().to_vec() });
+        }
+    }
+    if let Ok(v) = std::env::var(&cfg.token_env)
+        && !v.is_empty()
+    {
+        tokens.push(Token { id: "env".into(), secret: v.into_bytes() });
+    }
+    if tokens.is_empty() && !listen.ip().is_loopback() {
+        return Err(TokenError::Unprotected(listen, cfg.token_env.clone()));
+    }
+    Ok(tokens)
+}
+
+/// Equal in constant time for equal lengths (the length is not secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Clone)]
+struct Api {
+    control: Arc<Control>,
+    tokens: Arc<Vec<Token>>,
+    read_requires_token: bool,
+}
+
+/// Who made a request, for the audit log.
+#[derive(Clone)]
+struct Caller {
+    client: String,
+    token: String,
+}
+
+fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) -> Response {
+    let mut body = json!({ "error": message.into() });
+    if let Some(f) = field {
+        body["field"] = json!(f);
+    }
+    (status, Json(body)).into_response()
+}
+
+/// Checks the bearer token: always for changes, for reads when configured.
+async fn auth(
+    State(api): State<Api>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let is_read = req.method() == axum::http::Method::GET;
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|s| s.trim().as_bytes().to_vec());
+    let matched = presented.as_deref().and_then(|p| api.tokens.iter().find(|t| constant_time_eq(&t.secret, p)));
+    let needs_token = !is_read || api.read_requires_token;
+    if needs_token && matched.is_none() {
+        let msg = if api.tokens.is_empty() {
+            "no admin token is configured, so changes are refused; set [admin] token_file"
+        } else if presented.is_some() {
+            "invalid bearer token"
+        } else {
+            "missing bearer token (Authorization: Bearer TOKEN)"
+        };
+        return error(StatusCode::UNAUTHORIZED, msg, Some("authorization"));
+    }
+    req.extensions_mut()
+        .insert(Caller { client: peer.to_string(), token: matched.map_or_else(|| "-".into(), |t| t.id.clone()) });
+    next.run(req).await
+}
+
+async fn timeout(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => error(StatusCode::REQUEST_TIMEOUT, "request took too long", None),
+    }
+}
+
+pub fn router(control: Arc<Control>, tokens: Vec<Token>, read_requires_token: bool) -> Router {
+    let api = Api { control, tokens: Arc::new(tokens), read_requires_token };
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/regions/{name}/weight", put(set_weight))
+        .route("/v1/regions/{name}/drain", post(drain))
+        .route("/v1/regions/{name}/undrain", post(undrain))
+        .route("/v1/regions/{name}/force", post(force))
+        .route("/v1/explain", get(explain))
+        .route("/v1/reload", post(reload))
+        .route_layer(middleware::from_fn_with_state(api.clone(), auth))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see README.md, section Admin API", None) })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(timeout))
+        .with_state(api)
+}
+
+/// Serves the API until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+fn secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+async fn status(State(api): State<Api>) -> Response {
+    let snap = api.control.state.load_full();
+    let health = api.control.health();
+    let overrides = api.control.overrides();
+    let names = |ids: &[u16]| ids.iter().map(|&r| snap.gslb.regions[r as usize].name.clone()).collect::<Vec<_>>();
+    let services: Vec<Value> = snap
+        .gslb
+        .services
+        .iter()
+        .zip(&snap.status.services)
+        .map(|(s, st)| {
+            json!({
+                "name": s.name.to_string(),
+                "policy": s.chain.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "regions": names(&s.regions),
+                "mode": st.mode.as_str(),
+                "healthy_regions": st.healthy,
+                "ttl": st.ttl,
+                "answer_set": { "A": names(&st.candidates_a), "AAAA": names(&st.candidates_aaaa) },
+                "latency_choice": st.latency_choice.map(|r| snap.gslb.regions[r as usize].name.clone()),
+            })
+        })
+        .collect();
+    let regions: Vec<Value> = snap
+        .gslb
+        .regions
+        .iter()
+        .zip(&snap.status.regions)
+        .map(|(r, st)| {
+            let h = health.region(&r.name);
+            let o = overrides.regions.get(&r.name);
+            json!({
+                "name": r.name,
+                "up": st.is_up,
+                "health": h.map_or("unchecked", |h| h.state.as_str()),
+                "since": h.map(|h| secs(h.since)),
+                "reason": h.and_then(|h| h.reason.as_ref()).map(|r| r.to_string()),
+                "rtt_ewma_ms": h.and_then(|h| h.rtt_ewma_ms),
+                "recent_probes": h.map(|h| h.recent.iter().map(|p| json!({
+                    "at": secs(p.at),
+                    "check": p.check,
+                    "ok": p.outcome.is_ok(),
+                    "rtt_ms": p.rtt().map(|d| d.as_secs_f64() * 1000.0),
+                    "reason": match &p.outcome { crate::health::ProbeOutcome::Fail(f) => Some(f.to_string()), _ => None },
+                })).collect::<Vec<_>>()),
+                "weight": { "configured": r.weight, "effective": st.weight },
+                "override": o,
+            })
+        })
+        .collect();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": api.control.uptime().as_secs(),
+        "zones": snap.zones.iter().map(|z| json!({"name": z.apex().to_string(), "records": z.record_count(), "file": z.source().display().to_string()})).collect::<Vec<_>>(),
+        "services": services,
+        "regions": regions,
+    }))
+    .into_response()
+}
+
+fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -> Response {
+    match r {
+        Ok(o) => Json(json!({ "ok": true, "override": o })).into_response(),
+        Err(OverrideError::UnknownRegion(name)) => {
+            error(StatusCode::NOT_FOUND, format!("unknown region {name:?}"), Some("name"))
+        }
+        Err(e @ OverrideError::NotSaved(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// Parses a JSON object body, rejecting anything but the listed fields.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per bad request
+fn object(body: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, Value>, Response> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}"), None))?;
+    let Value::Object(map) = v else {
+        return Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object", None));
+    };
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown field {k:?}; allowed: {}", allowed.join(", ")),
+            Some(k),
+        ));
+    }
+    Ok(map)
+}
+
+async fn set_weight(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
+    let map = match object(&body, &["weight"]) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let weight = match map.get("weight") {
+        None => return error(StatusCode::BAD_REQUEST, "missing field \"weight\"", Some("weight")),
+        Some(v) => match v.as_u64() {
+            Some(w) if w <= crate::config::gslb::MAX_WEIGHT as u64 => w as u32,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("weight must be an integer from 0 to {}, got {v}", crate::config::gslb::MAX_WEIGHT),
+                    Some("weight"),
+                );
+            }
+        },
+    };
+    override_result(
+        api.control.set_override(&name, &caller.client, &caller.token, "weight", |o| o.weight = Some(weight)).await,
+    )
+}
+
+async fn drain(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    override_result(api.control.set_override(&name, &caller.client, &caller.token, "drain", |o| o.drained = true).await)
+}
+
+async fn undrain(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
+    override_result(
+        api.control.set_override(&name, &caller.client, &caller.token, "undrain", |o| o.drained = false).await,
+    )
+}
+
+async fn force(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
+) -> Response {
+    let map = match object(&body, &["state", "ttl_seconds"]) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let up = match map.get("state").and_then(Value::as_str) {
+        Some("up") => Some(true),
+        Some("down") => Some(false),
+        Some("auto") => None,
+        _ => return error(StatusCode::BAD_REQUEST, "state must be \"up\", \"down\" or \"auto\"", Some("state")),
+    };
+    let ttl = match map.get("ttl_seconds") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(t) if (1..=31_536_000).contains(&t) => Some(t),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("ttl_seconds must be an integer from 1 to 31536000, got {v}"),
+                    Some("ttl_seconds"),
+                );
+            }
+        },
+    };
+    if up.is_none() && ttl.is_some() {
+        return error(StatusCode::BAD_REQUEST, "ttl_seconds goes with state \"up\" or \"down\"", Some("ttl_seconds"));
+    }
+    let now = crate::overrides::now();
+    let action = match up {
+        Some(true) => "force-up",
+        Some(false) => "force-down",
+        None => "force-auto",
+    };
+    override_result(
+        api.control
+            .set_override(&name, &caller.client, &caller.token, action, |o| {
+                o.force = up.map(|up| Force { up, until: ttl.map(|t| now + t) })
+            })
+            .await,
+    )
+}
+
+async fn reload(State(api): State<Api>) -> Response {
+    match api.control.reload().await {
+        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Err(errors) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "ok": false, "error": "invalid configuration or zones; nothing changed", "errors": errors })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(api): State<Api>) -> Response {
+    let snap = api.control.state.load_full();
+    let health = api.control.health();
+    for (r, st) in snap.gslb.regions.iter().zip(&snap.status.regions) {
+        let l = metrics::labels(&[("region", &r.name)]);
+        metrics::gauge(
+            "gslbd_region_up",
+            "1 if answers may name the region (health and overrides).",
+            l.clone(),
+            if st.is_up { 1.0 } else { 0.0 },
+        );
+        metrics::gauge("gslbd_region_weight", "Effective weight of the region.", l.clone(), st.weight as f64);
+        let h = health.region(&r.name).map(|h| h.state);
+        metrics::gauge(
+            "gslbd_region_healthy",
+            "Probe verdict: 1 healthy, 0 unhealthy, -1 unknown or unchecked.",
+            l.clone(),
+            match h {
+                Some(Health::Healthy) => 1.0,
+                Some(Health::Unhealthy) => 0.0,
+                _ => -1.0,
+            },
+        );
+        if let Some(rtt) = health.region(&r.name).and_then(|h| h.rtt_ewma_ms) {
+            metrics::gauge("gslbd_region_rtt_ewma_seconds", "Smoothed probe RTT of the region.", l, rtt / 1000.0);
+        }
+    }
+    for (s, st) in snap.gslb.services.iter().zip(&snap.status.services) {
+        for mode in [Mode::Normal, Mode::Degraded, Mode::FailOpen, Mode::AllDown] {
+            metrics::gauge(
+                "gslbd_service_mode",
+                "1 for the service's current mode.",
+                metrics::labels(&[("service", &s.name.to_string()), ("mode", mode.as_str())]),
+                if st.mode == mode { 1.0 } else { 0.0 },
+            );
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render()).into_response()
+}
+
+async fn readyz(State(api): State<Api>) -> Response {
+    if api.control.is_ready() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting\n").into_response()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ExplainQuery {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    qtype: Option<String>,
+    client: Option<String>,
+    ecs: Option<String>,
+}
+
+/// The answer gslbd would give this client now, and why.
+async fn explain(State(api): State<Api>, Query(q): Query<ExplainQuery>, headers: HeaderMap) -> Response {
+    let _ = headers;
+    let Some(name) = q.name.filter(|n| !n.is_empty()) else {
+        return error(StatusCode::BAD_REQUEST, "missing parameter name", Some("name"));
+    };
+    let fqdn = if name.ends_with('.') { name.clone() } else { format!("{name}.") };
+    let qname = match crate::name::Name::parse(&fqdn, None) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("name: {e}"), Some("name")),
+    };
+    let type_text = q.qtype.unwrap_or_else(|| "A".into());
+    let qtype = match type_text.parse::<hickory_proto::rr::RecordType>() {
+        Ok(t) => u16::from(t),
+        Err(_) => {
+            return error(StatusCode::BAD_REQUEST, format!("type: unknown record type {type_text:?}"), Some("type"));
+        }
+    };
+    let client: IpAddr = match q.client.as_deref().map(str::parse) {
+        None => IpAddr::from([127, 0, 0, 1]),
+        Some(Ok(a)) => a,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "client must be an IP address", Some("client")),
+    };
+    let ecs = match q.ecs.as_deref() {
+        None => None,
+        Some(text) => match text
+            .split_once('/')
+            .and_then(|(a, p)| Some((a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?)))
+        {
+            Some((a, p)) if p <= if a.is_ipv4() { 32 } else { 128 } => Some((a, p)),
+            _ => return error(StatusCode::BAD_REQUEST, "ecs must be ADDRESS/PREFIX, e.g. 81.2.69.0/24", Some("ecs")),
+        },
+    };
+    let snap = api.control.state.load_full();
+    Json(crate::explain::explain(&snap, &qname, qtype, client, ecs)).into_response()
+}

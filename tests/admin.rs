@@ -1,0 +1,292 @@
+//! The admin API against the real binary, over HTTP and DNS together: overrides move the
+//! answers at once and survive restarts and kill -9; explain agrees with dig; metrics parse
+//! and move; every bad request gets the right 4xx and changes nothing.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use hickory_proto::rr::{RData, RecordType};
+
+const OPS: Option<&str> = Some("test-token-ops");
+
+fn config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gslb/gslbd.toml").to_str().unwrap().to_string()
+}
+
+fn first_address(s: &Server, name: &str, ecs: Option<&str>) -> String {
+    let r = udp(s.dns, &with_edns(query(name, RecordType::A), 1232, ecs));
+    r.answers
+        .iter()
+        .find_map(|a| match &a.data {
+            RData::A(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "none".into())
+}
+
+fn shares(s: &Server, name: &str, n: usize) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        *counts.entry(first_address(s, name, None)).or_default() += 1;
+    }
+    counts
+}
+
+/// Polls until `f` is true; panics after one second (the API's promise).
+fn within_a_second(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within one second");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn status_shows_services_regions_and_answer_sets() {
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    let (code, body) = http(admin, "GET", "/v1/status", None, None);
+    assert_eq!(code, 200, "{body}");
+    let v = json(&body);
+    let svc = v["services"].as_array().unwrap().iter().find(|x| x["name"] == "weighted.svc.test.").unwrap();
+    assert_eq!(svc["policy"], serde_json::json!(["weighted"]));
+    assert_eq!(svc["mode"], "normal");
+    assert_eq!(svc["answer_set"]["A"], serde_json::json!(["us-east", "eu-west", "ap-south"]));
+    let region = v["regions"].as_array().unwrap().iter().find(|x| x["name"] == "eu-west").unwrap();
+    assert_eq!(region["weight"]["configured"], 30);
+    assert_eq!(region["health"], "unchecked");
+    assert_eq!(region["up"], true);
+    assert_eq!(http(admin, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(http(admin, "GET", "/readyz", None, None), (200, "ready\n".into()));
+}
+
+#[test]
+fn weight_change_moves_the_distribution_and_drain_removes_a_region() {
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    // us-east 50 -> 0 by weight: it leaves the weighted answers at once.
+    let (code, body) = http(admin, "PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{"weight": 0}"#));
+    assert_eq!(code, 200, "{body}");
+    within_a_second("weight 0", || !shares(&s, "weighted.svc.test.", 50).contains_key("192.0.2.11"));
+    // eu-west 30 -> 300: now about 300 / 320 of the answers.
+    http(admin, "PUT", "/v1/regions/eu-west/weight", OPS, Some(r#"{"weight": 300}"#));
+    let counts = shares(&s, "weighted.svc.test.", 1000);
+    let eu = counts.get("192.0.2.12").copied().unwrap_or(0);
+    assert!((890..=985).contains(&eu), "eu-west {eu} of 1000: {counts:?}");
+    // Drain eu-west: only ap-south is left.
+    let (code, _) = http(admin, "POST", "/v1/regions/eu-west/drain", OPS, None);
+    assert_eq!(code, 200);
+    within_a_second("drain", || shares(&s, "weighted.svc.test.", 30).keys().all(|a| a == "192.0.2.13"));
+    // The failover service loses its first choice too.
+    assert_eq!(first_address(&s, "failover.svc.test.", None), "192.0.2.13");
+    // Undrain: back, and status shows who did it.
+    http(admin, "POST", "/v1/regions/eu-west/undrain", OPS, None);
+    within_a_second("undrain", || shares(&s, "weighted.svc.test.", 50).contains_key("192.0.2.12"));
+    let v = json(&http(admin, "GET", "/v1/status", None, None).1);
+    let eu = v["regions"].as_array().unwrap().iter().find(|x| x["name"] == "eu-west").unwrap();
+    assert_eq!(eu["weight"]["effective"], 300);
+    assert_eq!(eu["override"]["updated_by"], "ops");
+    // The audit log has every change, with the token's id and never the token.
+    let audit = std::fs::read_to_string(s.state_dir.path().join("audit.log")).unwrap();
+    assert_eq!(audit.lines().count(), 4, "{audit}");
+    assert!(audit.contains("\"action\":\"drain\"") && audit.contains("\"token\":\"ops\""), "{audit}");
+    assert!(!audit.contains("test-token-ops"), "the secret leaked into the audit log");
+    assert!(!s.log().contains("test-token-ops"), "the secret leaked into the log");
+}
+
+#[test]
+fn force_down_and_back_to_auto_and_expiry() {
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    assert_eq!(first_address(&s, "failover.svc.test.", None), "192.0.2.11");
+    let (code, body) = http(admin, "POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "down"}"#));
+    assert_eq!(code, 200, "{body}");
+    within_a_second("force down", || first_address(&s, "failover.svc.test.", None) == "192.0.2.12");
+    let v = json(&http(admin, "GET", "/v1/status", None, None).1);
+    let svc = v["services"].as_array().unwrap().iter().find(|x| x["name"] == "failover.svc.test.").unwrap();
+    assert_eq!(svc["mode"], "degraded");
+    http(admin, "POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "auto"}"#));
+    within_a_second("auto", || first_address(&s, "failover.svc.test.", None) == "192.0.2.11");
+    // A force with a TTL ends by itself.
+    http(admin, "POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "down", "ttl_seconds": 1}"#));
+    within_a_second("force with ttl", || first_address(&s, "failover.svc.test.", None) == "192.0.2.12");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while first_address(&s, "failover.svc.test.", None) != "192.0.2.11" {
+        assert!(Instant::now() < deadline, "the forced state did not expire");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.wait_log("forced state expired");
+}
+
+#[test]
+fn overrides_survive_restart_and_kill_9() {
+    let mut s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    assert_eq!(http(admin, "POST", "/v1/regions/us-east/drain", OPS, None).0, 200);
+    // kill -9 right after the 200: nothing may be lost.
+    std::process::Command::new("kill").args(["-9", &s.pid().to_string()]).status().unwrap();
+    s.wait_exit();
+    let state = std::mem::replace(&mut s.state_dir, TempDir::new("unused"));
+    let s2 = Server::try_start_in(&["--config", &config()], state).unwrap();
+    assert_eq!(first_address(&s2, "failover.svc.test.", None), "192.0.2.12", "drain lost by kill -9");
+    s2.wait_log("restored operator overrides");
+    // And a clean restart keeps a weight too.
+    let admin = s2.admin.unwrap();
+    assert_eq!(http(admin, "PUT", "/v1/regions/ap-south/weight", OPS, Some(r#"{"weight": 7}"#)).0, 200);
+    let mut s2 = s2;
+    s2.signal("TERM");
+    assert_eq!(s2.wait_exit(), Some(0));
+    let state = std::mem::replace(&mut s2.state_dir, TempDir::new("unused"));
+    let s3 = Server::try_start_in(&["--config", &config()], state).unwrap();
+    let v = json(&http(s3.admin.unwrap(), "GET", "/v1/status", None, None).1);
+    let ap = v["regions"].as_array().unwrap().iter().find(|x| x["name"] == "ap-south").unwrap();
+    assert_eq!(ap["weight"]["effective"], 7);
+    let us = v["regions"].as_array().unwrap().iter().find(|x| x["name"] == "us-east").unwrap();
+    assert_eq!(us["override"]["drained"], true);
+}
+
+#[test]
+fn bad_requests_get_the_right_4xx_and_change_nothing() {
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    let before = http(admin, "GET", "/v1/status", None, None).1;
+    let strip = |b: &str| {
+        let mut v = json(b);
+        v["uptime_seconds"] = serde_json::json!(0);
+        v
+    };
+    // (method, path, token, body, status, field named in the error)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16, &'a str);
+    let cases: &[Case] = &[
+        ("PUT", "/v1/regions/us-east/weight", None, Some(r#"{"weight": 1}"#), 401, "authorization"),
+        ("PUT", "/v1/regions/us-east/weight", Some("wrong"), Some(r#"{"weight": 1}"#), 401, "authorization"),
+        ("PUT", "/v1/regions/nowhere/weight", OPS, Some(r#"{"weight": 1}"#), 404, "name"),
+        ("PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{"weight": 1000001}"#), 400, "weight"),
+        ("PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{"weight": -1}"#), 400, "weight"),
+        ("PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{"weight": "heavy"}"#), 400, "weight"),
+        ("PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{}"#), 400, "weight"),
+        ("PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{"weight": 1, "colour": 2}"#), 400, "colour"),
+        ("POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "sideways"}"#), 400, "state"),
+        ("POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "down", "ttl_seconds": 0}"#), 400, "ttl_seconds"),
+        ("POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "auto", "ttl_seconds": 5}"#), 400, "ttl_seconds"),
+        ("POST", "/v1/regions/nowhere/drain", OPS, None, 404, "name"),
+        ("GET", "/v1/explain", None, None, 400, "name"),
+        ("GET", "/v1/explain?name=weighted.svc.test&type=BOGUS", None, None, 400, "type"),
+        ("GET", "/v1/explain?name=weighted.svc.test&ecs=1.2.3.4/99", None, None, 400, "ecs"),
+    ];
+    for (method, path, token, body, want, field) in cases {
+        let (code, text) = http(admin, method, path, *token, *body);
+        assert_eq!(code, *want, "{method} {path} {body:?}: {text}");
+        let v = json(&text);
+        assert_eq!(v["field"], *field, "{method} {path} {body:?}: {text}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    // Not JSON; too large.
+    let (code, text) = http(admin, "PUT", "/v1/regions/us-east/weight", OPS, Some("{weight"));
+    assert_eq!(code, 400, "{text}");
+    let big = format!(r#"{{"weight": 1, "pad": "{}"}}"#, "x".repeat(10_000));
+    assert_eq!(http(admin, "PUT", "/v1/regions/us-east/weight", OPS, Some(&big)).0, 413);
+    // Nothing changed: same status, no saved overrides, no audit lines.
+    assert_eq!(strip(&http(admin, "GET", "/v1/status", None, None).1), strip(&before));
+    assert!(!s.state_dir.path().join("overrides.json").exists());
+    assert!(!s.state_dir.path().join("audit.log").exists());
+}
+
+#[test]
+fn explain_agrees_with_dig() {
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    for (ecs, region) in
+        [("81.2.69.0/24", "eu-west"), ("202.196.224.0/24", "ap-south"), ("216.160.83.0/24", "ap-south")]
+    {
+        let (code, body) = http(admin, "GET", &format!("/v1/explain?name=geo.svc.test&type=A&ecs={ecs}"), None, None);
+        assert_eq!(code, 200, "{body}");
+        let v = json(&body);
+        let out = dig(s.dns, &["geo.svc.test", "A", &format!("+subnet={ecs}"), "+short"]);
+        let dig_addr = out.lines().next().unwrap_or("").trim().to_string();
+        let records = v["answer"]["records"].as_array().unwrap();
+        assert_eq!(records.len(), 1, "{body}");
+        assert!(records[0].as_str().unwrap().ends_with(&dig_addr), "explain {records:?} vs dig {dig_addr}");
+        assert_eq!(v["service"]["chosen"], serde_json::json!([region]), "{body}");
+        assert_eq!(v["answer"]["ecs_scope"], ecs.split_once('/').unwrap().1.parse::<u8>().unwrap());
+        assert_eq!(v["client"]["from"], "ecs");
+        assert_eq!(v["service"]["steps"][0]["policy"], "geo");
+    }
+    // Why a region is skipped.
+    http(admin, "POST", "/v1/regions/eu-west/drain", OPS, None);
+    let v = json(&http(admin, "GET", "/v1/explain?name=geo.svc.test&ecs=81.2.69.0/24", None, None).1);
+    let eu = v["service"]["regions"].as_array().unwrap().iter().find(|r| r["name"] == "eu-west").unwrap();
+    assert!(eu["skipped"].as_str().unwrap().starts_with("drained"), "{v}");
+    assert_eq!(
+        v["service"]["chosen"],
+        serde_json::json!(["us-east"]),
+        "nearest to London once eu-west is drained: {v}"
+    );
+    // Static names say so.
+    let v = json(&http(admin, "GET", "/v1/explain?name=static.svc.test", None, None).1);
+    assert!(v["reason"].as_str().unwrap().starts_with("static data of zone svc.test."), "{v}");
+}
+
+#[test]
+fn metrics_parse_and_move_with_traffic() {
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = http(admin, "GET", "/metrics", None, None).1;
+    for _ in 0..20 {
+        first_address(&s, "failover.svc.test.", None);
+    }
+    udp(s.dns, &query("nothing.svc.test.", RecordType::A));
+    let (code, text) = http(admin, "GET", "/metrics", None, None);
+    assert_eq!(code, 200);
+    // Every line is a comment or `name{labels} value`.
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (series, v) = line.rsplit_once(' ').unwrap();
+        assert!(v.parse::<f64>().is_ok(), "bad value: {line}");
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.starts_with("gslbd_") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad name: {line}"
+        );
+        assert_eq!(series.matches('{').count(), series.matches('}').count(), "{line}");
+    }
+    let answers = "gslbd_answers_total{service=\"failover.svc.test.\",region=\"us-east\"}";
+    assert_eq!(value(&text, answers) - value(&before, answers), 20.0, "{text}");
+    let noerror = "gslbd_dns_responses_total{transport=\"udp\",rcode=\"NOERROR\",qtype=\"A\"}";
+    assert!(value(&text, noerror) - value(&before, noerror) >= 20.0);
+    assert!(value(&text, "gslbd_dns_responses_total{transport=\"udp\",rcode=\"NXDOMAIN\",qtype=\"A\"}") >= 1.0);
+    assert_eq!(value(&text, "gslbd_region_up{region=\"us-east\"}"), 1.0);
+    assert_eq!(value(&text, "gslbd_service_mode{service=\"weighted.svc.test.\",mode=\"normal\"}"), 1.0);
+    assert!(text.contains("gslbd_build_info{version=\""));
+}
+
+#[test]
+fn reload_through_the_api_reports_errors_and_keeps_serving() {
+    let dir = TempDir::new("apireload");
+    dir.write("zones/r.test.zone", "$ORIGIN r.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\nwww IN A 192.0.2.1\n");
+    dir.write("admin.token", "ops:tok\n");
+    let cfg = dir.write("gslbd.toml", "[admin]\ntoken_file = \"admin.token\"\n");
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let admin = s.admin.unwrap();
+    dir.write("zones/r.test.zone", "$ORIGIN r.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\nwww IN A 192.0.2.300\n");
+    let (code, body) = http(admin, "POST", "/v1/reload", Some("tok"), None);
+    assert_eq!(code, 422, "{body}");
+    let v = json(&body);
+    assert!(v["errors"][0].as_str().unwrap().contains("r.test.zone:6:"), "{body}");
+    assert_eq!(first_address(&s, "www.r.test.", None), "192.0.2.1");
+    dir.write("zones/r.test.zone", "$ORIGIN r.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\nwww IN A 192.0.2.2\n");
+    assert_eq!(http(admin, "POST", "/v1/reload", Some("tok"), None).0, 200);
+    assert_eq!(first_address(&s, "www.r.test.", None), "192.0.2.2");
+    assert_eq!(http(admin, "POST", "/v1/reload", None, None).0, 401);
+}
