@@ -30,11 +30,12 @@ die() { warn "$@"; exit 1; }
 # The PID in FILE if that process is alive and its command line contains PATTERN (so a
 # recycled PID is never mistaken for ours).
 alive() {
-  local file=$1 pattern=$2 pid
+  local file=$1 pattern=$2 pid cmdline
   [ -s "$file" ] || return 1
   pid=$(cat "$file")
-  kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline") || return 1
+  [[ $cmdline == *"$pattern"* ]] || return 1
   echo "$pid"
 }
 
@@ -100,14 +101,18 @@ pids_of() {
   esac
 }
 
-# Stops every process of the demo that is still alive, by the PIDs it recorded.
+# Stops every process of the demo that is still alive: by the PIDs it recorded, and every
+# child of this shell (jobs -p) in case a PID file was not written yet.
 stop_all() {
   local f pid pattern left=()
+  for pid in $(jobs -p); do
+    kill "$pid" 2>/dev/null && left+=("$pid")
+  done
   for f in "$run"/*/*.pid "$run"/gslbd.pid; do
     [ -e "$f" ] || continue
-    case $f in
-      */haproxy.pid) pattern="$(dirname "$f")/haproxy.cfg" ;;
-      */backend-*.pid) pattern="$(basename "$(dirname "$f")") $(basename "$f" .pid)" ;;
+    case $f in  # what the process's command line contains
+      */haproxy.pid) pattern="${f%/*}/haproxy.cfg" ;;
+      */backend-*.pid) pattern="${f%/*}" pattern="${pattern##*/} ${f##*/}" pattern=${pattern%.pid} ;;
       */gslbd.pid) pattern="$run/state" ;;
     esac
     if pid=$(alive "$f" "$pattern"); then
@@ -124,6 +129,7 @@ stop_all() {
     sleep 0.1
   done
   for pid in "${left[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait "${left[@]}" 2>/dev/null || true  # reaps our children; others are not ours to wait for
 }
 
 # `run.sh restart REGION`: asks the running demo to start the region's missing processes.
@@ -184,7 +190,6 @@ cleanup() {
   [ "$BASHPID" = "$$" ] || exit 130
   trap - EXIT INT TERM
   stop_all
-  wait 2>/dev/null || true
   rm -f "$run/run.pid"
   say "stopped (files kept in $run)"
 }
@@ -256,23 +261,47 @@ echo
 # --- Until stopped: take restart requests and print what clients get whenever it changes.
 declare -A region_of=([127.0.0.11]=us-east [127.0.0.12]=eu-west [127.0.0.13]=ap-south
   [2001:db8::11]=us-east [2001:db8::12]=eu-west [2001:db8::13]=ap-south)
+# /v1/status -> "us-east up  eu-west DOWN (drained)  ap-south up"
+summary='
+import json, sys
+order = {"us-east": 0, "eu-west": 1, "ap-south": 2}
+out = []
+for r in sorted(json.load(sys.stdin)["regions"], key=lambda r: order.get(r["name"], 9)):
+    o = r.get("override") or {}
+    notes = [k for k in ("drained",) if o.get(k)]
+    if "weight" in o: notes.append("weight %s" % o["weight"])
+    if o.get("force"): notes.append("forced " + ("up" if o["force"]["up"] else "down"))
+    out.append("%s %s%s" % (r["name"], "up" if r["up"] else "DOWN", " (%s)" % ", ".join(notes) if notes else ""))
+print("  ".join(out))
+'
 answer() { # first address of the answer, as a region name
   local a
   a=$($dig_ +time=1 +tries=1 +short "$@" 2>/dev/null | head -1)
   echo "${region_of[$a]:-${a:-none}}"
 }
+# From here a signal only sets a flag and the loop ends: cleaning up inside a signal trap
+# while children exit has crashed bash 5.2 (a segfault, leaving processes behind).
+stopping=""
+trap 'stopping=1' INT TERM
 last=""
-while kill -0 "$gslbd" 2>/dev/null; do
+while [ -z "$stopping" ] && kill -0 "$gslbd" 2>/dev/null; do
   if read -r -t 1 -u 3 cmd name; then
     [ "$cmd" = restart ] && [ -n "${ip[$name]:-}" ] && { start_region "$name" || warn "$name: restart failed"; }
   fi
-  health="" ; for r in "${regions[@]}"; do health+="$r $(status "http://${ip[$r]}:8080/health")  "; done
-  now="/health: ${health}| www US:$(answer www.demo.test +subnet=216.160.83.0/24)"
-  now+=" GB:$(answer www.demo.test +subnet=81.2.69.0/24) PH:$(answer www.demo.test +subnet=202.196.224.0/24)"
-  now+=" JP:$(answer www.demo.test AAAA +subnet=2001:218::/32) | db: $(answer db.demo.test)"
+  [ -z "$stopping" ] || break
+  health=""
+  for r in "${regions[@]}"; do health+="$r $(status "http://${ip[$r]}:8080/health")  "; done
+  now="  HAProxy /health   $health
+  gslbd regions     $(curl -s --max-time 1 "$admin/v1/status" | python3 -c "$summary" 2>/dev/null || echo '(no answer)')
+  www answers       Seattle $(answer www.demo.test +subnet=216.160.83.0/24), London $(answer www.demo.test +subnet=81.2.69.0/24),\
+ Manila $(answer www.demo.test +subnet=202.196.224.0/24), Tokyo $(answer www.demo.test AAAA +subnet=2001:218::/32)
+  db answers        $(answer db.demo.test)"
+  [ -z "$stopping" ] || break  # a Ctrl-C may have cut the queries short
   if [ "$now" != "$last" ]; then
-    echo "$(date +%T) $now"
+    echo "$(date +%T)"
+    echo "$now"
     last=$now
   fi
 done
+[ -n "$stopping" ] && exit 0
 die "gslbd exited; its log: $run/gslbd.log"
