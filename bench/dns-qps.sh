@@ -11,6 +11,8 @@
 # Environment: SECS=10 (per run) REPS=3 SERVERS="gslbd knot nsd gdnsd"
 #   SKIP_GSLBD=1 (leave gslbd out)  GSLBD=target/release/gslbd
 #   GDNSD_DYNA=1 (extra row: gdnsd answering app.example.test from a weighted DYNA)
+#   gslbd also gets a `geo` row: geo.example.test (geo -> nearest) with an ECS option per
+#   query, the client network rotating GB, US, PH over the reps (bench/gslb.toml).
 #   OUT_DIR=bench/results/<timestamp>  DNSPERF_ARGS="-c 8 -q 100 -Q 1000000 -t 1"
 #   QUIET_WAIT=30 QUIET_CORES=0.3 (before each run, wait up to 30 s for other
 #   processes to use less than 0.3 cores; the "other" column shows the noise)
@@ -67,7 +69,8 @@ start_server() {
   mkdir -p "$dir"
   case $s in
     gslbd)
-      start gslbd "$dir/gslbd.log" "$GSLBD" --zones "$ZONES" --listen "$HOST:$port"
+      render "$BENCH/gslb.toml" "$dir/gslbd.toml" ZONES="$ZONES" GEOIP="$BENCH/../geoip/test-city.mmdb"
+      start gslbd "$dir/gslbd.log" "$GSLBD" --config "$dir/gslbd.toml" --listen "$HOST:$port"
       t0=$(date +%s)
       until grep -q '^ready dns=' "$dir/gslbd.log"; do
         kill -0 "${PID[gslbd]}" 2>/dev/null || { tail -5 "$dir/gslbd.log" >&2; die "gslbd exited without printing 'ready' (log: $dir/gslbd.log)"; }
@@ -113,15 +116,27 @@ verify() {
       for i in $(seq 30); do dig +short @"$HOST" -p "$port" app.example.test A; done | sort | uniq -c
     fi
   } >> "$OUT_DIR/verify.txt"
+  if [ "$s" = gslbd ]; then
+    # The geo service: each test client subnet must get its continent's region.
+    for pair in 81.2.69.0/24=192.0.2.22 216.160.83.0/24=192.0.2.21 202.196.224.0/24=192.0.2.23; do
+      [ "$(dig +short @"$HOST" -p "$port" geo.example.test A +subnet="${pair%=*}")" = "${pair#*=}" ] || ok=0
+    done
+    echo "gslbd geo.example.test for 81.2.69.0/24: $(dig +short @"$HOST" -p "$port" geo.example.test A +subnet=81.2.69.0/24)" >> "$OUT_DIR/verify.txt"
+  fi
   [ $ok = 1 ] || die "$s gave a wrong answer (see $OUT_DIR/verify.txt)"
 }
 
 # ----------------------------------------------------------------- main
 echo "www.example.test A" > "$RUN/www.txt"
 echo "app.example.test A" > "$RUN/dyna.txt"
+echo "geo.example.test A" > "$RUN/geo.txt"
+# ECS options for the geo query set, one client network per rep: GB, US, PH (RFC 7871:
+# family 1, source /24, scope 0, three address octets).
+GEO_ECS=(00011800510245 00011800d8a053 00011800cac4e0)
 nx_queries "$RUN/nx.txt" example.test
 { machine_info; echo "settings: SECS=$SECS REPS=$REPS SERVERS='$SERVERS' GDNSD_DYNA=$GDNSD_DYNA DNSPERF_ARGS='$DNSPERF_ARGS'"; } > "$OUT_DIR/env.txt"
 
+BASE_DNSPERF_ARGS=$DNSPERF_ARGS
 for s in $SERVERS; do start_server "$s"; done
 for s in $SERVERS; do verify "$s"; done
 log "answers verified; $REPS x ${SECS}s runs per server and query set"
@@ -147,6 +162,9 @@ for rep in $(seq "$REPS"); do
     for s in $SERVERS; do one "$rep" "$s" "$q"; done
   done
   [ "$GDNSD_DYNA" = 1 ] && one "$rep" gdnsd dyna
+  if [[ " $SERVERS " == *" gslbd "* ]]; then
+    DNSPERF_ARGS="$BASE_DNSPERF_ARGS -E 8:${GEO_ECS[$(((rep - 1) % 3))]}" one "$rep" gslbd geo
+  fi
 done
 stop_all
 

@@ -24,8 +24,6 @@ use crate::overrides::Force;
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 4096;
-/// A request (including reading its body) must finish within this.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bearer token and the id the audit log names it by.
 #[derive(Clone)]
@@ -78,6 +76,7 @@ struct Api {
     control: Arc<Control>,
     tokens: Arc<Vec<Token>>,
     read_requires_token: bool,
+    request_timeout: Duration,
 }
 
 /// Who made a request, for the audit log.
@@ -98,7 +97,7 @@ fn error(status: StatusCode, message: impl Into<String>, field: Option<&str>) ->
 /// Checks the bearer token: always for changes, for reads when configured.
 async fn auth(
     State(api): State<Api>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -126,15 +125,20 @@ async fn auth(
     next.run(req).await
 }
 
-async fn timeout(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+async fn timeout(State(api): State<Api>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(api.request_timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => error(StatusCode::REQUEST_TIMEOUT, "request took too long", None),
     }
 }
 
-pub fn router(control: Arc<Control>, tokens: Vec<Token>, read_requires_token: bool) -> Router {
-    let api = Api { control, tokens: Arc::new(tokens), read_requires_token };
+pub fn router(control: Arc<Control>, tokens: Vec<Token>, cfg: &crate::config::Admin) -> Router {
+    let api = Api {
+        control,
+        tokens: Arc::new(tokens),
+        read_requires_token: cfg.read_requires_token,
+        request_timeout: cfg.request_timeout,
+    };
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/regions/{name}/weight", put(set_weight))
@@ -149,21 +153,125 @@ pub fn router(control: Arc<Control>, tokens: Vec<Token>, read_requires_token: bo
         .route("/readyz", get(readyz))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see README.md, section Admin API", None) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(timeout))
+        .layer(middleware::from_fn_with_state(api.clone(), timeout))
         .with_state(api)
 }
 
-/// Serves the API until `shutdown` turns true.
+/// Serves the API until `shutdown` turns true. A connection must be answered within `idle`
+/// (`[admin] request_timeout`) of being accepted or of its previous answer; only answers
+/// count as progress, so a client that sends nothing, or trickles its headers a byte at a
+/// time, is cut off as surely as an idle keep-alive connection.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    idle: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+    let listener = TimedListener { inner: listener, idle };
+    axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|s| *s).await;
         })
         .await
+}
+
+/// The client's address, as handlers see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TimedListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TimedListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// A TCP listener whose connections time out when idle.
+pub struct TimedListener {
+    inner: tokio::net::TcpListener,
+    idle: Duration,
+}
+
+impl axum::serve::Listener for TimedListener {
+    type Io = TimedIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TimedIo, SocketAddr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        (TimedIo { io, idle: self.idle, deadline: Box::pin(tokio::time::sleep(self.idle)) }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection that fails with `TimedOut` when no answer has been written for `idle`.
+pub struct TimedIo {
+    io: tokio::net::TcpStream,
+    idle: Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl TimedIo {
+    fn progress(&mut self) {
+        self.deadline.as_mut().reset(tokio::time::Instant::now() + self.idle);
+    }
+
+    fn stalled(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "admin API client idle too long")
+}
+
+impl tokio::io::AsyncRead for TimedIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.stalled(cx) {
+            return Poll::Ready(Err(timed_out()));
+        }
+        std::pin::Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TimedIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.io).poll_write(cx, data) {
+            Poll::Ready(r) => {
+                this.progress();
+                Poll::Ready(r)
+            }
+            Poll::Pending if this.stalled(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 fn secs(t: std::time::SystemTime) -> u64 {

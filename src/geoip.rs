@@ -27,7 +27,17 @@ mod tests;
 pub trait GeoLookup: Send + Sync {
     /// Where `ip` is, or `None` when the database has nothing for it.
     fn locate(&self, ip: IpAddr) -> Option<Location>;
+
+    /// An id unique to this opened database (never reused in the process), so answers may
+    /// be cached per database; 0 means "do not cache".
+    fn id(&self) -> u64 {
+        0
+    }
 }
+
+/// Ids for opened databases: a reload opens a new one with a new id, so a cache keyed by
+/// the id can never serve an old database's answers.
+static NEXT_DATABASE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Where an address is, as far as the database knows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,6 +169,7 @@ pub enum GeoError {
 #[derive(Debug)]
 pub struct MmdbGeo {
     reader: Reader<Vec<u8>>,
+    id: u64,
 }
 
 impl MmdbGeo {
@@ -176,7 +187,7 @@ impl MmdbGeo {
         if !["City", "Country", "Enterprise"].iter().any(|t| database_type.contains(t)) {
             return Err(GeoError::NoGeoData { path: path.to_path_buf(), database_type: database_type.clone() });
         }
-        Ok(MmdbGeo { reader })
+        Ok(MmdbGeo { reader, id: NEXT_DATABASE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed) })
     }
 
     /// The `database_type` of the metadata, e.g. `GeoLite2-City`.
@@ -186,6 +197,10 @@ impl MmdbGeo {
 }
 
 impl GeoLookup for MmdbGeo {
+    fn id(&self) -> u64 {
+        self.id
+    }
+
     fn locate(&self, ip: IpAddr) -> Option<Location> {
         // ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket: answer as for a.b.c.d,
         // with an IPv4 prefix length.
@@ -293,4 +308,47 @@ fn first_subdivision<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>
 /// Opens the configured database for the policies.
 pub fn open(path: &Path) -> Result<std::sync::Arc<dyn GeoLookup>, GeoError> {
     Ok(std::sync::Arc::new(MmdbGeo::open(path)?))
+}
+
+/// Slots of the per-thread location cache (a power of two).
+const CACHE_SLOTS: usize = 4096;
+
+struct CacheSlot {
+    database: u64,
+    key: u128,
+    location: Option<Location>,
+}
+
+thread_local! {
+    static CACHE: std::cell::RefCell<Vec<CacheSlot>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `geo.locate(ip)` through a small direct-mapped cache per thread. Resolvers send the same
+/// client subnets over and over (an ECS address is already cut to its prefix), so most
+/// lookups are answered without walking the database. Keyed by database id: a reload never
+/// sees the old database's answers. No lock: each UDP worker has its own cache.
+pub fn locate_cached(geo: &dyn GeoLookup, ip: IpAddr) -> Option<Location> {
+    let database = geo.id();
+    if database == 0 {
+        return geo.locate(ip);
+    }
+    let key = match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)) | (1 << 127),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let h = (key as u64 ^ (key >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let slot = (h >> 52) as usize & (CACHE_SLOTS - 1);
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.is_empty() {
+            cache.resize_with(CACHE_SLOTS, || CacheSlot { database: 0, key: 0, location: None });
+        }
+        let entry = &mut cache[slot];
+        if entry.database == database && entry.key == key {
+            return entry.location;
+        }
+        let location = geo.locate(ip);
+        *entry = CacheSlot { database, key, location };
+        location
+    })
 }

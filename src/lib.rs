@@ -2,20 +2,23 @@
 //!
 //! ```text
 //! frontend -> wire::decode -Query-> resolve::answer(&Snapshot) -Answer-> wire::encode -> frontend
-//! config + zone files -> Snapshot (state), swapped atomically on reload
-//! client address -> geoip::GeoLookup::locate -> Location (for the geo policies)
-//! prober -ProbeOutcome-> health (rise/fall) -HealthTable-> control::rebuild -> new Snapshot
+//!                                        |  service name? policy chain over healthy regions
+//! prober -ProbeOutcome-> health (rise/fall) -HealthTable-> control ─┐
+//! admin API -> overrides (weight, drain, force; saved, audited) -> control ├─> new Snapshot
+//! SIGHUP / POST /v1/reload -> state::load (config, zones, GeoIP) -> control ┘   (arc-swap)
 //! ```
 //!
-//! - [`name`]: domain names in wire form.
+//! - [`name`]: domain names in wire form. [`rtype`]: record type numbers.
 //! - [`zone`]: zone files -> immutable zone index.
 //! - [`wire`]: packets <-> [`wire::Query`] / [`resolve::Answer`], the protocol gates.
-//! - [`resolve`]: the authoritative answer algorithm, pure.
-//! - [`geoip`]: where a client is, from a MaxMind DB; `gslbd geoip build` writes one.
-//! - [`state`]: the [`state::Snapshot`] every query reads.
-//! - [`health`]: probes, the rise/fall machine and the prober tasks -> [`health::HealthTable`].
-//! - [`control`]: health (later: operator overrides) -> region status -> new snapshot.
-
+//! - [`resolve`]: the authoritative answer algorithm, pure; services answered via [`policy`].
+//! - [`gslb`]: services and regions; [`gslb::status`]: what each service may answer now.
+//! - [`policy`]: the steering steps (geo, nearest, latency, weighted, failover, ...).
+//! - [`geoip`]: MaxMind lookups and the `.mmdb` builder.
+//! - [`health`]: probes, rise/fall, the prober. [`overrides`]: operator overrides on disk.
+//! - [`control`]: where health, overrides and reloads become a new snapshot.
+//! - [`state`]: the [`state::Snapshot`] every query reads, and loading it.
+//! - [`frontend`]: UDP and TCP sockets. [`admin`], [`explain`], [`metrics`]: the admin API.
 pub mod admin;
 pub mod config;
 pub mod control;

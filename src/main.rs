@@ -281,10 +281,11 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
         listener.set_nonblocking(true)?;
         let bound = listener.local_addr()?;
         ready.push(format!("admin={bound}"));
-        let router = admin::router(control.clone(), tokens, cfg.admin.read_requires_token);
+        let router = admin::router(control.clone(), tokens, &cfg.admin);
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        admin_task = Some(runtime.spawn(admin::serve(listener, router, shutdown_rx.clone())));
+        admin_task =
+            Some(runtime.spawn(admin::serve(listener, router, cfg.admin.request_timeout, shutdown_rx.clone())));
     }
     {
         let control = control.clone();

@@ -290,3 +290,88 @@ fn reload_through_the_api_reports_errors_and_keeps_serving() {
     assert_eq!(first_address(&s, "www.r.test.", None), "192.0.2.2");
     assert_eq!(http(admin, "POST", "/v1/reload", None, None).0, 401);
 }
+
+#[test]
+fn all_down_modes_fail_open_fallback_nodata_servfail() {
+    use hickory_proto::op::ResponseCode;
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    let all = |name: &str| {
+        let r = udp(s.dns, &query(name, RecordType::A));
+        let mut a: Vec<String> = r.answers.iter().map(|x| x.data.to_string()).collect();
+        a.sort();
+        (r.metadata.response_code, a, r.answers.first().map(|x| x.ttl), r.authorities.len())
+    };
+    assert_eq!(all("failopen.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"]);
+    // One down: degraded, two answered, the degraded TTL.
+    http(admin, "POST", "/v1/regions/solo-c/force", OPS, Some(r#"{"state": "down"}"#));
+    let (_, a, ttl, _) = all("failopen.svc.test.");
+    assert_eq!((a, ttl), (vec!["192.0.2.41".to_string(), "192.0.2.42".to_string()], Some(5)));
+    // Two down: fewer than min_healthy = 2, so fail open: all three again.
+    http(admin, "POST", "/v1/regions/solo-b/force", OPS, Some(r#"{"state": "down"}"#));
+    assert_eq!(all("failopen.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"]);
+    // Every region down.
+    http(admin, "POST", "/v1/regions/solo-a/force", OPS, Some(r#"{"state": "down"}"#));
+    assert_eq!(all("failopen.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"], "fail open, never empty");
+    assert_eq!(all("fallback.svc.test.").1, ["203.0.113.99"]);
+    let (rc, a, _, auth) = all("nodata.svc.test.");
+    assert_eq!((rc, a.len(), auth), (ResponseCode::NoError, 0, 1), "NODATA with the SOA");
+    assert_eq!(all("servfail.svc.test.").0, ResponseCode::ServFail);
+    // Each transition was logged once and counted.
+    s.wait_log("service mode");
+    let metrics = http(admin, "GET", "/metrics", None, None).1;
+    assert!(metrics.contains("gslbd_service_mode{service=\"servfail.svc.test.\",mode=\"all-down\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("gslbd_service_mode_changes_total{service=\"failopen.svc.test.\",mode=\"fail-open\"} 1"),
+        "{metrics}"
+    );
+    let log = s.log();
+    let falls = log
+        .lines()
+        .filter(|l| l.contains("service mode") && l.contains("nodata.svc.test.") && l.contains("all-down"))
+        .count();
+    assert_eq!(falls, 1, "one log line per transition:\n{log}");
+    // Back up: normal again.
+    http(admin, "POST", "/v1/regions/solo-a/force", OPS, Some(r#"{"state": "auto"}"#));
+    assert_eq!(all("fallback.svc.test.").1, ["192.0.2.41"]);
+}
+
+#[test]
+fn slow_or_silent_clients_cannot_hold_the_api() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("slowapi");
+    dir.write(
+        "zones/r.test.zone",
+        "$ORIGIN r.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n",
+    );
+    let cfg = dir.write("gslbd.toml", "[admin]\nrequest_timeout = \"1s\"\n");
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let admin = s.admin.unwrap();
+    let started = Instant::now();
+    // Silent, and trickling a header one byte at a time: both cut off after about 1 s.
+    let mut silent = std::net::TcpStream::connect(admin).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut slow = std::net::TcpStream::connect(admin).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = [0u8; 256];
+    let mut slow_closed = false;
+    for b in b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if slow.write_all(&[*b]).is_err() || matches!(slow.read(&mut buf), Ok(0)) {
+            slow_closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(matches!(silent.read(&mut buf), Ok(0) | Err(_)), "silent connection still open");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The trickle makes progress every 150 ms, so only the request timeout (1 s) ends it:
+    // either the connection is closed or a 408 comes back.
+    if !slow_closed {
+        slow.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let n = slow.read(&mut buf).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.contains("408"), "{text}");
+    }
+    // The API still answers.
+    assert_eq!(http(admin, "GET", "/healthz", None, None).0, 200);
+}

@@ -40,6 +40,8 @@ pub struct Admin {
     pub read_requires_token: bool,
     /// Where overrides and the audit log are kept.
     pub state_dir: PathBuf,
+    /// A request must be read and answered, and a connection may stay idle, this long.
+    pub request_timeout: Duration,
 }
 
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8053);
@@ -52,6 +54,7 @@ impl Default for Admin {
             token_env: "GSLBD_ADMIN_TOKEN".into(),
             read_requires_token: false,
             state_dir: PathBuf::from("state"),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -156,6 +159,7 @@ struct RawAdmin {
     token_env: Option<Spanned<String>>,
     read_requires_token: Option<bool>,
     state_dir: Option<Spanned<String>>,
+    request_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +293,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         cfg.admin.token_env = e.into_inner();
     }
     cfg.admin.read_requires_token = raw_admin.read_requires_token.unwrap_or(false);
+    if let Some(t) = raw_admin.request_timeout {
+        match parse_duration(t.get_ref()) {
+            Some(d) if !d.is_zero() => cfg.admin.request_timeout = d,
+            _ => errors.push(at(
+                t.span(),
+                format!("admin.request_timeout: {:?} is not a duration", t.get_ref()),
+                Some("write e.g. \"10s\""),
+            )),
+        }
+    }
     cfg.admin.state_dir = base.join(raw_admin.state_dir.map_or_else(|| "state".to_string(), |d| d.into_inner()));
 
     let pos_of = |offset: usize| {

@@ -228,3 +228,26 @@ fn code_is_inline_uppercase_ascii() {
         "\"USA\" is not a code of 1 to 2 ASCII letters or digits"
     );
 }
+
+#[test]
+fn cached_lookups_agree_and_never_cross_databases() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/test-city.mmdb");
+    let a = MmdbGeo::open(&path).unwrap();
+    let b = MmdbGeo::open(&path).unwrap();
+    assert_ne!(a.id(), b.id(), "each opened database has its own id");
+    for ip in ["81.2.69.10", "216.160.83.1", "8.8.8.8", "2001:218::1", "::ffff:81.2.69.10"] {
+        let ip: IpAddr = ip.parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(locate_cached(&a, ip), a.locate(ip), "{ip}");
+            assert_eq!(locate_cached(&b, ip), b.locate(ip), "{ip}");
+        }
+    }
+    // A lookup that does not cache (id 0) goes straight through.
+    struct Fixed;
+    impl GeoLookup for Fixed {
+        fn locate(&self, _: IpAddr) -> Option<Location> {
+            None
+        }
+    }
+    assert_eq!(locate_cached(&Fixed, "81.2.69.10".parse().unwrap()), None);
+}

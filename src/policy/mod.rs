@@ -121,7 +121,7 @@ impl<'g> Client<'g> {
 
     pub fn location(&mut self) -> Option<&Location> {
         if self.location.is_none() {
-            self.location = Some(self.geo.and_then(|g| g.locate(self.addr)));
+            self.location = Some(self.geo.and_then(|g| crate::geoip::locate_cached(g, self.addr)));
         }
         self.location.as_ref().and_then(Option::as_ref)
     }
