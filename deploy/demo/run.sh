@@ -105,6 +105,11 @@ pids_of() {
 # child of this shell (jobs -p) in case a PID file was not written yet.
 stop_all() {
   local f pid pattern left=()
+  if [ -n "${watcher:-}" ] && kill -STOP "$watcher" 2>/dev/null; then  # the live view, and its dig or curl
+    if command -v pkill >/dev/null; then pkill -P "$watcher" || true; fi
+    kill "$watcher"
+    kill -CONT "$watcher"
+  fi
   for pid in $(jobs -p); do
     kill "$pid" 2>/dev/null && left+=("$pid")
   done
@@ -114,6 +119,7 @@ stop_all() {
       */haproxy.pid) pattern="${f%/*}/haproxy.cfg" ;;
       */backend-*.pid) pattern="${f%/*}" pattern="${pattern##*/} ${f##*/}" pattern=${pattern%.pid} ;;
       */gslbd.pid) pattern="$run/state" ;;
+      *) continue ;;
     esac
     if pid=$(alive "$f" "$pattern"); then
       kill "$pid" 2>/dev/null || true
@@ -129,7 +135,7 @@ stop_all() {
     sleep 0.1
   done
   for pid in "${left[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait "${left[@]}" 2>/dev/null || true  # reaps our children; others are not ours to wait for
+  [ ${#left[@]} -eq 0 ] || wait "${left[@]}" 2>/dev/null || true  # reaps our children (not others)
 }
 
 # `run.sh restart REGION`: asks the running demo to start the region's missing processes.
@@ -279,28 +285,39 @@ answer() { # first address of the answer, as a region name
   a=$($dig_ +time=1 +tries=1 +short "$@" 2>/dev/null | head -1)
   echo "${region_of[$a]:-${a:-none}}"
 }
-# From here a signal only sets a flag and the loop ends: cleaning up inside a signal trap
-# while children exit has crashed bash 5.2 (a segfault, leaving processes behind).
-stopping=""
-trap 'stopping=1' INT TERM
-last=""
-while [ -z "$stopping" ] && kill -0 "$gslbd" 2>/dev/null; do
-  if read -r -t 1 -u 3 cmd name; then
-    [ "$cmd" = restart ] && [ -n "${ip[$name]:-}" ] && { start_region "$name" || warn "$name: restart failed"; }
-  fi
-  [ -z "$stopping" ] || break
-  health=""
-  for r in "${regions[@]}"; do health+="$r $(status "http://${ip[$r]}:8080/health")  "; done
-  now="  HAProxy /health   $health
+# The live view runs in a child process of its own: every second it asks HAProxy, gslbd and
+# DNS, and prints what changed. (Kept out of the main shell: bash 5.2 mis-parses a $(...)
+# that a signal trap interrupts.)
+watch_view() {
+  local last="" now health r
+  mkfifo "$run/tick"
+  exec 4<> "$run/tick"  # nothing writes to it: read -t 1 on it is a sleep without a process
+  while kill -0 "$gslbd" 2>/dev/null; do
+    health=""
+    for r in "${regions[@]}"; do health+="$r $(status "http://${ip[$r]}:8080/health")  "; done
+    now="  HAProxy /health   $health
   gslbd regions     $(curl -s --max-time 1 "$admin/v1/status" | python3 -c "$summary" 2>/dev/null || echo '(no answer)')
   www answers       Seattle $(answer www.demo.test +subnet=216.160.83.0/24), London $(answer www.demo.test +subnet=81.2.69.0/24),\
  Manila $(answer www.demo.test +subnet=202.196.224.0/24), Tokyo $(answer www.demo.test AAAA +subnet=2001:218::/32)
   db answers        $(answer db.demo.test)"
-  [ -z "$stopping" ] || break  # a Ctrl-C may have cut the queries short
-  if [ "$now" != "$last" ]; then
-    echo "$(date +%T)"
-    echo "$now"
-    last=$now
+    if [ "$now" != "$last" ]; then
+      printf '%s\n%s\n' "$(date +%T)" "$now"
+      last=$now
+    fi
+    read -r -t 1 -u 4 _ || true
+  done
+}
+watch_view &
+watcher=$!
+
+# Until stopped: take restart requests. A signal only sets a flag and the loop ends; the
+# EXIT trap then stops everything (cleaning up inside a signal trap while children exit
+# has crashed bash 5.2, leaving processes behind).
+stopping=""
+trap 'stopping=1' INT TERM
+while [ -z "$stopping" ] && kill -0 "$gslbd" 2>/dev/null; do
+  if read -r -t 1 -u 3 cmd name && [ -z "$stopping" ]; then
+    [ "$cmd" = restart ] && [ -n "${ip[$name]:-}" ] && { start_region "$name" || warn "$name: restart failed"; }
   fi
 done
 [ -n "$stopping" ] && exit 0
