@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Runs every check a change must pass: format, lints, unit and integration tests.
-# Installs what the tests need (dig) when it is missing and we are root.
+# Installs what the tests need when it is missing and we are root: dig (bind9-dnsutils),
+# haproxy (tests/demo.rs: the demo's regions) and PyYAML (tests/deploy.rs: the Kubernetes
+# manifests), so CI never skips a test for want of a tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v dig >/dev/null; then
+need_pkgs=()
+command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
+command -v haproxy >/dev/null || need_pkgs+=(haproxy)
+python3 -c 'import yaml' 2>/dev/null || need_pkgs+=(python3-yaml)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9-dnsutils >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
   else
-    echo "tests: dig is missing: apt-get install bind9-dnsutils" >&2
+    echo "tests: missing ${need_pkgs[*]}: apt-get install ${need_pkgs[*]}" >&2
     exit 1
   fi
 fi
+# A python3 other than Debian's (pyenv, a venv) does not see python3-yaml.
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test

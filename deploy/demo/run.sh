@@ -1,60 +1,324 @@
 #!/usr/bin/env bash
-# The gslbd demo: builds gslbd (release) and serves the demo zone on 127.0.0.1:5353 in the
-# foreground until Ctrl-C or SIGTERM, which stops everything this script started.
+# The gslbd demo: three regions, each a real HAProxy in front of two backends of its own,
+# health-checked by gslbd, which answers demo.test. on 127.0.0.1:5353 by geography, weight,
+# priority and stickiness, and moves clients off a region when it dies.
+#
+#   deploy/demo/run.sh                  run it, in the foreground, until Ctrl-C or SIGTERM,
+#                                       which stop everything it started (by PID)
+#   deploy/demo/run.sh restart REGION   start again what was killed of a region (HAProxy,
+#                                       backends), from another terminal while it runs
+#
 # Works without a terminal too:  deploy/demo/run.sh > demo.log 2>&1 &  ...  kill $!
+# Generated files (HAProxy configs, PIDs, logs, gslbd state) go to $GSLBD_DEMO_DIR
+# (default /tmp/gslbd-demo), emptied at each start: nothing is written into the repository.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-cd "$root"
+run=${GSLBD_DEMO_DIR:-/tmp/gslbd-demo}
+self=$0
 
+# name  HAProxy address  where                   backend ports
+regions=(us-east eu-west ap-south)
+declare -A ip=([us-east]=127.0.0.11 [eu-west]=127.0.0.12 [ap-south]=127.0.0.13)
+declare -A place=([us-east]="Washington DC" [eu-west]="London" [ap-south]="Singapore")
+backend_ports=(8081 8082)
+
+say() { echo "demo: $*"; }
+warn() { echo "demo: $*" >&2; }
+die() { warn "$@"; exit 1; }
+
+# The PID in FILE if that process is alive and its command line contains PATTERN (so a
+# recycled PID is never mistaken for ours).
+alive() {
+  local file=$1 pattern=$2 pid cmdline
+  [ -s "$file" ] || return 1
+  pid=$(cat "$file")
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  cmdline=$(tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline") || return 1
+  [[ $cmdline == *"$pattern"* ]] || return 1
+  echo "$pid"
+}
+
+# HTTP status of URL, 000 when nothing answers.
+status() { curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" 2>/dev/null || true; }
+
+# Waits up to 5 s until URL answers WANT (a status code); fails early if PID dies.
+wait_http() {
+  local url=$1 want=$2 pid=$3
+  for _ in $(seq 50); do
+    [ "$(status "$url")" = "$want" ] && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# Starts what is not running of region NAME: its two backends, then its HAProxy. Every
+# process is a child of this shell, so it is reaped and stopped with the demo.
+start_region() {
+  local name=$1 dir="$run/$1" addr=${ip[$1]} i port pid started=()
+  mkdir -p "$dir"
+  for i in 1 2; do
+    port=${backend_ports[$((i - 1))]}
+    if ! alive "$dir/backend-$i.pid" "$name backend-$i" >/dev/null; then
+      python3 "$here/backend.py" "$addr" "$port" "$name backend-$i" >> "$dir/backend-$i.log" 2>&1 < /dev/null &
+      pid=$!
+      echo "$pid" > "$dir/backend-$i.pid"
+      wait_http "http://$addr:$port/" 200 "$pid" || {
+        warn "$name backend-$i did not start on $addr:$port; its log ($dir/backend-$i.log):"
+        cat "$dir/backend-$i.log" >&2
+        return 1
+      }
+      started+=("backend-$i pid $pid")
+    fi
+  done
+  if ! alive "$dir/haproxy.pid" "$dir/haproxy.cfg" >/dev/null; then
+    sed -e "s/@REGION@/$name/g" -e "s/@LISTEN@/$addr:8080/g" \
+      -e "s/@BACKEND1@/$addr:${backend_ports[0]}/g" -e "s/@BACKEND2@/$addr:${backend_ports[1]}/g" \
+      "$here/haproxy.cfg.in" > "$dir/haproxy.cfg"
+    haproxy -f "$dir/haproxy.cfg" -db >> "$dir/haproxy.log" 2>&1 < /dev/null &
+    pid=$!
+    echo "$pid" > "$dir/haproxy.pid"
+    wait_http "http://$addr:8080/health" 200 "$pid" || {
+      warn "$name: HAProxy did not get healthy on $addr:8080; its log ($dir/haproxy.log):"
+      cat "$dir/haproxy.log" >&2
+      return 1
+    }
+    started+=("haproxy pid $pid")
+  fi
+  if [ ${#started[@]} -gt 0 ]; then
+    local IFS=,
+    say "$name started: ${started[*]}"
+  fi
+}
+
+pids_of() {
+  local name=$1 dir="$run/$1" what=$2
+  case $what in
+    haproxy) alive "$dir/haproxy.pid" "$dir/haproxy.cfg" || echo "(not running)" ;;
+    backends) echo "$(alive "$dir/backend-1.pid" "$name backend-1" || true)" \
+                   "$(alive "$dir/backend-2.pid" "$name backend-2" || true)" ;;
+  esac
+}
+
+# Stops every process of the demo that is still alive: by the PIDs it recorded, and every
+# child of this shell (jobs -p) in case a PID file was not written yet.
+stop_all() {
+  local f pid pattern left=()
+  if [ -n "${watcher:-}" ] && kill -STOP "$watcher" 2>/dev/null; then  # the live view, and its dig or curl
+    if command -v pkill >/dev/null; then pkill -P "$watcher" || true; fi
+    kill "$watcher"
+    kill -CONT "$watcher"
+  fi
+  for pid in $(jobs -p); do
+    kill "$pid" 2>/dev/null && left+=("$pid")
+  done
+  for f in "$run"/*/*.pid "$run"/gslbd.pid; do
+    [ -e "$f" ] || continue
+    case $f in  # what the process's command line contains
+      */haproxy.pid) pattern="${f%/*}/haproxy.cfg" ;;
+      */backend-*.pid) pattern="${f%/*}" pattern="${pattern##*/} ${f##*/}" pattern=${pattern%.pid} ;;
+      */gslbd.pid) pattern="$run/state" ;;
+      *) continue ;;
+    esac
+    if pid=$(alive "$f" "$pattern"); then
+      kill "$pid" 2>/dev/null || true
+      left+=("$pid")
+    fi
+    rm -f "$f"
+  done
+  for _ in $(seq 50); do
+    local still=()
+    for pid in "${left[@]}"; do kill -0 "$pid" 2>/dev/null && still+=("$pid"); done
+    left=("${still[@]}")
+    [ ${#left[@]} -eq 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${left[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  [ ${#left[@]} -eq 0 ] || wait "${left[@]}" 2>/dev/null || true  # reaps our children (not others)
+}
+
+# `run.sh restart REGION`: asks the running demo to start the region's missing processes.
+if [ "${1:-}" = restart ]; then
+  name=${2:-}
+  [ -n "${ip[$name]:-}" ] || die "usage: $self restart us-east|eu-west|ap-south"
+  alive "$run/run.pid" run.sh >/dev/null || die "no demo is running (start it with $self)"
+  # shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
+  timeout 2 bash -c 'echo "restart $1" > "$2"' _ "$name" "$run/control" || die "the demo did not take the request"
+  for _ in $(seq 50); do
+    [ "$(status "http://${ip[$name]}:8080/health")" = 200 ] && { say "$name is back: /health answers 200"; exit 0; }
+    sleep 0.1
+  done
+  die "$name did not come back in 5 s; see $run/$name/*.log"
+fi
+[ $# -eq 0 ] || die "usage: $self [restart REGION]"
+
+# --- Install what is missing (Debian packages) and build gslbd.
 need_pkgs=()
+command -v haproxy >/dev/null || need_pkgs+=(haproxy)
 command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v python3 >/dev/null || need_pkgs+=(python3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    echo "demo: installing ${need_pkgs[*]}"
+    say "installing ${need_pkgs[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
   else
-    echo "demo: please install ${need_pkgs[*]} (as root: apt-get install ${need_pkgs[*]})" >&2
+    die "please install ${need_pkgs[*]} (as root: apt-get install ${need_pkgs[*]})"
   fi
 fi
+command -v cargo >/dev/null || die "cargo is missing: install Rust from https://rustup.rs"
 
-echo "demo: building gslbd (release)"
+cd "$root"
+say "building gslbd (release)"
 cargo build --release --quiet
-bin="$root/target/release/gslbd"
-"$bin" check --config "$here/gslbd.toml"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/gslbd"
+"$bin" check --config "$here/gslbd.toml" > /dev/null
 
-pids=()
+# --- A fresh run directory; a previous demo must be gone (its leftovers are stopped).
+if pid=$(alive "$run/run.pid" run.sh); then
+  die "a demo is already running (pid $pid); stop it first: kill $pid"
+fi
+if [ -d "$run" ]; then
+  [ -e "$run/.gslbd-demo" ] || [ -z "$(ls -A "$run")" ] || die "$run exists and is not a demo directory; set GSLBD_DEMO_DIR"
+  stop_all
+  rm -rf "$run"
+fi
+mkdir -p "$run/state"
+touch "$run/.gslbd-demo"
+echo $$ > "$run/run.pid"
+mkfifo "$run/control"
+exec 3<> "$run/control"
+
 cleanup() {
+  # Ctrl-C reaches every process of the terminal's foreground group, so a subshell (a $(dig)
+  # below) may run this trap too: only the main shell cleans up.
+  [ "$BASHPID" = "$$" ] || exit 130
   trap - EXIT INT TERM
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  echo "demo: stopped"
+  stop_all
+  rm -f "$run/run.pid"
+  say "stopped (files kept in $run)"
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-ready=$(mktemp)
-"$bin" --config "$here/gslbd.toml" > "$ready" &
-pids+=($!)
+# --- The regions, then gslbd.
+for r in "${regions[@]}"; do start_region "$r" || exit 1; done
+
+"$bin" --config "$here/gslbd.toml" --state-dir "$run/state" > "$run/gslbd.out" 2> "$run/gslbd.log" < /dev/null &
+gslbd=$!
+echo "$gslbd" > "$run/gslbd.pid"
 for _ in $(seq 100); do
-  grep -q '^ready ' "$ready" && break
-  kill -0 "${pids[0]}" 2>/dev/null || { echo "demo: gslbd exited; see the messages above" >&2; exit 1; }
+  grep -q '^ready ' "$run/gslbd.out" && break
+  kill -0 "$gslbd" 2>/dev/null || { cat "$run/gslbd.log" >&2; die "gslbd exited; see the messages above"; }
   sleep 0.1
 done
-grep '^ready ' "$ready" || { echo "demo: gslbd did not get ready in 10 s" >&2; exit 1; }
-rm -f "$ready"
+grep -q '^ready ' "$run/gslbd.out" || die "gslbd did not get ready in 10 s (log: $run/gslbd.log)"
+say "gslbd (pid $gslbd) $(grep '^ready ' "$run/gslbd.out")"
 
-cat <<'TRY'
+dig_="dig @127.0.0.1 -p 5353"
+token=$(grep -v '^#' "$here/admin.token" | head -1 | cut -d: -f2-)
+admin="http://127.0.0.1:8053"
+auth="-H 'Authorization: Bearer $token'"
+json="-H 'Content-Type: application/json'"
+tip() { printf '  %-66s # %s\n' "$1" "$2"; }
+echo
+echo "gslbd answers demo.test. on 127.0.0.1:5353 (UDP and TCP); its admin API is on $admin."
+echo "Three regions, each an HAProxy in front of two backends; gslbd probes each one's /health"
+echo "every second (HAProxy answers 200 while one of its backends is up, 503 when none is):"
+echo
+printf '  %-9s %-18s %-15s %-13s %s\n' region HAProxy where "HAProxy pid" "backend pids"
+for r in "${regions[@]}"; do
+  printf '  %-9s %-18s %-15s %-13s %s\n' "$r" "${ip[$r]}:8080" "${place[$r]}" "$(pids_of "$r" haproxy)" "$(pids_of "$r" backends)"
+done
+echo
+echo "Ask as clients from different places (EDNS Client Subnet tells gslbd where they are):"
+tip "$dig_ www.demo.test +short" "you, 127.0.0.1: Washington DC -> us-east"
+tip "$dig_ www.demo.test +short +subnet=81.2.69.0/24" "London, GB -> eu-west"
+tip "$dig_ www.demo.test +short +subnet=216.160.83.0/24" "Seattle, US -> us-east"
+tip "$dig_ www.demo.test +short +subnet=202.196.224.0/24" "Manila, PH -> ap-south"
+tip "$dig_ www.demo.test AAAA +short +subnet=2001:218::/32" "Tokyo, JP -> ap-south (2001:db8::13)"
+tip "$dig_ db.demo.test +short" "failover: us-east, else eu-west, else ap-south"
+tip "$dig_ sticky.demo.test +short +subnet=198.51.100.0/24" "a client subnet keeps its region"
+tip "for i in \$(seq 100); do $dig_ api.demo.test +short; done | sort | uniq -c" "weighted 50/30/20"
+tip "curl http://127.0.0.12:8080/" "a region at work: which backend answered"
+tip "curl http://127.0.0.12:8080/stats" "HAProxy's own view of its backends"
+echo
+echo "Break a region and watch the answers move (this terminal prints every change):"
+tip "kill $(pids_of eu-west backends)" "eu-west's backends: its /health goes 503"
+tip "curl -i http://127.0.0.12:8080/health" "... 503 Service Unavailable"
+tip "$dig_ www.demo.test +short +subnet=81.2.69.0/24" "... London moves to us-east within 2-3 s"
+tip "kill $(pids_of us-east haproxy)" "us-east's HAProxy: Seattle and db move to eu-west"
+tip "$self restart eu-west" "start what was killed of a region; gslbd sees it"
+echo
+echo "Operate it through the admin API (token from deploy/demo/admin.token: demo only):"
+tip "curl -s $admin/v1/status" "services, regions, health, overrides"
+tip "curl -s '$admin/v1/explain?name=www.demo.test&type=A&ecs=81.2.69.0/24'" "why this answer"
+tip "curl -s -X POST $auth $admin/v1/regions/us-east/drain" "no new clients for us-east"
+tip "curl -s -X POST $auth $admin/v1/regions/us-east/undrain" "and back"
+tip "curl -s -X PUT $auth $json -d '{\"weight\":0}' $admin/v1/regions/ap-south/weight" "api: no ap-south"
+tip "curl -s -X POST $auth $json -d '{\"state\":\"down\",\"ttl_seconds\":60}' $admin/v1/regions/eu-west/force" "for 60 s"
+tip "curl -s $admin/metrics | grep -E '^gslbd_(answers_total|region_up)'" "what was answered"
+echo
+echo "Logs and generated files: $run (gslbd.log, REGION/haproxy.log ...)."
+echo "Press Ctrl-C to stop everything."
+echo
 
-gslbd is serving demo.test. on 127.0.0.1:5353 (UDP and TCP). Try:
+# --- Until stopped: take restart requests and print what clients get whenever it changes.
+declare -A region_of=([127.0.0.11]=us-east [127.0.0.12]=eu-west [127.0.0.13]=ap-south
+  [2001:db8::11]=us-east [2001:db8::12]=eu-west [2001:db8::13]=ap-south)
+# /v1/status -> "us-east up  eu-west DOWN (drained)  ap-south up"
+summary='
+import json, sys
+order = {"us-east": 0, "eu-west": 1, "ap-south": 2}
+out = []
+for r in sorted(json.load(sys.stdin)["regions"], key=lambda r: order.get(r["name"], 9)):
+    o = r.get("override") or {}
+    notes = [k for k in ("drained",) if o.get(k)]
+    if "weight" in o: notes.append("weight %s" % o["weight"])
+    if o.get("force"): notes.append("forced " + ("up" if o["force"]["up"] else "down"))
+    out.append("%s %s%s" % (r["name"], "up" if r["up"] else "DOWN", " (%s)" % ", ".join(notes) if notes else ""))
+print("  ".join(out))
+'
+answer() { # first address of the answer, as a region name
+  local a
+  a=$($dig_ +time=1 +tries=1 +short "$@" 2>/dev/null | head -1)
+  echo "${region_of[$a]:-${a:-none}}"
+}
+# The live view runs in a child process of its own: every second it asks HAProxy, gslbd and
+# DNS, and prints what changed. (Kept out of the main shell: bash 5.2 mis-parses a $(...)
+# that a signal trap interrupts.)
+watch_view() {
+  local last="" now health r
+  mkfifo "$run/tick"
+  exec 4<> "$run/tick"  # nothing writes to it: read -t 1 on it is a sleep without a process
+  while kill -0 "$gslbd" 2>/dev/null; do
+    health=""
+    for r in "${regions[@]}"; do health+="$r $(status "http://${ip[$r]}:8080/health")  "; done
+    now="  HAProxy /health   $health
+  gslbd regions     $(curl -s --max-time 1 "$admin/v1/status" | python3 -c "$summary" 2>/dev/null || echo '(no answer)')
+  www answers       Seattle $(answer www.demo.test +subnet=216.160.83.0/24), London $(answer www.demo.test +subnet=81.2.69.0/24),\
+ Manila $(answer www.demo.test +subnet=202.196.224.0/24), Tokyo $(answer www.demo.test AAAA +subnet=2001:218::/32)
+  db answers        $(answer db.demo.test)"
+    if [ "$now" != "$last" ]; then
+      printf '%s\n%s\n' "$(date +%T)" "$now"
+      last=$now
+    fi
+    read -r -t 1 -u 4 _ || true
+  done
+}
+watch_view &
+watcher=$!
 
-  dig @127.0.0.1 -p 5353 www.demo.test A
-  dig @127.0.0.1 -p 5353 docs.demo.test A          # CNAME, followed inside the zone
-  dig @127.0.0.1 -p 5353 nothing.demo.test A       # NXDOMAIN with the SOA
-  dig @127.0.0.1 -p 5353 www.demo.test A +subnet=81.2.69.0/24
-  dig @127.0.0.1 -p 5353 +tcp _http._tcp.demo.test SRV
-
-Edit zones/demo.test.zone and reload with:  kill -HUP <gslbd pid>
-Press Ctrl-C to stop.
-TRY
-wait "${pids[0]}"
+# Until stopped: take restart requests. A signal only sets a flag and the loop ends; the
+# EXIT trap then stops everything (cleaning up inside a signal trap while children exit
+# has crashed bash 5.2, leaving processes behind).
+stopping=""
+trap 'stopping=1' INT TERM
+while [ -z "$stopping" ] && kill -0 "$gslbd" 2>/dev/null; do
+  if read -r -t 1 -u 3 cmd name && [ -z "$stopping" ]; then
+    [ "$cmd" = restart ] && [ -n "${ip[$name]:-}" ] && { start_region "$name" || warn "$name: restart failed"; }
+  fi
+done
+[ -n "$stopping" ] && exit 0
+die "gslbd exited; its log: $run/gslbd.log"
