@@ -34,5 +34,7 @@ pub mod policy;
 pub mod resolve;
 pub mod rtype;
 pub mod state;
+#[cfg(test)]
+mod testutil;
 pub mod wire;
 pub mod zone;

@@ -181,15 +181,10 @@ pub fn expire(overrides: &mut Overrides, now: u64) -> Vec<(String, RegionOverrid
 mod tests {
     use super::*;
 
-    fn temp(tag: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!("gslbd-overrides-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        p
-    }
-
     #[test]
     fn saves_atomically_and_loads_back() {
-        let dir = temp("save");
+        let tmp = crate::testutil::TempDir::new("save");
+        let dir = tmp.path().join("state");
         let store = Store::new(dir.clone());
         assert_eq!(store.load().unwrap(), Overrides::default(), "nothing saved yet");
         let mut o = Overrides { version: 1, ..Default::default() };
@@ -214,12 +209,12 @@ mod tests {
         fs::write(dir.join("overrides.json"), "{\"version\": 1,\n \"regions\": [}").unwrap();
         let e = store.load().unwrap_err().to_string();
         assert!(e.contains("overrides.json:2:") && e.contains("not valid"), "{e}");
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn audit_appends_lines() {
-        let dir = temp("audit");
+        let tmp = crate::testutil::TempDir::new("audit");
+        let dir = tmp.path().join("state");
         let store = Store::new(dir.clone());
         let (a, b) = (RegionOverride::default(), RegionOverride { drained: true, ..Default::default() });
         for action in ["drain", "undrain"] {
@@ -238,7 +233,6 @@ mod tests {
         let text = fs::read_to_string(dir.join("audit.log")).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(text.lines().next().unwrap().contains("\"action\":\"drain\""));
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -1357,37 +1357,7 @@ partner         43200 IN NS    ns.partner.pub.test.
         assert_eq!(soa.pos.line, 4);
     }
 
-    /// A directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "gslbd-parse-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn write(&self, name: &str, text: &str) -> PathBuf {
-            let p = self.0.join(name);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).unwrap();
-            }
-            std::fs::write(&p, text).unwrap();
-            p
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testutil::TempDir;
 
     #[test]
     fn include_scopes_origin_owner_and_ttl() {
@@ -1403,14 +1373,14 @@ partner         43200 IN NS    ns.partner.pub.test.
              after A 192.0.2.3\n\
              $INCLUDE \"inc/plain.inc\"\n",
         );
-        let e = parse_file(&main, &n("example.com."), &dir.0).unwrap_err();
+        let e = parse_file(&main, &n("example.com."), &dir.path()).unwrap_err();
         // The error inside the included file names that file.
         assert_eq!(e.len(), 1, "{}", show(&e));
-        assert_eq!(e[0].pos.file.as_path(), dir.0.join("inc/hosts.inc"));
+        assert_eq!(e[0].pos.file.as_path(), dir.path().join("inc/hosts.inc"));
         assert_eq!((e[0].pos.line, e[0].pos.col), (5, 7));
 
         dir.write("inc/hosts.inc", "$ORIGIN deep\n$TTL 77\nh A 192.0.2.1\n  AAAA ::1\n");
-        let recs = parse_file(&main, &n("example.com."), &dir.0).unwrap_or_else(|e| panic!("{}", show(&e)));
+        let recs = parse_file(&main, &n("example.com."), &dir.path()).unwrap_or_else(|e| panic!("{}", show(&e)));
         let got: Vec<(String, u32)> = recs.iter().map(|r| (r.owner.to_string(), r.ttl)).collect();
         assert_eq!(
             got,
@@ -1424,7 +1394,7 @@ partner         43200 IN NS    ns.partner.pub.test.
                 ("p.example.com.".to_string(), 100),
             ]
         );
-        assert_eq!(recs[1].pos.file.as_path(), dir.0.join("inc/hosts.inc"));
+        assert_eq!(recs[1].pos.file.as_path(), dir.path().join("inc/hosts.inc"));
         assert_eq!(recs[4].pos.file.as_path(), main);
     }
 
@@ -1441,15 +1411,15 @@ partner         43200 IN NS    ns.partner.pub.test.
             &format!(
                 "$INCLUDE {}\n$INCLUDE ../{}/x.inc\n$INCLUDE a.inc\n$INCLUDE self.inc\n$INCLUDE nope.inc\n",
                 out_file.display(),
-                outside.0.file_name().unwrap().to_string_lossy()
+                outside.path().file_name().unwrap().to_string_lossy()
             ),
         );
-        let e = parse_file(&main, &n("example.com."), &dir.0).unwrap_err();
+        let e = parse_file(&main, &n("example.com."), &dir.path()).unwrap_err();
         assert_eq!(e.len(), 5, "{}", show(&e));
         assert!(matches!(&e[0].kind, ZoneErrorKind::IncludeOutsideRoot(p) if *p == out_file));
         assert!(matches!(&e[1].kind, ZoneErrorKind::IncludeOutsideRoot(_)));
         assert!(matches!(&e[2].kind, ZoneErrorKind::IncludeLoop(p) if p == Path::new("a.inc")));
-        assert_eq!(e[2].pos.file.as_path(), dir.0.join("b.inc"));
+        assert_eq!(e[2].pos.file.as_path(), dir.path().join("b.inc"));
         assert!(matches!(&e[3].kind, ZoneErrorKind::IncludeLoop(p) if p == Path::new("self.inc")));
         assert!(matches!(&e[4].kind, ZoneErrorKind::Unreadable(_)));
         assert!(e[4].to_string().contains("nope.inc"), "{}", e[4]);
@@ -1464,10 +1434,10 @@ partner         43200 IN NS    ns.partner.pub.test.
         }
         dir.write("d20.inc", "x 1 A 192.0.2.1\n");
         let main = dir.write("z.zone", "$INCLUDE d0.inc\n");
-        let e = parse_file(&main, &n("example.com."), &dir.0).unwrap_err();
+        let e = parse_file(&main, &n("example.com."), &dir.path()).unwrap_err();
         assert_eq!(e.len(), 1, "{}", show(&e));
         assert!(matches!(e[0].kind, ZoneErrorKind::Syntax(m) if m.contains("16 levels")));
-        assert_eq!(e[0].pos.file.as_path(), dir.0.join("d15.inc"));
+        assert_eq!(e[0].pos.file.as_path(), dir.path().join("d15.inc"));
     }
 
     #[test]
