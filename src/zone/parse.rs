@@ -1373,14 +1373,14 @@ partner         43200 IN NS    ns.partner.pub.test.
              after A 192.0.2.3\n\
              $INCLUDE \"inc/plain.inc\"\n",
         );
-        let e = parse_file(&main, &n("example.com."), &dir.path()).unwrap_err();
+        let e = parse_file(&main, &n("example.com."), dir.path()).unwrap_err();
         // The error inside the included file names that file.
         assert_eq!(e.len(), 1, "{}", show(&e));
         assert_eq!(e[0].pos.file.as_path(), dir.path().join("inc/hosts.inc"));
         assert_eq!((e[0].pos.line, e[0].pos.col), (5, 7));
 
         dir.write("inc/hosts.inc", "$ORIGIN deep\n$TTL 77\nh A 192.0.2.1\n  AAAA ::1\n");
-        let recs = parse_file(&main, &n("example.com."), &dir.path()).unwrap_or_else(|e| panic!("{}", show(&e)));
+        let recs = parse_file(&main, &n("example.com."), dir.path()).unwrap_or_else(|e| panic!("{}", show(&e)));
         let got: Vec<(String, u32)> = recs.iter().map(|r| (r.owner.to_string(), r.ttl)).collect();
         assert_eq!(
             got,
@@ -1414,7 +1414,7 @@ partner         43200 IN NS    ns.partner.pub.test.
                 outside.path().file_name().unwrap().to_string_lossy()
             ),
         );
-        let e = parse_file(&main, &n("example.com."), &dir.path()).unwrap_err();
+        let e = parse_file(&main, &n("example.com."), dir.path()).unwrap_err();
         assert_eq!(e.len(), 5, "{}", show(&e));
         assert!(matches!(&e[0].kind, ZoneErrorKind::IncludeOutsideRoot(p) if *p == out_file));
         assert!(matches!(&e[1].kind, ZoneErrorKind::IncludeOutsideRoot(_)));
@@ -1434,7 +1434,7 @@ partner         43200 IN NS    ns.partner.pub.test.
         }
         dir.write("d20.inc", "x 1 A 192.0.2.1\n");
         let main = dir.write("z.zone", "$INCLUDE d0.inc\n");
-        let e = parse_file(&main, &n("example.com."), &dir.path()).unwrap_err();
+        let e = parse_file(&main, &n("example.com."), dir.path()).unwrap_err();
         assert_eq!(e.len(), 1, "{}", show(&e));
         assert!(matches!(e[0].kind, ZoneErrorKind::Syntax(m) if m.contains("16 levels")));
         assert_eq!(e[0].pos.file.as_path(), dir.path().join("d15.inc"));
