@@ -312,7 +312,8 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
     })?;
     let zones_count = state.load().zones.len();
     let (dns_ready, admin_ready): (Vec<_>, Vec<_>) = ready.iter().cloned().partition(|r| !r.starts_with("admin="));
-    tracing::info!(listen = %dns_ready.join(","), admin = %admin_ready.join(","), zones = zones_count, udp_workers = workers, "serving");
+    let admin_addrs: Vec<&str> = admin_ready.iter().filter_map(|a| a.strip_prefix("admin=")).collect();
+    tracing::info!(listen = %dns_ready.join(","), admin = %admin_addrs.join(","), zones = zones_count, udp_workers = workers, "serving");
     // The machine-readable line scripts and tests wait for: every socket is bound.
     let mut stdout = std::io::stdout().lock();
     let mut line = format!("ready dns={}", dns_ready.join(","));

@@ -412,3 +412,162 @@ fn measure_default_failover() {
     }
     eprintln!("failover times: {times:?}");
 }
+
+/// An HTTPS server (Python's http.server in TLS) answering 200 "ok" on every path, with a
+/// certificate for probe.test and 127.0.0.1 from a test CA made by openssl. Killed on drop.
+struct HttpsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https_server(dir: &TempDir) -> HttpsServer {
+    // An internal CA and a leaf certificate for probe.test and 127.0.0.1 signed by it, as an
+    // operator's own PKI would have (a self-signed CA certificate may not be the leaf).
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .expect("openssl is installed");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=gslbd test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=probe.test",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    dir.write("leaf.ext", "basicConstraints=CA:FALSE\nsubjectAltName=DNS:probe.test,IP:127.0.0.1\n");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = c.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path().join("cert.pem"))
+        .arg(dir.path().join("key.pem"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is installed");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("https server did not start: {line:?}"));
+    HttpsServer { child, port }
+}
+
+#[test]
+fn https_checks_verify_certificates_as_configured() {
+    let dir = TempDir::new("https");
+    dir.write("zones/svc.test.zone", ZONE);
+    let tls = https_server(&dir);
+    let url = format!("https://127.0.0.1:{}/health", tls.port);
+    let check = |extra: &str| {
+        format!(
+            "type = \"https\"\nurl = \"{url}\"\ninterval = \"200ms\"\ntimeout = \"150ms\"\nrise = 1\nfall = 1\n{extra}"
+        )
+    };
+    // (region, check options, expected verdict)
+    let cases = [
+        ("insecure", check("tls_insecure = true\n"), "healthy"),
+        ("system-roots", check(""), "unhealthy"),
+        ("own-ca", check("tls_ca_file = \"ca.pem\"\ntls_server_name = \"probe.test\"\n"), "healthy"),
+        ("own-ca-ip", check("tls_ca_file = \"ca.pem\"\n"), "healthy"),
+        ("wrong-name", check("tls_ca_file = \"ca.pem\"\ntls_server_name = \"other.test\"\n"), "unhealthy"),
+    ];
+    let mut cfg = String::from("[zones]\ndirectory = \"zones\"\n[health]\nunknown = \"down\"\n");
+    for (i, (name, check, _)) in cases.iter().enumerate() {
+        cfg.push_str(&format!(
+            "[regions.{name}]\naddresses = [\"192.0.2.{}\"]\n[regions.{name}.check]\n{check}",
+            10 + i
+        ));
+    }
+    let names: Vec<String> = cases.iter().map(|c| format!("\"{}\"", c.0)).collect();
+    cfg.push_str(&format!(
+        "[services.\"app.svc.test\"]\nregions = [{}]\npolicy = \"multivalue\"\nmultivalue = {{ count = 5 }}\n",
+        names.join(", ")
+    ));
+    let config = dir.write("gslbd.toml", &cfg);
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let admin = server.admin.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = json(&http(admin, "GET", "/v1/status", None, None).1);
+        let verdict = |name: &str| {
+            let r = status["regions"].as_array().unwrap().iter().find(|r| r["name"] == name).unwrap().clone();
+            (r["health"].as_str().unwrap().to_string(), r["reason"].as_str().unwrap_or("").to_string())
+        };
+        let all: Vec<(&str, (String, String))> = cases.iter().map(|c| (c.0, verdict(c.0))).collect();
+        if cases.iter().zip(&all).all(|(c, (_, (h, _)))| h == c.2) {
+            for (name, (_, reason)) in &all {
+                if ["system-roots", "wrong-name"].contains(name) {
+                    assert!(reason.to_lowercase().contains("tls"), "{name}: reason {reason:?}");
+                }
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "verdicts: {all:?}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Only the regions whose certificate checks pass are answered.
+    let mut got = answer(&server);
+    got.sort();
+    assert_eq!(got, ["192.0.2.10", "192.0.2.12", "192.0.2.13"]);
+}
