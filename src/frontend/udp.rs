@@ -104,50 +104,68 @@ const BATCH: usize = 32;
 /// the kernel (MSG_TRUNC) and dropped.
 const QUERY_BUF: usize = 4096;
 
-/// Buffers and headers for batched receive and send, allocated once per worker.
+/// Buffers and headers for batched receive and send, allocated once per worker. The
+/// `mmsghdr`/`iovec` arrays are built once and point into the heap buffers beside them (which
+/// never move), so a call only resets the few fields the kernel writes. Rebuilding all 32
+/// headers is a fixed cost per call, and below saturation a batch is only a datagram or
+/// two, so every query paid most of it.
 struct Batch {
     queries: Box<[[u8; QUERY_BUF]]>,
     answers: Vec<Vec<u8>>,
     /// The sender of each received query, and the destination of each answer.
     peers: Box<[libc::sockaddr_storage]>,
-    peer_lens: [libc::socklen_t; BATCH],
+    recv_iovs: Box<[libc::iovec]>,
+    recv_msgs: Box<[libc::mmsghdr]>,
+    send_iovs: Box<[libc::iovec]>,
+    send_msgs: Box<[libc::mmsghdr]>,
     query_lens: [usize; BATCH],
     /// Indices of the received queries that got an answer, in order.
     to_send: Vec<usize>,
 }
 
+fn zeroed_mmsghdr() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+const STORAGE_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
 impl Batch {
     fn new() -> Batch {
-        Batch {
+        let mut b = Batch {
             queries: vec![[0u8; QUERY_BUF]; BATCH].into_boxed_slice(),
             answers: (0..BATCH).map(|_| Vec::with_capacity(4096)).collect(),
             peers: vec![zeroed_storage(); BATCH].into_boxed_slice(),
-            peer_lens: [0; BATCH],
+            recv_iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH].into_boxed_slice(),
+            recv_msgs: (0..BATCH).map(|_| zeroed_mmsghdr()).collect(),
+            send_iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH].into_boxed_slice(),
+            send_msgs: (0..BATCH).map(|_| zeroed_mmsghdr()).collect(),
             query_lens: [0; BATCH],
             to_send: Vec::with_capacity(BATCH),
+        };
+        for i in 0..BATCH {
+            b.recv_iovs[i] = libc::iovec { iov_base: b.queries[i].as_mut_ptr().cast(), iov_len: QUERY_BUF };
+            let h = &mut b.recv_msgs[i].msg_hdr;
+            h.msg_name = (&mut b.peers[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = STORAGE_LEN;
+            h.msg_iov = &mut b.recv_iovs[i];
+            h.msg_iovlen = 1;
         }
+        b
     }
 
     /// Blocks until at least one datagram arrives (or the read timeout passes), then takes
     /// what is already queued, up to BATCH.
     fn receive(&mut self, socket: &UdpSocket) -> io::Result<usize> {
-        let mut iovs: [libc::iovec; BATCH] =
-            std::array::from_fn(|i| libc::iovec { iov_base: self.queries[i].as_mut_ptr().cast(), iov_len: QUERY_BUF });
-        let mut msgs: [libc::mmsghdr; BATCH] = std::array::from_fn(|i| {
-            // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            m.msg_hdr.msg_iov = &mut iovs[i];
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        });
-        // SAFETY: every msg_name and msg_iov points into buffers owned by `self` or `iovs`,
-        // which outlive the call, with the lengths given; the kernel writes within them.
+        for m in self.recv_msgs.iter_mut() {
+            m.msg_hdr.msg_namelen = STORAGE_LEN;
+        }
+        // SAFETY: every header points into `self`'s heap buffers (queries, peers, recv_iovs),
+        // which live as long as `self` and never move; the kernel writes within the lengths.
         let n = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
-                msgs.as_mut_ptr(),
+                self.recv_msgs.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
@@ -157,9 +175,8 @@ impl Batch {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
-        for (i, m) in msgs.iter().enumerate().take(n) {
-            self.peer_lens[i] = m.msg_hdr.msg_namelen;
-            self.query_lens[i] = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 { 0 } else { m.msg_len as usize };
+        for (len, m) in self.query_lens.iter_mut().zip(self.recv_msgs.iter()).take(n) {
+            *len = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 { 0 } else { m.msg_len as usize };
         }
         Ok(n)
     }
@@ -167,7 +184,7 @@ impl Batch {
     fn answer(&mut self, received: usize, snap: &crate::state::Snapshot, counters: &crate::metrics::DnsShard) {
         self.to_send.clear();
         for i in 0..received {
-            let Some(peer) = peer_ip(&self.peers[i], self.peer_lens[i]) else {
+            let Some(peer) = peer_ip(&self.peers[i], self.recv_msgs[i].msg_hdr.msg_namelen) else {
                 continue;
             };
             let query = &self.queries[i][..self.query_lens[i]];
@@ -181,24 +198,27 @@ impl Batch {
         if self.to_send.is_empty() {
             return Ok(());
         }
-        let mut iovs: [libc::iovec; BATCH] =
-            std::array::from_fn(|_| libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 });
-        // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
-        let mut msgs: [libc::mmsghdr; BATCH] = std::array::from_fn(|_| unsafe { std::mem::zeroed() });
         for (slot, &i) in self.to_send.iter().enumerate() {
-            iovs[slot] = libc::iovec { iov_base: self.answers[i].as_mut_ptr().cast(), iov_len: self.answers[i].len() };
-            msgs[slot].msg_hdr.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
-            msgs[slot].msg_hdr.msg_namelen = self.peer_lens[i];
-            msgs[slot].msg_hdr.msg_iov = &mut iovs[slot];
-            msgs[slot].msg_hdr.msg_iovlen = 1;
+            self.send_iovs[slot] =
+                libc::iovec { iov_base: self.answers[i].as_mut_ptr().cast(), iov_len: self.answers[i].len() };
+            let h = &mut self.send_msgs[slot].msg_hdr;
+            h.msg_name = (&mut self.peers[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.recv_msgs[i].msg_hdr.msg_namelen;
+            h.msg_iov = &mut self.send_iovs[slot];
+            h.msg_iovlen = 1;
         }
         let total = self.to_send.len();
         let mut sent = 0;
         while sent < total {
             // SAFETY: the headers point at answer buffers and peer addresses owned by `self`
-            // and at `iovs`, all alive for the call; the kernel only reads them.
+            // and at `send_iovs`, all alive for the call; the kernel only reads them.
             let n = unsafe {
-                libc::sendmmsg(socket.as_raw_fd(), msgs[sent..].as_mut_ptr(), (total - sent) as libc::c_uint, 0)
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    self.send_msgs[sent..].as_mut_ptr(),
+                    (total - sent) as libc::c_uint,
+                    0,
+                )
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
