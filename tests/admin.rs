@@ -375,3 +375,22 @@ fn slow_or_silent_clients_cannot_hold_the_api() {
     // The API still answers.
     assert_eq!(http(admin, "GET", "/healthz", None, None).0, 200);
 }
+
+#[test]
+fn reads_can_require_a_token_but_liveness_stays_open() {
+    let dir = TempDir::new("readauth");
+    dir.write(
+        "zones/r.test.zone",
+        "$ORIGIN r.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n",
+    );
+    dir.write("admin.token", "ops:tok\n");
+    let cfg = dir.write("gslbd.toml", "[admin]\ntoken_file = \"admin.token\"\nread_requires_token = true\n");
+    let s = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let admin = s.admin.unwrap();
+    for path in ["/v1/status", "/metrics", "/v1/explain?name=ns1.r.test"] {
+        assert_eq!(http(admin, "GET", path, None, None).0, 401, "{path} without a token");
+        assert_eq!(http(admin, "GET", path, Some("tok"), None).0, 200, "{path} with the token");
+    }
+    assert_eq!(http(admin, "GET", "/healthz", None, None).0, 200);
+    assert_eq!(http(admin, "GET", "/readyz", None, None).0, 200);
+}

@@ -570,4 +570,19 @@ fn https_checks_verify_certificates_as_configured() {
     let mut got = answer(&server);
     got.sort();
     assert_eq!(got, ["192.0.2.10", "192.0.2.12", "192.0.2.13"]);
+    // Probe results, durations and transitions are in the metrics.
+    let metrics = http(admin, "GET", "/metrics", None, None).1;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(value("gslbd_probe_results_total{region=\"system-roots\",result=\"tls\"}") >= 1.0, "{metrics}");
+    assert!(value("gslbd_probe_results_total{region=\"insecure\",result=\"ok\"}") >= 1.0, "{metrics}");
+    assert!(value("gslbd_probe_duration_seconds_count{region=\"insecure\"}") >= 1.0, "{metrics}");
+    assert_eq!(value("gslbd_health_transitions_total{region=\"wrong-name\",to=\"unhealthy\"}"), 1.0, "{metrics}");
+    assert_eq!(value("gslbd_health_transitions_total{region=\"own-ca\",to=\"healthy\"}"), 1.0, "{metrics}");
 }

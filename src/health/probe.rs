@@ -60,6 +60,23 @@ pub enum FailReason {
     Setup(String),
 }
 
+impl FailReason {
+    /// A short label for metrics (`gslbd_probe_results_total{result=...}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FailReason::Timeout(_) => "timeout",
+            FailReason::ConnectionRefused => "refused",
+            FailReason::Connect(_) => "connect",
+            FailReason::Resolve(_) => "resolve",
+            FailReason::Tls(_) => "tls",
+            FailReason::Status(_) => "status",
+            FailReason::BodyMismatch => "body",
+            FailReason::Http(_) => "http",
+            FailReason::Setup(_) => "setup",
+        }
+    }
+}
+
 impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
