@@ -149,32 +149,6 @@ impl Name {
     pub fn is_subdomain_of(&self, ancestor: &Name) -> bool {
         is_subdomain(&self.0, &ancestor.0)
     }
-
-    /// The name with its first label removed; `None` for the root.
-    pub fn parent(&self) -> Option<Name> {
-        if self.is_root() {
-            return None;
-        }
-        let skip = self.0[0] as usize + 1;
-        Some(Name(self.0[skip..].into()))
-    }
-
-    /// True when the first label is `*` (RFC 4592 wildcard owner).
-    pub fn is_wildcard(&self) -> bool {
-        self.0.len() >= 2 && self.0[0] == 1 && self.0[1] == b'*'
-    }
-
-    /// `label.self`.
-    pub fn prepend_label(&self, label: &[u8]) -> Option<Name> {
-        if label.is_empty() || label.len() > MAX_LABEL_LEN {
-            return None;
-        }
-        let mut wire = Vec::with_capacity(self.0.len() + label.len() + 1);
-        wire.push(label.len() as u8);
-        wire.extend_from_slice(label);
-        wire.extend_from_slice(&self.0);
-        (wire.len() <= MAX_NAME_LEN).then(|| Name(wire.into_boxed_slice()))
-    }
 }
 
 /// True when `wire` is one complete uncompressed name: labels of 1..=63 octets, the root
@@ -312,10 +286,8 @@ mod tests {
     }
 
     #[test]
-    fn wildcard_parent_and_labels() {
+    fn labels_and_wire_validity() {
         let w = n("*.star.test.");
-        assert!(w.is_wildcard());
-        assert_eq!(w.parent(), Some(n("star.test.")));
         assert_eq!(w.label_count(), 3);
         assert!(is_valid_wire(w.as_wire()));
         assert!(!is_valid_wire(b"\x03ab"));
