@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::health::{CheckConfig, HealthConfig, RawCheck};
+use super::in_range;
 use crate::name::Name;
 
 /// A place in the config file, for errors found after parsing.
@@ -353,36 +354,21 @@ fn region(
             ),
         }
     }
-    if let Some(w) = raw.weight {
-        match u32::try_from(*w.get_ref()) {
-            Ok(v) if v <= MAX_WEIGHT => r.weight = v,
-            _ => report(
-                w.span(),
-                format!("regions.{n}.weight: {} is out of range", w.get_ref()),
-                Some("use 0 (drained) to 1000000"),
-            ),
-        }
+    if let Some(w) = raw.weight.and_then(|w| {
+        in_range(&w, 0..=MAX_WEIGHT as i64, &format!("regions.{n}.weight"), "use 0 (drained) to 1000000", report)
+    }) {
+        r.weight = w as u32;
     }
-    if let Some(p) = raw.priority {
-        match u32::try_from(*p.get_ref()) {
-            Ok(v) => r.priority = v,
-            _ => report(
-                p.span(),
-                format!("regions.{n}.priority: {} is out of range", p.get_ref()),
-                Some("use 0 or more; lower is preferred"),
-            ),
-        }
+    if let Some(p) = raw.priority.and_then(|p| {
+        in_range(&p, 0..=u32::MAX as i64, &format!("regions.{n}.priority"), "use 0 or more; lower is preferred", report)
+    }) {
+        r.priority = p as u32;
     }
-    if let Some(b) = raw.bias_km {
-        if b.get_ref().is_finite() && b.get_ref().abs() <= 20_000.0 {
-            r.bias_km = *b.get_ref();
-        } else {
-            report(
-                b.span(),
-                format!("regions.{n}.bias_km: {} is out of range", b.get_ref()),
-                Some("use -20000 to 20000"),
-            );
-        }
+    // NaN fails every range check, so it is reported too.
+    if let Some(b) = raw.bias_km.and_then(|b| {
+        in_range(&b, -20_000.0..=20_000.0, &format!("regions.{n}.bias_km"), "use -20000 to 20000", report)
+    }) {
+        r.bias_km = b;
     }
     checks(&mut r, raw.check, raw.checks, raw.quorum, base, report);
     Some(r)
@@ -608,26 +594,13 @@ fn service(
                 let mut margin_percent = 10.0;
                 let mut margin_ms = 0.0;
                 if let Some(p) = l.and_then(|l| l.margin_percent.as_ref()) {
-                    if (0.0..=1000.0).contains(p.get_ref()) {
-                        margin_percent = *p.get_ref();
-                    } else {
-                        report(
-                            p.span(),
-                            format!("{}: {} is out of range", field("latency.margin_percent"), p.get_ref()),
-                            Some("use 0 to 1000"),
-                        );
-                    }
+                    margin_percent =
+                        in_range(p, 0.0..=1000.0, &field("latency.margin_percent"), "use 0 to 1000", report)
+                            .unwrap_or(margin_percent);
                 }
                 if let Some(m) = l.and_then(|l| l.margin_ms.as_ref()) {
-                    if (0.0..=60_000.0).contains(m.get_ref()) {
-                        margin_ms = *m.get_ref();
-                    } else {
-                        report(
-                            m.span(),
-                            format!("{}: {} is out of range", field("latency.margin_ms"), m.get_ref()),
-                            Some("use 0 to 60000"),
-                        );
-                    }
+                    margin_ms = in_range(m, 0.0..=60_000.0, &field("latency.margin_ms"), "use 0 to 60000", report)
+                        .unwrap_or(margin_ms);
                 }
                 PolicyConfig::Latency { margin_percent, margin_ms }
             }
@@ -655,30 +628,16 @@ fn service(
             "multivalue" => {
                 let mut count = 1;
                 if let Some(c) = raw.multivalue.as_ref().and_then(|m| m.get_ref().count.as_ref()) {
-                    match usize::try_from(*c.get_ref()) {
-                        Ok(n) if (1..=16).contains(&n) => count = n,
-                        _ => report(
-                            c.span(),
-                            format!("{}: {} is out of range", field("multivalue.count"), c.get_ref()),
-                            Some("use 1 to 16"),
-                        ),
-                    }
+                    count = in_range(c, 1..=16, &field("multivalue.count"), "use 1 to 16", report)
+                        .map_or(count, |c| c as usize);
                 }
                 PolicyConfig::MultiValue { count }
             }
             "sticky" => {
                 let st = raw.sticky.as_ref().map(|s| s.get_ref());
-                let mut prefix = |v: Option<&Spanned<i64>>, max: i64, default: u8, f: &str| match v {
-                    None => default,
-                    Some(p) if (0..=max).contains(p.get_ref()) => *p.get_ref() as u8,
-                    Some(p) => {
-                        report(
-                            p.span(),
-                            format!("{}: {} is out of range", field(f), p.get_ref()),
-                            Some(&format!("use 0 to {max}")),
-                        );
-                        default
-                    }
+                let mut prefix = |v: Option<&Spanned<i64>>, max: i64, default: u8, f: &str| {
+                    v.and_then(|p| in_range(p, 0..=max, &field(f), &format!("use 0 to {max}"), report))
+                        .map_or(default, |p| p as u8)
                 };
                 let ipv4_prefix = prefix(st.and_then(|s| s.ipv4_prefix.as_ref()), 32, 24, "sticky.ipv4_prefix");
                 let ipv6_prefix = prefix(st.and_then(|s| s.ipv6_prefix.as_ref()), 128, 56, "sticky.ipv6_prefix");
@@ -735,18 +694,7 @@ fn service(
         pos: pos_of(name.span().start),
     };
     let mut ttl = |v: &Option<Spanned<i64>>, f: &str| -> Option<u32> {
-        let v = v.as_ref()?;
-        match u32::try_from(*v.get_ref()) {
-            Ok(t) if t <= 2_147_483_647 => Some(t),
-            _ => {
-                report(
-                    v.span(),
-                    format!("{}: {} is out of range", field(f), v.get_ref()),
-                    Some("use seconds, 0 to 2147483647"),
-                );
-                None
-            }
-        }
+        in_range(v.as_ref()?, 0..=2_147_483_647, &field(f), "use seconds, 0 to 2147483647", report).map(|t| t as u32)
     };
     if let Some(t) = ttl(&raw.ttl, "ttl") {
         s.ttl = t;

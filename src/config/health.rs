@@ -23,7 +23,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::gslb::Report;
-use super::parse_duration;
+use super::{in_range, parse_duration};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -151,11 +151,8 @@ pub(super) fn health(raw: RawHealth, report: &mut Report<'_>) -> HealthConfig {
             ),
         }
     }
-    if let Some(n) = raw.history {
-        match usize::try_from(*n.get_ref()) {
-            Ok(v) if (1..=1000).contains(&v) => h.history = v,
-            _ => report(n.span(), format!("health.history: {} is out of range", n.get_ref()), Some("use 1 to 1000")),
-        }
+    if let Some(v) = raw.history.and_then(|n| in_range(&n, 1..=1000, "health.history", "use 1 to 1000", report)) {
+        h.history = v as usize;
     }
     h
 }
@@ -264,19 +261,10 @@ pub(super) fn check(raw: RawCheck, field: &str, base: &Path, report: &mut Report
             ),
         }
     }
-    let mut count = |v: &Option<Spanned<i64>>, key: &str, default: u32| match v {
-        None => default,
-        Some(v) => match u32::try_from(*v.get_ref()) {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                bad(
-                    v.span(),
-                    format!("{}: {} is out of range", f(key), v.get_ref()),
-                    Some("use 1 to 100 consecutive probes"),
-                );
-                default
-            }
-        },
+    let mut count = |v: &Option<Spanned<i64>>, key: &str, default: u32| {
+        v.as_ref()
+            .and_then(|v| in_range(v, 1..=100, &f(key), "use 1 to 100 consecutive probes", &mut bad))
+            .map_or(default, |n| n as u32)
     };
     let rise = count(&raw.rise, "rise", DEFAULT_RISE);
     let fall = count(&raw.fall, "fall", DEFAULT_FALL);

@@ -215,23 +215,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         }
     }
     if let Some(v) = raw.dns.udp_payload {
-        match u16::try_from(*v.get_ref()) {
-            Ok(n) if n >= 512 => cfg.dns.udp_payload = n,
-            _ => errors.push(at(
-                v.span(),
-                format!("dns.udp_payload: {} is out of range", v.get_ref()),
-                Some("use 512..=65535; 1232 avoids IP fragmentation"),
-            )),
+        let hint = "use 512..=65535; 1232 avoids IP fragmentation";
+        let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
+        if let Some(n) = in_range(&v, 512..=65535, "dns.udp_payload", hint, &mut report) {
+            cfg.dns.udp_payload = n as u16;
         }
     }
     if let Some(v) = raw.dns.udp_workers {
-        match usize::try_from(*v.get_ref()) {
-            Ok(n) if n <= 256 => cfg.dns.udp_workers = n,
-            _ => errors.push(at(
-                v.span(),
-                format!("dns.udp_workers: {} is out of range", v.get_ref()),
-                Some("use 0 (one per CPU) up to 256"),
-            )),
+        let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
+        if let Some(n) = in_range(&v, 0..=256, "dns.udp_workers", "use 0 (one per CPU) up to 256", &mut report) {
+            cfg.dns.udp_workers = n as usize;
         }
     }
     if let Some(v) = raw.dns.tcp_idle_timeout {
@@ -245,13 +238,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         }
     }
     if let Some(v) = raw.dns.tcp_max_connections {
-        match usize::try_from(*v.get_ref()) {
-            Ok(n) if n >= 1 => cfg.dns.tcp_max_connections = n,
-            _ => errors.push(at(
-                v.span(),
-                format!("dns.tcp_max_connections: {} is out of range", v.get_ref()),
-                Some("use 1 or more"),
-            )),
+        let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
+        if let Some(n) = in_range(&v, 1..=1_000_000, "dns.tcp_max_connections", "use 1 to 1000000", &mut report) {
+            cfg.dns.tcp_max_connections = n as usize;
         }
     }
     if let Some(list) = raw.dns.transfer_allow {
@@ -314,6 +303,27 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
     // In file order, however the checks happened to run.
     errors.sort_by_key(|e| (e.line, e.col));
     if errors.is_empty() { Ok(cfg) } else { Err(errors) }
+}
+
+/// A number setting checked against `range`: the value, or None after reporting
+/// "`field`: VALUE is out of range" at the value, with `hint`.
+pub(crate) fn in_range<T>(
+    v: &Spanned<T>,
+    range: std::ops::RangeInclusive<T>,
+    field: &str,
+    hint: &str,
+    report: &mut gslb::Report<'_>,
+) -> Option<T>
+where
+    T: PartialOrd + Copy + fmt::Display,
+{
+    let value = *v.get_ref();
+    if range.contains(&value) {
+        Some(value)
+    } else {
+        report(v.span(), format!("{field}: {value} is out of range"), Some(hint));
+        None
+    }
 }
 
 /// `host:port`, with IPv6 hosts in brackets.
