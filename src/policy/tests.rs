@@ -50,20 +50,22 @@ impl GeoLookup for Stub {
     }
 }
 
-/// Region state given in the order us, eu, ap (ids follow the config's sorted table order).
-fn by_name(g: &Gslb, v: [(bool, Option<f64>); 3]) -> Vec<(bool, Option<f64>)> {
-    g.regions.iter().map(|r| v[["us", "eu", "ap"].iter().position(|n| *n == r.name).unwrap()]).collect()
-}
-
-fn run(g: &Gslb, up: [bool; 3], client: &str, rtt: [Option<f64>; 3]) -> Vec<&'static str> {
-    let state = by_name(g, [(up[0], rtt[0]), (up[1], rtt[1]), (up[2], rtt[2])]);
+/// The status for health and RTTs given in the order us, eu, ap (region ids follow the
+/// config's sorted table order, not this one).
+fn status_of(g: &Gslb, up: [bool; 3], rtt: [Option<f64>; 3], prev: Option<&Status>) -> Status {
     let regions = g
         .regions
         .iter()
-        .zip(state)
-        .map(|(r, (is_up, rtt_ms))| RegionStatus { is_up, weight: r.weight, rtt_ms })
+        .map(|r| {
+            let i = ["us", "eu", "ap"].iter().position(|n| *n == r.name).unwrap();
+            RegionStatus { is_up: up[i], weight: r.weight, rtt_ms: rtt[i] }
+        })
         .collect();
-    let status = Status::build(g, regions, None);
+    Status::build(g, regions, prev)
+}
+
+fn run(g: &Gslb, up: [bool; 3], client: &str, rtt: [Option<f64>; 3]) -> Vec<&'static str> {
+    let status = status_of(g, up, rtt, None);
     let mut ctx = Ctx {
         gslb: g,
         service: &g.services[0],
@@ -164,16 +166,6 @@ fn latency_keeps_its_choice_within_the_margin() {
     let g = gslb(
         "[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = \"latency\"\nlatency = { margin_percent = 20, margin_ms = 1 }\n",
     );
-    let status = |rtt: [Option<f64>; 3], prev: Option<&Status>| {
-        let state = by_name(&g, [(true, rtt[0]), (true, rtt[1]), (true, rtt[2])]);
-        let regions = g
-            .regions
-            .iter()
-            .zip(state)
-            .map(|(r, (is_up, rtt_ms))| RegionStatus { is_up, weight: r.weight, rtt_ms })
-            .collect();
-        Status::build(&g, regions, prev)
-    };
     let name = |id: Option<u16>| id.map(|i| g.regions[i as usize].name.clone());
     // (RTTs, expected choice), each status built from the previous one.
     let steps: &[([Option<f64>; 3], &str)] = &[
@@ -185,7 +177,7 @@ fn latency_keeps_its_choice_within_the_margin() {
     ];
     let mut prev: Option<Status> = None;
     for (rtt, want) in steps {
-        let st = status(*rtt, prev.as_ref());
+        let st = status_of(&g, ALL_UP, *rtt, prev.as_ref());
         assert_eq!(name(st.services[0].latency_choice).as_deref(), Some(*want), "{rtt:?}");
         prev = Some(st);
     }
