@@ -53,38 +53,41 @@ wait_http() {
   return 1
 }
 
+# spawn WHAT PIDFILE LOG URL CMD...: start CMD in the background (logging to LOG), record
+# its PID in PIDFILE and in $spawned, and wait until URL answers 200; on failure show LOG
+# and return 1. Not called in $(...): the process must be a child of this shell.
+spawn() {
+  local what=$1 pidfile=$2 log=$3 url=$4; shift 4
+  "$@" >> "$log" 2>&1 < /dev/null &
+  spawned=$!
+  echo "$spawned" > "$pidfile"
+  wait_http "$url" 200 "$spawned" || {
+    warn "$what did not come up ($url); its log ($log):"
+    cat "$log" >&2
+    return 1
+  }
+}
+
 # Starts what is not running of region NAME: its two backends, then its HAProxy. Every
 # process is a child of this shell, so it is reaped and stopped with the demo.
 start_region() {
-  local name=$1 dir="$run/$1" addr=${ip[$1]} i port pid started=()
+  local name=$1 dir="$run/$1" addr=${ip[$1]} i port started=()
   mkdir -p "$dir"
   for i in 1 2; do
     port=${backend_ports[$((i - 1))]}
     if ! alive "$dir/backend-$i.pid" "$name backend-$i" >/dev/null; then
-      python3 "$here/backend.py" "$addr" "$port" "$name backend-$i" >> "$dir/backend-$i.log" 2>&1 < /dev/null &
-      pid=$!
-      echo "$pid" > "$dir/backend-$i.pid"
-      wait_http "http://$addr:$port/" 200 "$pid" || {
-        warn "$name backend-$i did not start on $addr:$port; its log ($dir/backend-$i.log):"
-        cat "$dir/backend-$i.log" >&2
-        return 1
-      }
-      started+=("backend-$i pid $pid")
+      spawn "$name backend-$i" "$dir/backend-$i.pid" "$dir/backend-$i.log" "http://$addr:$port/" \
+        python3 "$here/backend.py" "$addr" "$port" "$name backend-$i" || return 1
+      started+=("backend-$i pid $spawned")
     fi
   done
   if ! alive "$dir/haproxy.pid" "$dir/haproxy.cfg" >/dev/null; then
     sed -e "s/@REGION@/$name/g" -e "s/@LISTEN@/$addr:8080/g" \
       -e "s/@BACKEND1@/$addr:${backend_ports[0]}/g" -e "s/@BACKEND2@/$addr:${backend_ports[1]}/g" \
       "$here/haproxy.cfg.in" > "$dir/haproxy.cfg"
-    haproxy -f "$dir/haproxy.cfg" -db >> "$dir/haproxy.log" 2>&1 < /dev/null &
-    pid=$!
-    echo "$pid" > "$dir/haproxy.pid"
-    wait_http "http://$addr:8080/health" 200 "$pid" || {
-      warn "$name: HAProxy did not get healthy on $addr:8080; its log ($dir/haproxy.log):"
-      cat "$dir/haproxy.log" >&2
-      return 1
-    }
-    started+=("haproxy pid $pid")
+    spawn "$name HAProxy" "$dir/haproxy.pid" "$dir/haproxy.log" "http://$addr:8080/health" \
+      haproxy -f "$dir/haproxy.cfg" -db || return 1
+    started+=("haproxy pid $spawned")
   fi
   if [ ${#started[@]} -gt 0 ]; then
     local IFS=,
