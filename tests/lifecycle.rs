@@ -228,3 +228,30 @@ fn admin_api_off_loopback_without_a_token_is_refused_at_start() {
     assert_eq!(code, Some(2), "{log}");
     assert!(log.contains("admin API on 0.0.0.0:0 (not loopback) without a token"), "{log}");
 }
+
+#[test]
+fn sigterm_answers_tcp_queries_already_sent() {
+    let dir = TempDir::new("termflight");
+    dir.write("svc.test.zone", ZONE);
+    for _ in 0..5 {
+        let mut s = Server::start(&["--zones", dir.path().to_str().unwrap()]);
+        let mut conn = std::net::TcpStream::connect(s.dns).unwrap();
+        conn.set_read_timeout(Some(WAIT)).unwrap();
+        // Three pipelined queries written, then SIGTERM at once: all three are answered.
+        let mut bytes = Vec::new();
+        for _ in 0..3 {
+            let q = hickory_proto::serialize::binary::BinEncodable::to_bytes(&query("www.svc.test.", RecordType::A))
+                .unwrap();
+            bytes.extend_from_slice(&(q.len() as u16).to_be_bytes());
+            bytes.extend_from_slice(&q);
+        }
+        std::io::Write::write_all(&mut conn, &bytes).unwrap();
+        s.signal("TERM");
+        for i in 0..3 {
+            let raw = tcp_read(&mut conn).unwrap_or_else(|| panic!("answer {i} lost at shutdown"));
+            let m = hickory_proto::op::Message::from_vec(&raw).unwrap();
+            assert_eq!(m.answers.len(), 1);
+        }
+        assert_eq!(s.wait_exit(), Some(0));
+    }
+}

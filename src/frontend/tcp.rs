@@ -95,8 +95,11 @@ async fn connection(
     loop {
         let mut len = [0u8; 2];
         // Waiting for the next query is where a connection may be idle and where shutdown
-        // may close it; a query already read is always answered.
+        // may close it. `biased`: a query the client has already sent is read (and answered)
+        // before shutdown is honoured, so SIGTERM never drops one that arrived; shutdown's
+        // grace period bounds how long that can go on.
         tokio::select! {
+            biased;
             r = timeout(limits.idle_timeout, stream.read_exact(&mut len)) => match r {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
