@@ -384,3 +384,15 @@ fn geoip_database_is_reread_on_reload_and_bad_ones_are_clear_errors() {
     assert_eq!(code, Some(2));
     assert!(log.contains("geo.mmdb"), "{log}");
 }
+
+#[test]
+fn ipv4_mapped_ecs_addresses_count_as_ipv4() {
+    let s = server();
+    // ::ffff:81.2.69.0/120 is the GB network 81.2.69.0/24 written as IPv6.
+    let r = udp(s.dns, &with_edns(query("geo.svc.test.", RecordType::A), 1232, Some("::ffff:81.2.69.0/120")));
+    assert_eq!(addresses(&r), ["192.0.2.12"], "placed in GB like 81.2.69.0/24");
+    assert_eq!(scope(&r), Some(120), "the scope is in the family the resolver used");
+    let r = udp(s.dns, &with_edns(query("sticky.svc.test.", RecordType::A), 1232, Some("::ffff:10.7.7.0/120")));
+    let v4 = udp(s.dns, &with_edns(query("sticky.svc.test.", RecordType::A), 1232, Some("10.7.7.0/24")));
+    assert_eq!(addresses(&r), addresses(&v4), "sticky hashes the mapped address as the IPv4 subnet");
+}
