@@ -207,6 +207,9 @@ impl Control {
         if cfg.dns.listen != inner.cfg.dns.listen || cfg.admin.listen != inner.cfg.admin.listen {
             tracing::warn!("listen addresses changed; the new addresses take effect at the next restart");
         }
+        if (cfg.dns.udp_workers, cfg.dns.udp_steering) != (inner.cfg.dns.udp_workers, inner.cfg.dns.udp_steering) {
+            tracing::warn!("dns.udp_workers or dns.udp_steering changed; the change takes effect at the next restart");
+        }
         inner.prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
         let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow());
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());

@@ -250,7 +250,7 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
         ready.push(frontend::describe(addr, "udp"));
         ready.push(frontend::describe(listener.local_addr()?, "tcp"));
         threads.extend(
-            udp::spawn_workers(udp_socket, workers, state.clone(), shutdown_flag.clone())
+            udp::spawn_workers(udp_socket, workers, cfg.dns.udp_steering, state.clone(), shutdown_flag.clone())
                 .with_context(|| format!("cannot start UDP workers on {addr}"))?,
         );
         let _guard = runtime.enter();
@@ -313,7 +313,7 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
     let zones_count = state.load().zones.len();
     let (dns_ready, admin_ready): (Vec<_>, Vec<_>) = ready.iter().cloned().partition(|r| !r.starts_with("admin="));
     let admin_addrs: Vec<&str> = admin_ready.iter().filter_map(|a| a.strip_prefix("admin=")).collect();
-    tracing::info!(listen = %dns_ready.join(","), admin = %admin_addrs.join(","), zones = zones_count, udp_workers = workers, "serving");
+    tracing::info!(listen = %dns_ready.join(","), admin = %admin_addrs.join(","), zones = zones_count, udp_workers = workers, udp_steering = ?cfg.dns.udp_steering, "serving");
     // The machine-readable line scripts and tests wait for: every socket is bound.
     let mut stdout = std::io::stdout().lock();
     let mut line = format!("ready dns={}", dns_ready.join(","));

@@ -84,6 +84,8 @@ pub struct DnsShard {
     /// [transport][rcode][qtype]
     responses: [[[AtomicU64; QTYPES.len()]; RCODES.len()]; 2],
     dropped: AtomicU64,
+    /// Datagrams this UDP worker received (the spread over workers shows steering skew).
+    datagrams: AtomicU64,
 }
 
 impl DnsShard {
@@ -92,7 +94,13 @@ impl DnsShard {
             index,
             responses: std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))),
             dropped: AtomicU64::new(0),
+            datagrams: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a batch of `n` datagrams received by a UDP worker (one add per batch).
+    pub fn received(&self, n: usize) {
+        self.datagrams.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Counts one response sent.
@@ -110,6 +118,14 @@ impl DnsShard {
 /// The shard for worker `i` (UDP workers count from 0; the TCP server uses the last shard).
 pub fn dns_shard(i: usize) -> &'static DnsShard {
     &REGISTRY.dns[i % SHARDS]
+}
+
+/// UDP workers per listen address, for rendering the per-worker series (every worker gets
+/// one, including those that received nothing).
+static UDP_WORKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn set_udp_workers(n: usize) {
+    UDP_WORKERS.fetch_max(n.min(SHARDS - 1), Ordering::Relaxed);
 }
 
 pub fn tcp_shard() -> &'static DnsShard {
@@ -217,6 +233,18 @@ pub fn render() -> String {
     let _ =
         writeln!(out, "# HELP gslbd_dns_dropped_total Packets dropped without an answer (too short, or a response).");
     let _ = writeln!(out, "# TYPE gslbd_dns_dropped_total counter\ngslbd_dns_dropped_total {dropped}");
+    let _ = writeln!(
+        out,
+        "# HELP gslbd_udp_worker_datagrams_total UDP datagrams received, by worker thread (all listen addresses)."
+    );
+    let _ = writeln!(out, "# TYPE gslbd_udp_worker_datagrams_total counter");
+    for (i, shard) in REGISTRY.dns.iter().take(UDP_WORKERS.load(Ordering::Relaxed)).enumerate() {
+        let _ = writeln!(
+            out,
+            "gslbd_udp_worker_datagrams_total{{worker=\"{i}\"}} {}",
+            shard.datagrams.load(Ordering::Relaxed)
+        );
+    }
 
     let _ = writeln!(
         out,

@@ -66,9 +66,24 @@ pub struct Dns {
     pub udp_payload: u16,
     /// UDP worker threads per listen address; 0 means one per CPU.
     pub udp_workers: usize,
+    /// How datagrams are spread over the UDP workers.
+    pub udp_steering: UdpSteering,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub transfer_allow: Vec<IpNet>,
+}
+
+/// `dns.udp_steering`: which UDP worker (each has its own socket, SO_REUSEPORT) gets a
+/// datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpSteering {
+    /// The kernel's default: a hash of the client's address and port. Even over the workers
+    /// whatever the network card does.
+    Hash,
+    /// The worker of the CPU that received the datagram, so it is answered where its data
+    /// is already in cache and without waking a thread on another CPU. Even over the workers
+    /// only if receive work is spread over the CPUs (multi-queue NIC with RSS, or RPS).
+    Cpu,
 }
 
 impl Default for Dns {
@@ -77,6 +92,7 @@ impl Default for Dns {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 53)), SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 53))],
             udp_payload: 1232,
             udp_workers: 0,
+            udp_steering: UdpSteering::Hash,
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 1024,
             transfer_allow: Vec::new(),
@@ -145,6 +161,7 @@ struct RawDns {
     listen: Option<Vec<Spanned<String>>>,
     udp_payload: Option<Spanned<i64>>,
     udp_workers: Option<Spanned<i64>>,
+    udp_steering: Option<Spanned<String>>,
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<i64>>,
     transfer_allow: Option<Vec<Spanned<String>>>,
@@ -225,6 +242,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
         if let Some(n) = in_range(&v, 0..=256, "dns.udp_workers", "use 0 (one per CPU) up to 256", &mut report) {
             cfg.dns.udp_workers = n as usize;
+        }
+    }
+    if let Some(v) = raw.dns.udp_steering {
+        match v.get_ref().as_str() {
+            "hash" => cfg.dns.udp_steering = UdpSteering::Hash,
+            "cpu" => cfg.dns.udp_steering = UdpSteering::Cpu,
+            other => errors.push(at(
+                v.span(),
+                format!("dns.udp_steering: {other:?} is not a choice"),
+                Some("use \"hash\" (the default) or \"cpu\""),
+            )),
         }
     }
     if let Some(v) = raw.dns.tcp_idle_timeout {

@@ -3,6 +3,10 @@
 //! blocking loop with its own buffers: receive a batch (recvmmsg), answer each datagram,
 //! send the batch (sendmmsg). No task spawn, no channel hop, no allocation per datagram, and
 //! under load one system call per batch rather than two per query.
+//!
+//! Which worker gets a datagram is the kernel's choice: by default a hash of the client's
+//! address and port; with `dns.udp_steering = "cpu"` a small BPF program picks the worker
+//! that belongs to the CPU that received the datagram ([`steering_program`]).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -15,6 +19,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Reply, respond};
+use crate::config::UdpSteering;
 use crate::resolve::Transport;
 use crate::state::SharedState;
 
@@ -43,6 +48,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
 pub fn spawn_workers(
     first: UdpSocket,
     workers: usize,
+    steering: UdpSteering,
     state: SharedState,
     shutdown: Arc<AtomicBool>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
@@ -51,6 +57,18 @@ pub fn spawn_workers(
     for _ in 1..workers.max(1) {
         sockets.push(bind(addr)?);
     }
+    if steering == UdpSteering::Cpu {
+        // The program belongs to the socket group; every socket is bound, so the worker
+        // indices it returns are the sockets' places in the group (the order of binding).
+        let cpus = allowed_cpus()?;
+        attach_steering(&sockets[0], &steering_program(&cpus, sockets.len())).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("dns.udp_steering = \"cpu\": the kernel refused the steering program: {e}"),
+            )
+        })?;
+    }
+    crate::metrics::set_udp_workers(sockets.len());
     let mut handles = Vec::new();
     for (i, socket) in sockets.into_iter().enumerate() {
         let state = state.clone();
@@ -62,6 +80,64 @@ pub fn spawn_workers(
         );
     }
     Ok(handles)
+}
+
+/// The CPUs this process may run on (its affinity mask: taskset, cgroup cpusets), in order.
+fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes at most size_of::<cpu_set_t>() bytes into `set`.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: CPU_ISSET only reads `set` within CPU_SETSIZE.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
+/// setsockopt(2) option number of SO_ATTACH_REUSEPORT_CBPF (linux/asm-generic/socket.h; the
+/// libc crate does not export it for every target).
+#[cfg(not(target_arch = "sparc64"))]
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+#[cfg(target_arch = "sparc64")]
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 0x35;
+
+/// A classic BPF program for SO_ATTACH_REUSEPORT_CBPF: the index of the socket (worker) that
+/// owns the CPU running it, i.e. the CPU that received the datagram. The allowed CPUs are
+/// dealt to the workers in turn (CPUs [0, 1, 2, 3] over 2 workers: 0→0, 1→1, 2→0, 3→1). A CPU
+/// not in the list gets an index past the last socket, and the kernel falls back to its hash.
+fn steering_program(cpus: &[usize], workers: usize) -> Vec<libc::sock_filter> {
+    const fn insn(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+        libc::sock_filter { code: code as u16, jt, jf, k }
+    }
+    // A program has at most 4096 instructions (BPF_MAXINSNS): two per CPU, two more.
+    const MAX_CPUS: usize = 2000;
+    let mut prog =
+        vec![insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32)];
+    for (i, &cpu) in cpus.iter().take(MAX_CPUS).enumerate() {
+        // if A == cpu, return its worker; else skip the return
+        prog.push(insn(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, cpu as u32));
+        prog.push(insn(libc::BPF_RET | libc::BPF_K, 0, 0, (i % workers.max(1)) as u32));
+    }
+    prog.push(insn(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX));
+    prog
+}
+
+fn attach_steering(socket: &UdpSocket, program: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+    // SAFETY: `fprog` points at `program`, alive for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn serve(
@@ -88,6 +164,7 @@ fn serve(
                 continue;
             }
         };
+        counters.received(received);
         // One snapshot load per batch: queries of one batch see the same data.
         let snap = state.load();
         batch.answer(received, &snap, counters);
@@ -255,5 +332,53 @@ fn peer_ip(sa: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<IpAddr> 
             Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a steering program the way the kernel would for a datagram on `cpu`.
+    fn run(prog: &[libc::sock_filter], cpu: u32) -> u32 {
+        let mut a = 0;
+        let mut pc = 0;
+        loop {
+            let i = prog[pc];
+            match u32::from(i.code) {
+                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
+                    assert_eq!(i.k, (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32);
+                    a = cpu;
+                }
+                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
+                    pc += usize::from(if a == i.k { i.jt } else { i.jf });
+                }
+                c if c == libc::BPF_RET | libc::BPF_K => return i.k,
+                c => panic!("unexpected instruction {c:#x}"),
+            }
+            pc += 1;
+        }
+    }
+
+    #[test]
+    fn steering_deals_the_allowed_cpus_to_the_workers_in_turn() {
+        let prog = steering_program(&[0, 1, 2, 3], 2);
+        assert_eq!([0, 1, 2, 3].map(|c| run(&prog, c)), [0, 1, 0, 1]);
+        // A cpuset with gaps: its CPUs, in order, not the CPU numbers, pick the worker.
+        let prog = steering_program(&[4, 6, 9], 3);
+        assert_eq!([4, 6, 9].map(|c| run(&prog, c)), [0, 1, 2]);
+        // A CPU outside the set: an index past the sockets, so the kernel hashes instead.
+        assert_eq!(run(&prog, 5), u32::MAX);
+        // More workers than CPUs: the extra workers get only hashed traffic (none here).
+        assert_eq!(run(&steering_program(&[0], 4), 0), 0);
+    }
+
+    #[test]
+    fn steering_program_fits_the_kernel_limit_on_huge_machines() {
+        let cpus: Vec<usize> = (0..4096).collect();
+        let prog = steering_program(&cpus, 64);
+        assert!(prog.len() <= 4096, "{}", prog.len());
+        assert_eq!(run(&prog, 1999), 1999 % 64);
+        assert_eq!(run(&prog, 3000), u32::MAX);
     }
 }
