@@ -8,11 +8,13 @@
 # server CPU (cores) and qps per core of server CPU. dnsperf itself needs about
 # one core of the two, so qps/core is the figure to compare.
 #
-# Environment: SECS=10 (per run) REPS=3 SERVERS="gslbd knot nsd gdnsd"
+# Environment: SECS=10 (per run) REPS=3 SERVERS="gslbd gslbd-cpu knot nsd gdnsd"
+#   (gslbd-cpu: gslbd again, with dns.udp_steering = "cpu")
 #   SKIP_GSLBD=1 (leave gslbd out)  GSLBD=target/release/gslbd
 #   GDNSD_DYNA=1 (extra row: gdnsd answering app.example.test from a weighted DYNA)
-#   gslbd also gets a `geo` row: geo.example.test (geo -> nearest) with an ECS option per
-#   query, the client network rotating GB, US, PH over the reps (bench/gslb.toml).
+#   gslbd also gets a `geo` row: geo.example.test (geo -> nearest, bench/gslb.toml), each
+#   query with an ECS option for another client network: 20,000 queries from ~3,700 /24 and
+#   /56 networks on every continent plus unknown ones (bench/ecs-queries.pl, dnsperf -B).
 #   OUT_DIR=bench/results/<timestamp>  DNSPERF_ARGS="-c 8 -q 100 -Q 1000000 -t 1"
 #   QUIET_WAIT=30 QUIET_CORES=0.3 (before each run, wait up to 30 s for other
 #   processes to use less than 0.3 cores; the "other" column shows the noise)
@@ -29,11 +31,11 @@ table() {  # CSV: the medians per server and query set
   local csv=$1 q s
   echo "dnsperf over UDP; $(grep '^settings:' "$(dirname "$csv")/env.txt")"
   echo "medians; cores = server CPU time / wall time; other = cores used by other processes (noise)"
-  printf '%-6s %-5s %9s %6s %6s %10s %6s\n' server qset qps lost cores qps/core other
+  printf '%-9s %-5s %9s %6s %6s %10s %6s\n' server qset qps lost cores qps/core other
   for q in www nx dyna geo; do
     for s in $(tail -n +2 "$csv" | cut -d, -f2 | awk '!seen[$0]++'); do
       grep -q ",$s,$q," "$csv" || continue
-      printf '%-6s %-5s %9.0f %6.0f %6.2f %10.0f %6.2f\n' "$s" "$q" \
+      printf '%-9s %-5s %9.0f %6.0f %6.2f %10.0f %6.2f\n' "$s" "$q" \
         "$(col "$csv" $s $q 4)" "$(col "$csv" $s $q 5)" "$(col "$csv" $s $q 6)" "$(col "$csv" $s $q 7)" "$(col "$csv" $s $q 8)"
     done
   done
@@ -42,18 +44,18 @@ if [ "${1:-}" = --table ]; then table "$2/runs.csv"; exit; fi   # re-print an ol
 
 SECS=${SECS:-10}
 REPS=${REPS:-3}
-SERVERS=${SERVERS:-"gslbd knot nsd gdnsd"}
-[ "${SKIP_GSLBD:-0}" = 1 ] && SERVERS=$(echo " $SERVERS " | sed 's/ gslbd / /; s/^ *//; s/ *$//')
+SERVERS=${SERVERS:-"gslbd gslbd-cpu knot nsd gdnsd"}
+[ "${SKIP_GSLBD:-0}" = 1 ] && SERVERS=$(echo " $SERVERS " | sed 's/ gslbd / /; s/ gslbd-cpu / /; s/^ *//; s/ *$//')
 GDNSD_DYNA=${GDNSD_DYNA:-1}
 [[ " $SERVERS " == *" gdnsd "* ]] || GDNSD_DYNA=0
 OUT_DIR=${OUT_DIR:-$BENCH/results/$(date +%Y%m%d-%H%M%S)}
 ZONES=$BENCH/zones
 
-if [[ " $SERVERS " == *" gslbd "* ]] && [ ! -x "$GSLBD" ]; then
+if [[ " $SERVERS " == *" gslbd"* ]] && [ ! -x "$GSLBD" ]; then
   die "no gslbd binary at $GSLBD: run 'cargo build --release', set GSLBD=path, or SKIP_GSLBD=1"
 fi
 pkgs="dnsperf bind9-dnsutils"
-for s in $SERVERS; do case $s in knot|nsd|gdnsd) pkgs="$pkgs $s";; gslbd) ;; *) die "unknown server $s";; esac; done
+for s in $SERVERS; do case $s in knot|nsd|gdnsd) pkgs="$pkgs $s";; gslbd|gslbd-cpu) ;; *) die "unknown server $s";; esac; done
 install_pkgs $pkgs
 
 RUN=$(mktemp -d /tmp/gslbd-bench.XXXXXX)
@@ -68,12 +70,13 @@ start_server() {
   port=$(free_port 5350); PORT[$s]=$port
   mkdir -p "$dir"
   case $s in
-    gslbd)
+    gslbd|gslbd-cpu)
       render "$BENCH/gslb.toml" "$dir/gslbd.toml" ZONES="$ZONES" GEOIP="$BENCH/../geoip/test-city.mmdb"
-      start gslbd "$dir/gslbd.log" "$GSLBD" --config "$dir/gslbd.toml" --listen "$HOST:$port"
+      [ "$s" = gslbd-cpu ] && printf '\n[dns]\nudp_steering = "cpu"\n' >> "$dir/gslbd.toml"
+      start "$s" "$dir/gslbd.log" "$GSLBD" --config "$dir/gslbd.toml" --listen "$HOST:$port"
       t0=$(date +%s)
       until grep -q '^ready dns=' "$dir/gslbd.log"; do
-        kill -0 "${PID[gslbd]}" 2>/dev/null || { tail -5 "$dir/gslbd.log" >&2; die "gslbd exited without printing 'ready' (log: $dir/gslbd.log)"; }
+        kill -0 "${PID[$s]}" 2>/dev/null || { tail -5 "$dir/gslbd.log" >&2; die "gslbd exited without printing 'ready' (log: $dir/gslbd.log)"; }
         [ $(($(date +%s) - t0)) -lt "$START_TIMEOUT" ] || die "gslbd printed no 'ready' line within ${START_TIMEOUT}s"
         sleep 0.1
       done ;;
@@ -116,12 +119,16 @@ verify() {
       for i in $(seq 30); do dig +short @"$HOST" -p "$port" app.example.test A; done | sort | uniq -c
     fi
   } >> "$OUT_DIR/verify.txt"
-  if [ "$s" = gslbd ]; then
+  if [[ $s == gslbd* ]]; then
     # The geo service: each test client subnet must get its continent's region.
     for pair in 81.2.69.0/24=192.0.2.22 216.160.83.0/24=192.0.2.21 202.196.224.0/24=192.0.2.23; do
       [ "$(dig +short @"$HOST" -p "$port" geo.example.test A +subnet="${pair%=*}")" = "${pair#*=}" ] || ok=0
     done
-    echo "gslbd geo.example.test for 81.2.69.0/24: $(dig +short @"$HOST" -p "$port" geo.example.test A +subnet=81.2.69.0/24)" >> "$OUT_DIR/verify.txt"
+    # Clients on no continent of the map go to the nearest region, unknown ones to the default.
+    for pair in 41.0.7.0/24=192.0.2.23 200.160.0.0/24=192.0.2.21 198.18.5.0/24=192.0.2.21; do
+      [ "$(dig +short @"$HOST" -p "$port" geo.example.test A +subnet="${pair%=*}")" = "${pair#*=}" ] || ok=0
+    done
+    echo "$s geo.example.test for 81.2.69.0/24: $(dig +short @"$HOST" -p "$port" geo.example.test A +subnet=81.2.69.0/24)" >> "$OUT_DIR/verify.txt"
   fi
   [ $ok = 1 ] || die "$s gave a wrong answer (see $OUT_DIR/verify.txt)"
 }
@@ -129,10 +136,7 @@ verify() {
 # ----------------------------------------------------------------- main
 echo "www.example.test A" > "$RUN/www.txt"
 echo "app.example.test A" > "$RUN/dyna.txt"
-echo "geo.example.test A" > "$RUN/geo.txt"
-# ECS options for the geo query set, one client network per rep: GB, US, PH (RFC 7871:
-# family 1, source /24, scope 0, three address octets).
-GEO_ECS=(00011800510245 00011800d8a053 00011800cac4e0)
+perl "$BENCH/ecs-queries.pl" geo.example.test 20000 "$RUN/geo.bin" || die "could not write the geo query set"
 nx_queries "$RUN/nx.txt" example.test
 { machine_info; echo "settings: SECS=$SECS REPS=$REPS SERVERS='$SERVERS' GDNSD_DYNA=$GDNSD_DYNA DNSPERF_ARGS='$DNSPERF_ARGS'"; } > "$OUT_DIR/env.txt"
 
@@ -148,9 +152,10 @@ echo "rep,server,qset,qps,lost,cores,qps_per_core,other_cores" > "$CSV"
 # with the least noise is kept.
 NOISY_RETRIES=${NOISY_RETRIES:-1}
 one() {
-  local r best="" try
+  local r best="" try qf=$RUN/$3.txt
+  [ -e "$RUN/$3.bin" ] && qf=$RUN/$3.bin   # binary query set (dnsperf -B)
   for try in $(seq 0 "$NOISY_RETRIES"); do
-    r=$(perf "$2" "${PORT[$2]}" "$RUN/$3.txt" "$SECS" "$OUT_DIR/logs/$2-$3-$1-$try.txt") || exit 1
+    r=$(perf "$2" "${PORT[$2]}" "$qf" "$SECS" "$OUT_DIR/logs/$2-$3-$1-$try.txt") || exit 1
     log "rep $1 $2 $3 try $try: qps lost cores qps/core other = $r"
     if [ -z "$best" ] || awk -v a="${r##* }" -v b="${best##* }" 'BEGIN { exit !(a < b) }'; then best=$r; fi
     awk -v o="${best##* }" -v q="$QUIET_CORES" 'BEGIN { exit !(o < q) }' && break
@@ -162,9 +167,9 @@ for rep in $(seq "$REPS"); do
     for s in $SERVERS; do one "$rep" "$s" "$q"; done
   done
   [ "$GDNSD_DYNA" = 1 ] && one "$rep" gdnsd dyna
-  if [[ " $SERVERS " == *" gslbd "* ]]; then
-    DNSPERF_ARGS="$BASE_DNSPERF_ARGS -E 8:${GEO_ECS[$(((rep - 1) % 3))]}" one "$rep" gslbd geo
-  fi
+  for s in $SERVERS; do
+    if [[ $s == gslbd* ]]; then DNSPERF_ARGS="$BASE_DNSPERF_ARGS -B" one "$rep" "$s" geo; fi
+  done
 done
 stop_all
 
