@@ -111,3 +111,16 @@ fn a_bad_steering_value_is_a_config_error_with_its_line() {
     assert!(log.contains("gslbd.toml:3:"), "{log}");
     assert!(log.contains("dns.udp_steering: \"round-robin\" is not a choice"), "{log}");
 }
+
+#[test]
+fn a_steering_change_on_reload_waits_for_a_restart_and_says_so() {
+    let dir = TempDir::new("steer");
+    let s = Server::start(&["--config", &config(&dir, "hash")]);
+    config(&dir, "cpu");
+    s.signal("HUP");
+    s.wait_log("dns.udp_workers or dns.udp_steering changed; the change takes effect at the next restart");
+    // Still answering, still hashing: 40 clients from one CPU reach both workers.
+    ask_from_cpu(&s, allowed_cpus()[0], 40, 1);
+    let counts = per_worker(&s);
+    assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+}
