@@ -15,7 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 
 use gslbd::admin;
-use gslbd::config::Config;
+use gslbd::config::{Config, UdpSteering};
 use gslbd::control::Control;
 use gslbd::frontend::{self, tcp, udp};
 use gslbd::geoip;
@@ -242,6 +242,16 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
     let limits = tcp::Limits { idle_timeout: cfg.dns.tcp_idle_timeout, max_connections: cfg.dns.tcp_max_connections };
     let permits = Arc::new(Semaphore::new(limits.max_connections));
 
+    if cfg.dns.udp_steering == UdpSteering::Cpu && workers > 1 {
+        for iface in udp::unspread_interfaces(Path::new("/sys/class/net")) {
+            tracing::warn!(
+                interface = %iface,
+                "dns.udp_steering = \"cpu\": {iface} has one receive queue and no RPS, so every datagram it \
+                 brings goes to one UDP worker; use \"hash\", or turn on RPS \
+                 (/sys/class/net/{iface}/queues/rx-0/rps_cpus)"
+            );
+        }
+    }
     let mut threads = Vec::new();
     let mut ready = Vec::new();
     let mut tcp_tasks = Vec::new();

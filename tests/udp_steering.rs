@@ -77,6 +77,14 @@ fn cpu_steering_sends_each_datagram_to_the_worker_of_its_cpu() {
     let dir = TempDir::new("steer");
     let s = Server::start(&["--config", &config(&dir, "cpu")]);
     assert_eq!(per_worker(&s), vec![0, 0]);
+    // A card that cannot spread its receive work is named at start (this machine's own).
+    let unspread = gslbd::frontend::udp::unspread_interfaces(std::path::Path::new("/sys/class/net"));
+    for iface in &unspread {
+        s.wait_log(&format!("{iface} has one receive queue and no RPS"));
+    }
+    if unspread.is_empty() {
+        assert!(!s.log().contains("has one receive queue"), "{}", s.log());
+    }
     // The allowed CPUs are dealt to the workers in turn: the first to worker 0, the second
     // to worker 1. With one CPU only, worker 0 takes everything.
     let cpus = allowed_cpus();

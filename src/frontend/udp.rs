@@ -82,6 +82,33 @@ pub fn spawn_workers(
     Ok(handles)
 }
 
+/// Network cards whose receive work is not spread over the CPUs: one receive queue and no
+/// RPS. With `udp_steering = "cpu"` every datagram they bring goes to one worker. Reads
+/// `net` (`/sys/class/net`); only devices (`<if>/device` exists) count: virtual interfaces
+/// (veth, bridges, tunnels) deliver on the CPU that handled the real card.
+pub fn unspread_interfaces(net: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(net) else { return Vec::new() };
+    let mut found: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("device").exists())
+        .filter_map(|e| {
+            let queues: Vec<_> = std::fs::read_dir(e.path().join("queues"))
+                .ok()?
+                .filter_map(Result::ok)
+                .filter(|q| q.file_name().to_string_lossy().starts_with("rx-"))
+                .collect();
+            // A mask like "0", "00000000,00000003": any CPU set means RPS is on.
+            let rps = queues.iter().any(|q| {
+                std::fs::read_to_string(q.path().join("rps_cpus"))
+                    .is_ok_and(|m| m.trim().chars().any(|c| c.is_ascii_hexdigit() && c != '0'))
+            });
+            (queues.len() == 1 && !rps).then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 /// The CPUs this process may run on (its affinity mask: taskset, cgroup cpusets), in order.
 fn allowed_cpus() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
@@ -371,6 +398,27 @@ mod tests {
         assert_eq!(run(&prog, 5), u32::MAX);
         // More workers than CPUs: the extra workers get only hashed traffic (none here).
         assert_eq!(run(&steering_program(&[0], 4), 0), 0);
+    }
+
+    #[test]
+    fn single_queue_cards_without_rps_are_found() {
+        let net = crate::testutil::TempDir::new("net");
+        // one queue, no RPS: found
+        net.write("eth0/device/vendor", "0x1af4\n");
+        net.write("eth0/queues/rx-0/rps_cpus", "00000000,00000000\n");
+        net.write("eth0/queues/tx-0/xps_cpus", "1\n");
+        // two queues
+        net.write("eth1/device/vendor", "0x8086\n");
+        net.write("eth1/queues/rx-0/rps_cpus", "0\n");
+        net.write("eth1/queues/rx-1/rps_cpus", "0\n");
+        // one queue with RPS on
+        net.write("eth2/device/vendor", "0x1af4\n");
+        net.write("eth2/queues/rx-0/rps_cpus", "00000000,00000003\n");
+        // virtual: no device
+        net.write("veth9/queues/rx-0/rps_cpus", "0\n");
+        net.write("lo/queues/rx-0/rps_cpus", "0\n");
+        assert_eq!(unspread_interfaces(net.path()), ["eth0"]);
+        assert!(unspread_interfaces(&net.path().join("missing")).is_empty());
     }
 
     #[test]
