@@ -132,3 +132,18 @@ fn a_steering_change_on_reload_waits_for_a_restart_and_says_so() {
     let counts = per_worker(&s);
     assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
 }
+
+#[test]
+fn cpu_steering_with_more_workers_than_cpus_says_which_get_nothing() {
+    let dir = TempDir::new("steer");
+    let cpus = allowed_cpus().len();
+    let text = format!(
+        "[dns]\nudp_workers = {}\nudp_steering = \"cpu\"\n\n[zones]\ndirectory = \"{}\"\n",
+        cpus + 1,
+        test_zones().display()
+    );
+    let path = dir.write("gslbd.toml", &text);
+    let s = Server::start(&["--config", path.to_str().unwrap()]);
+    s.wait_log(&format!("more UDP workers than CPUs gslbd may run on; workers {cpus} and up will get no datagrams"));
+    assert_eq!(per_worker(&s).len(), cpus + 1);
+}

@@ -6,7 +6,7 @@
 //!
 //! Which worker gets a datagram is the kernel's choice: by default a hash of the client's
 //! address and port; with `dns.udp_steering = "cpu"` a small BPF program picks the worker
-//! that belongs to the CPU that received the datagram ([`steering_program`]).
+//! that belongs to the CPU that received the datagram (`steering_program`).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -61,6 +61,15 @@ pub fn spawn_workers(
         // The program belongs to the socket group; every socket is bound, so the worker
         // indices it returns are the sockets' places in the group (the order of binding).
         let cpus = allowed_cpus()?;
+        if sockets.len() > cpus.len() {
+            tracing::warn!(
+                workers = sockets.len(),
+                cpus = cpus.len(),
+                "dns.udp_steering = \"cpu\": more UDP workers than CPUs gslbd may run on; workers {} and up \
+                 will get no datagrams (set dns.udp_workers = 0 for one per CPU)",
+                cpus.len()
+            );
+        }
         attach_steering(&sockets[0], &steering_program(&cpus, sockets.len())).map_err(|e| {
             io::Error::new(
                 e.kind(),
