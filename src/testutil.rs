@@ -1,4 +1,4 @@
-//! Helpers for the library's unit tests.
+//! Helpers for the library's unit tests; `tests/common` includes this file too.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
