@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
 const INTERVAL: Duration = Duration::from_millis(200);
 const TIMEOUT: Duration = Duration::from_millis(150);
@@ -40,6 +41,8 @@ enum Mode {
     Hang = 2,
     /// 200 and 503 alternately, per connection.
     Flap = 3,
+    /// 200 OK after 60 ms: a region far away.
+    Slow = 4,
 }
 
 /// An HTTP health endpoint on a loopback port, switchable between modes, that counts the
@@ -82,6 +85,10 @@ impl Endpoint {
                     2 => {
                         hung.push(s);
                         continue;
+                    }
+                    4 => {
+                        std::thread::sleep(Duration::from_millis(60));
+                        "200 OK"
                     }
                     _ if count % 2 == 0 => "200 OK",
                     _ => "503 Service Unavailable",
@@ -585,4 +592,38 @@ fn https_checks_verify_certificates_as_configured() {
     assert!(value("gslbd_probe_duration_seconds_count{region=\"insecure\"}") >= 1.0, "{metrics}");
     assert_eq!(value("gslbd_health_transitions_total{region=\"wrong-name\",to=\"unhealthy\"}"), 1.0, "{metrics}");
     assert_eq!(value("gslbd_health_transitions_total{region=\"own-ca\",to=\"healthy\"}"), 1.0, "{metrics}");
+}
+
+/// The latency policy on the real prober: the answer is the region whose health endpoint
+/// answers fastest, it follows when the RTTs change by more than the margin, and it stays
+/// put while they differ by less (noise). With no margin the last step flaps.
+#[test]
+fn latency_answers_the_fastest_region_and_holds_it_through_noise() {
+    let primary = Endpoint::start(Mode::Slow);
+    let backup = Endpoint::start(Mode::Up);
+    let mut text = config(
+        "",
+        &[
+            ("primary", PRIMARY, "1", Some(http_check(&primary.url()))),
+            ("backup", BACKUP, "1", Some(http_check(&backup.url()))),
+        ],
+    );
+    text = text.replace("policy = \"failover\"", "policy = \"latency\"");
+    text.push_str("[services.\"app.svc.test\".latency]\nmargin_ms = 20\n");
+    let s = start(&text);
+    wait_answer(&s.server, &[BACKUP], WAIT);
+    // The choice does not depend on the client: ECS scope 0.
+    let r = udp(s.server.dns, &with_edns(query("app.svc.test.", RecordType::A), 1232, Some("81.2.69.0/24")));
+    let scope = match r.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
+        Some(EdnsOption::Subnet(cs)) => Some(cs.scope_prefix()),
+        _ => None,
+    };
+    assert_eq!(scope, Some(0), "{r:?}");
+    // The near region becomes far and the far one near: the answer follows.
+    primary.set(Mode::Up);
+    backup.set(Mode::Slow);
+    wait_answer(&s.server, &[PRIMARY], WAIT);
+    // Both near: their RTTs differ by noise, well under the 20 ms margin; no flapping.
+    backup.set(Mode::Up);
+    hold_answer(&s.server, &[PRIMARY], Duration::from_secs(2));
 }
