@@ -480,8 +480,8 @@ mod tests {
         let start = std::time::Instant::now();
         let outcome = run_http(http(&format!("http://{addr}/"))).await;
         assert_eq!(outcome, ProbeOutcome::Fail(FailReason::Timeout(TIMEOUT)));
-        assert!(start.elapsed() < TIMEOUT + Duration::from_millis(200), "{:?}", start.elapsed());
-        assert_eq!(outcome.clone(), outcome);
+        let took = start.elapsed();
+        assert!(took >= TIMEOUT && took < TIMEOUT + Duration::from_millis(200), "{took:?}");
         assert_eq!(FailReason::Timeout(TIMEOUT).to_string(), "timeout after 300ms");
         drop(held);
     }
