@@ -318,20 +318,45 @@ fn all_down_modes_fail_open_fallback_nodata_servfail() {
     let (rc, a, _, auth) = all("nodata.svc.test.");
     assert_eq!((rc, a.len(), auth), (ResponseCode::NoError, 0, 1), "NODATA with the SOA");
     assert_eq!(all("servfail.svc.test.").0, ResponseCode::ServFail);
-    // Each transition was logged once and counted.
-    s.wait_log("service mode");
-    let metrics = http(admin, "GET", "/metrics", None, None).1;
-    assert!(metrics.contains("gslbd_service_mode{service=\"servfail.svc.test.\",mode=\"all-down\"} 1"), "{metrics}");
-    assert!(
-        metrics.contains("gslbd_service_mode_changes_total{service=\"failopen.svc.test.\",mode=\"fail-open\"} 1"),
-        "{metrics}"
-    );
+    // Each transition was logged once and counted, however many queries and status
+    // rebuilds came after it: 50 more queries per service, and one more rebuild (a force
+    // to the state solo-b is already in).
+    for _ in 0..50 {
+        for name in ["failopen.svc.test.", "fallback.svc.test.", "nodata.svc.test.", "servfail.svc.test."] {
+            all(name);
+        }
+    }
+    http(admin, "POST", "/v1/regions/solo-b/force", OPS, Some(r#"{"state": "down"}"#));
+    all("nodata.svc.test.");
+    let mode_lines = |service: &str, to: &str| {
+        s.log()
+            .lines()
+            .filter(|l| {
+                l.contains("service mode")
+                    && l.contains(&format!("service={service}"))
+                    && l.contains(&format!("to=\"{to}\""))
+            })
+            .count()
+    };
+    s.wait_log("to=\"all-down\"");
     let log = s.log();
-    let falls = log
-        .lines()
-        .filter(|l| l.contains("service mode") && l.contains("nodata.svc.test.") && l.contains("all-down"))
-        .count();
-    assert_eq!(falls, 1, "one log line per transition:\n{log}");
+    for (service, to) in [
+        ("failopen.svc.test.", "degraded"),
+        ("failopen.svc.test.", "fail-open"),
+        ("nodata.svc.test.", "all-down"),
+        ("servfail.svc.test.", "all-down"),
+    ] {
+        assert_eq!(mode_lines(service, to), 1, "{service} -> {to}: one log line per transition:\n{log}");
+    }
+    let metrics = http(admin, "GET", "/metrics", None, None).1;
+    for series in [
+        "gslbd_service_mode{service=\"servfail.svc.test.\",mode=\"all-down\"} 1\n",
+        "gslbd_service_mode_changes_total{service=\"failopen.svc.test.\",mode=\"degraded\"} 1\n",
+        "gslbd_service_mode_changes_total{service=\"failopen.svc.test.\",mode=\"fail-open\"} 1\n",
+        "gslbd_service_mode_changes_total{service=\"nodata.svc.test.\",mode=\"all-down\"} 1\n",
+    ] {
+        assert!(metrics.contains(series), "{series}{metrics}");
+    }
     // Back up: normal again.
     http(admin, "POST", "/v1/regions/solo-a/force", OPS, Some(r#"{"state": "auto"}"#));
     assert_eq!(all("fallback.svc.test.").1, ["192.0.2.41"]);
