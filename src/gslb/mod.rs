@@ -71,6 +71,9 @@ pub struct Gslb {
     pub regions: Vec<Region>,
     pub services: Vec<Service>,
     by_name: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    /// Names that exist only because a service is at or below them: the service names'
+    /// ancestors (empty non-terminals, RFC 8020), lowercased wire format.
+    ancestors: std::collections::HashSet<Box<[u8]>, foldhash::fast::RandomState>,
     pub geo: Option<Arc<dyn GeoLookup>>,
     /// `[health] unknown`: whether regions without a verdict yet are answered. Kept here,
     /// with the regions, so a reload that changes it takes effect with the same snapshot.
@@ -167,6 +170,14 @@ impl Gslb {
                     .collect(),
             });
             gslb.by_name.insert(s.name.as_wire().into(), i);
+            let wire = s.name.as_wire();
+            let mut at = 0;
+            while let Some(&len) = wire.get(at).filter(|&&l| l > 0) {
+                at += 1 + usize::from(len);
+                if wire.len() - at > 1 {
+                    gslb.ancestors.insert(wire[at..].into());
+                }
+            }
         }
         if errors.is_empty() { Ok(gslb) } else { Err(errors) }
     }
@@ -178,6 +189,13 @@ impl Gslb {
         }
         let &i = self.by_name.get(qname)?;
         Some((i, &self.services[i]))
+    }
+
+    /// Whether this lowercased wire name exists because of a service: the service's own
+    /// name or an ancestor of one. Such a name gets NODATA for the types the service does not
+    /// answer, never NXDOMAIN, and a wildcard does not cover it.
+    pub fn owns_name(&self, qname: &[u8]) -> bool {
+        !self.by_name.is_empty() && (self.by_name.contains_key(qname) || self.ancestors.contains(qname))
     }
 
     pub fn region_id(&self, name: &str) -> Option<RegionId> {

@@ -116,6 +116,16 @@ pub fn answer<'a>(query: &'a Query<'a>, source: IpAddr, snap: &'a Snapshot) -> A
                         return ans;
                     }
                 }
+                Lookup::NxDomain | Lookup::Wildcard(_) if snap.gslb.owns_name(name.as_wire()) => {
+                    // A service's name or one of its ancestors exists: other types are NODATA
+                    // (RFC 8020), and a wildcard never covers an existing name (RFC 4592).
+                    negative(&mut ans, zone, rcode::NOERROR);
+                    return ans;
+                }
+                Lookup::Wildcard(_) if service_encloses(snap, zone, name.as_wire()) => {
+                    negative(&mut ans, zone, rcode::NXDOMAIN);
+                    return ans;
+                }
                 Lookup::Wildcard(node) => {
                     // Synthesized records carry the name asked for (RFC 4592 section 3.3.1).
                     if node_answer(&mut ans, zone, node, owner, qtype) {
@@ -198,6 +208,25 @@ fn node_answer<'a>(ans: &mut Answer<'a>, zone: &'a Zone, node: &'a Node, owner: 
     }
     negative(ans, zone, rcode::NOERROR);
     true
+}
+
+/// For a name the zone would answer from a wildcard: whether a service's name, or an
+/// ancestor of one, lies between the name and the wildcard's static closest encloser. That
+/// name is then the closest encloser, it has no wildcard child, and the answer is NXDOMAIN
+/// (RFC 4592 section 3.3.1). Only on the wildcard path.
+fn service_encloses(snap: &Snapshot, zone: &Zone, name: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(&len) = name.get(at).filter(|&&l| l > 0) {
+        at += 1 + usize::from(len);
+        let ancestor = &name[at..];
+        if matches!(zone.lookup(ancestor), Lookup::Found(_)) {
+            return false;
+        }
+        if snap.gslb.owns_name(ancestor) {
+            return true;
+        }
+    }
+    false
 }
 
 /// NXDOMAIN or NODATA: the zone's SOA in AUTHORITY with the negative TTL. After a CNAME the
