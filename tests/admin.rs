@@ -308,9 +308,13 @@ fn all_down_modes_fail_open_fallback_nodata_servfail() {
     http(admin, "POST", "/v1/regions/solo-c/force", OPS, Some(r#"{"state": "down"}"#));
     let (_, a, ttl, _) = all("failopen.svc.test.");
     assert_eq!((a, ttl), (vec!["192.0.2.41".to_string(), "192.0.2.42".to_string()], Some(5)));
+    // The same with min_healthy = "50%": 2 of 3 healthy is enough ...
+    assert_eq!(all("minfrac.svc.test.").1, ["192.0.2.41", "192.0.2.42"]);
     // Two down: fewer than min_healthy = 2, so fail open: all three again.
     http(admin, "POST", "/v1/regions/solo-b/force", OPS, Some(r#"{"state": "down"}"#));
     assert_eq!(all("failopen.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"]);
+    // ... 1 of 3 is not.
+    assert_eq!(all("minfrac.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"]);
     // Every region down.
     http(admin, "POST", "/v1/regions/solo-a/force", OPS, Some(r#"{"state": "down"}"#));
     assert_eq!(all("failopen.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"], "fail open, never empty");

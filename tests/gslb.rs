@@ -43,11 +43,12 @@ fn scope(m: &Message) -> Option<u8> {
 }
 
 /// Sends `n` queries built by `make(i)` from one socket, many in flight at a time, and
-/// returns the first address of each answer, counted.
-fn distribution(server: SocketAddr, n: usize, make: impl Fn(usize) -> Message) -> HashMap<String, usize> {
+/// returns the first address of each answer (as sent, not sorted: the region that leads
+/// it), in the order of the queries; "none" for an answer without one.
+fn first_addresses(server: SocketAddr, n: usize, make: impl Fn(usize) -> Message) -> Vec<String> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let mut counts = HashMap::new();
+    let mut firsts = vec![String::new(); n];
     let mut buf = [0u8; 4096];
     let window = 64;
     let mut sent = 0;
@@ -61,7 +62,6 @@ fn distribution(server: SocketAddr, n: usize, make: impl Fn(usize) -> Message) -
         }
         let (len, _) = sock.recv_from(&mut buf).expect("answer within 2 s");
         let r = Message::from_bytes(&buf[..len]).unwrap();
-        // The first address as sent, not sorted: which region leads the answer.
         let first = r
             .answers
             .iter()
@@ -71,8 +71,22 @@ fn distribution(server: SocketAddr, n: usize, make: impl Fn(usize) -> Message) -
                 _ => None,
             })
             .unwrap_or_else(|| "none".into());
-        *counts.entry(first).or_default() += 1;
+        // The id is the query's index mod 2^16; with at most `window` in flight, the latest
+        // query with that id is the one answered.
+        let back = usize::from(((sent - 1) as u16).wrapping_sub(r.metadata.id));
+        let slot = &mut firsts[sent - 1 - back];
+        assert!(slot.is_empty(), "two answers to query {}", r.metadata.id);
+        *slot = first;
         received += 1;
+    }
+    firsts
+}
+
+/// [`first_addresses`], counted.
+fn distribution(server: SocketAddr, n: usize, make: impl Fn(usize) -> Message) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for first in first_addresses(server, n, make) {
+        *counts.entry(first).or_default() += 1;
     }
     counts
 }
@@ -105,6 +119,98 @@ fn failover_answers_the_best_priority() {
     }
     let r = udp(s.dns, &query("failover.svc.test.", RecordType::AAAA));
     assert_eq!(addresses(&r), ["2001:db8::11"]);
+    // Not client dependent: ECS scope 0.
+    let r = udp(s.dns, &with_edns(query("failover.svc.test.", RecordType::A), 1232, Some("81.2.69.0/24")));
+    assert_eq!((addresses(&r), scope(&r)), (vec!["192.0.2.11".to_string()], Some(0)));
+}
+
+#[test]
+fn multivalue_answers_one_region_by_default_rotated() {
+    let s = server();
+    let n = 3000;
+    let firsts = first_addresses(s.dns, n, |_| query("multi1.svc.test.", RecordType::A));
+    for _ in 0..5 {
+        assert_eq!(addresses(&udp(s.dns, &query("multi1.svc.test.", RecordType::A))).len(), 1);
+    }
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for f in &firsts {
+        *counts.entry(f.as_str()).or_default() += 1;
+    }
+    for addr in ["192.0.2.11", "192.0.2.12", "192.0.2.13"] {
+        let c = counts.get(addr).copied().unwrap_or(0);
+        assert!((800..=1200).contains(&c), "{addr}: {c} of {n} ({counts:?})");
+    }
+}
+
+#[test]
+fn nearest_counts_a_regions_bias_as_distance() {
+    let s = server();
+    // far-biased is in Singapore with bias_km = 10000. London: eu-west 0 km against
+    // 10,880 - 10,000 = 880 km, so eu-west. Seattle: eu-west 7,700 km against about
+    // 13,000 - 10,000 = 3,000 km, so far-biased (without the bias, eu-west).
+    expect_regions(&s, "biased.svc.test.", &[("81.2.69.0/24", "192.0.2.12"), ("216.160.83.0/24", "192.0.2.15")], true);
+}
+
+#[test]
+fn services_in_a_second_zone_are_answered_with_its_soa() {
+    let s = server();
+    let r = udp(s.dns, &query("www.other.test.", RecordType::A));
+    assert_eq!((r.metadata.response_code, addresses(&r)), (ResponseCode::NoError, vec!["192.0.2.12".to_string()]));
+    assert!(r.metadata.authoritative);
+    assert_eq!(addresses(&udp(s.dns, &query("api.eu.other.test.", RecordType::A))), ["192.0.2.12"]);
+    // Names that exist through a service: NODATA with the SOA for the types the service does
+    // not answer, never NXDOMAIN, and the zone's wildcard covers neither.
+    for (name, qtype) in [
+        ("www.other.test.", RecordType::MX),
+        ("www.other.test.", RecordType::TXT),
+        ("eu.other.test.", RecordType::A),
+        ("eu.other.test.", RecordType::TXT),
+        ("weighted.svc.test.", RecordType::MX),
+    ] {
+        let r = udp(s.dns, &query(name, qtype));
+        assert_eq!((r.metadata.response_code, r.answers.len()), (ResponseCode::NoError, 0), "{name} {qtype}");
+        let soa = r.authorities.first().map(|a| (a.name.to_ascii(), a.record_type()));
+        let apex = if name.ends_with("svc.test.") { "svc.test." } else { "other.test." };
+        assert_eq!(soa, Some((apex.to_string(), RecordType::SOA)), "{name} {qtype}: {r:?}");
+    }
+    // Other names: the wildcard answers, and below a service name is NXDOMAIN.
+    assert_eq!(udp(s.dns, &query("x.other.test.", RecordType::TXT)).answers.len(), 1);
+    let r = udp(s.dns, &query("x.www.other.test.", RecordType::A));
+    assert_eq!(r.answers.len(), 0);
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+}
+
+/// Issue 3: remove one of 5 regions; only the clients it had move, about 1/5 of 10,000.
+#[test]
+fn sticky_moves_only_the_clients_of_a_failed_region() {
+    let s = server();
+    let n = 10_000;
+    // 10,000 client subnets: 10.0.0.0/24 .. 10.39.15.0/24.
+    let ask = |i: usize| {
+        let ecs = format!("10.{}.{}.0/24", i / 256, i % 256);
+        with_edns(query("sticky5.svc.test.", RecordType::A), 1232, Some(&ecs))
+    };
+    let before = first_addresses(s.dns, n, ask);
+    let (code, body) =
+        http(s.admin.unwrap(), "POST", "/v1/regions/st3/force", Some("test-token-ops"), Some(r#"{"state": "down"}"#));
+    assert_eq!(code, 200, "{body}");
+    let after = first_addresses(s.dns, n, ask);
+    let mut moved: HashMap<&str, usize> = HashMap::new();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        if b == "192.0.2.103" {
+            assert_ne!(a, "192.0.2.103", "subnet {i} still on the failed region");
+            *moved.entry(a.as_str()).or_default() += 1;
+        } else {
+            assert_eq!(a, b, "subnet {i} moved though its region is up");
+        }
+    }
+    let total: usize = moved.values().sum();
+    assert!((1700..=2300).contains(&total), "{total} of {n} subnets moved, expected about 2000");
+    // They spread over the four regions left, about 500 each.
+    for r in ["192.0.2.101", "192.0.2.102", "192.0.2.104", "192.0.2.105"] {
+        let m = moved.get(r).copied().unwrap_or(0);
+        assert!((350..=650).contains(&m), "{r} took {m} of the {total} moved ({moved:?})");
+    }
 }
 
 #[test]
