@@ -334,6 +334,24 @@ fn config_errors_name_the_line_and_field() {
         "{err}"
     );
     assert!(err.contains("gslbd2.toml:8:11: error: service y.other.test. is not inside any served zone"), "{err}");
+    // Chains that cannot work: no regions, no policy, a step twice, a map naming a region
+    // outside the service's pool.
+    let cfg3 = dir.write(
+        "gslbd3.toml",
+        "[regions.a]\naddresses = [\"192.0.2.1\"]\n[regions.b]\naddresses = [\"192.0.2.2\"]\n\n[services.\"none.svc.test\"]\nregions = []\npolicy = \"failover\"\n\n[services.\"empty.svc.test\"]\nregions = [\"a\"]\npolicy = []\n\n[services.\"twice.svc.test\"]\nregions = [\"a\", \"b\"]\npolicy = [\"sticky\", \"sticky\"]\n\n[services.\"pool.svc.test\"]\nregions = [\"a\"]\npolicy = [\"geo\", \"failover\"]\n[services.\"pool.svc.test\".geo]\nnets = { \"10.0.0.0/8\" = [\"b\"] }\n",
+    );
+    let out = std::process::Command::new(bin()).args(["check", "--config", cfg3.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for want in [
+        "gslbd3.toml:7:11: error: service none.svc.test. has no regions",
+        "gslbd3.toml:12:10: error: service empty.svc.test. has an empty policy chain",
+        "gslbd3.toml:16:21: error: policy sticky appears twice in service twice.svc.test.'s chain",
+        "gslbd3.toml:22:26: error: services.\"pool.svc.test\".geo.nets: region \"b\" is not in service pool.svc.test.'s regions",
+    ] {
+        assert!(err.contains(want), "{want}\n{err}");
+    }
+    assert!(err.contains("5 error(s)"), "{err}");
 }
 
 /// (ECS subnet, expected address) for a service; checks the scope too.
