@@ -12,21 +12,12 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/test-city.mmdb")
 }
 
-/// A file under the system temp dir, removed on drop.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str, bytes: &[u8]) -> TempFile {
-        let p = std::env::temp_dir().join(format!("gslbd-geoip-{tag}-{}", std::process::id()));
-        std::fs::write(&p, bytes).unwrap();
-        TempFile(p)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+/// `bytes` in a file of a temp dir of its own, removed with the dir.
+fn temp_file(tag: &str, bytes: &[u8]) -> (crate::testutil::TempDir, PathBuf) {
+    let dir = crate::testutil::TempDir::new(tag);
+    let path = dir.path().join("db.mmdb");
+    std::fs::write(&path, bytes).unwrap();
+    (dir, path)
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -127,8 +118,8 @@ fn country_database_has_no_coordinates() {
         registered_country: Iso { iso_code: "CA" },
     };
     w.insert("198.51.100.0/25".parse::<ipnet::IpNet>().unwrap(), &proxy).unwrap();
-    let file = TempFile::new("country.mmdb", &w.to_bytes().unwrap());
-    let geo = MmdbGeo::open(&file.0).unwrap();
+    let (_dir, file) = temp_file("country", &w.to_bytes().unwrap());
+    let geo = MmdbGeo::open(&file).unwrap();
 
     let fr = geo.locate(ip("192.0.2.99")).unwrap();
     assert_eq!(
@@ -153,14 +144,14 @@ fn database_without_country_data_is_refused_by_name() {
     }
     let mut w = Writer::new("GeoLite2-ASN");
     w.insert("192.0.2.0/24".parse::<ipnet::IpNet>().unwrap(), &Asn { autonomous_system_number: 64_512 }).unwrap();
-    let file = TempFile::new("asn.mmdb", &w.to_bytes().unwrap());
-    let e = MmdbGeo::open(&file.0).unwrap_err();
+    let (_dir, file) = temp_file("asn", &w.to_bytes().unwrap());
+    let e = MmdbGeo::open(&file).unwrap_err();
     assert!(matches!(e, GeoError::NoGeoData { .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
         format!(
             "{}: error: database type \"GeoLite2-ASN\" has no country or location data\n  hint: use a GeoIP2 or GeoLite2 City or Country database",
-            file.0.display()
+            file.display()
         )
     );
 }
@@ -178,10 +169,10 @@ fn missing_file_error_names_the_path() {
 
 #[test]
 fn garbage_file_error_names_the_path() {
-    let file = TempFile::new("garbage.mmdb", b"this is not a MaxMind database\n");
-    let e = MmdbGeo::open(&file.0).unwrap_err();
+    let (_dir, file) = temp_file("garbage", b"this is not a MaxMind database\n");
+    let e = MmdbGeo::open(&file).unwrap_err();
     assert!(matches!(e, GeoError::Corrupt { .. }), "{e:?}");
-    let want = format!("{}: error: not a MaxMind DB (.mmdb) file, or corrupt: ", file.0.display());
+    let want = format!("{}: error: not a MaxMind DB (.mmdb) file, or corrupt: ", file.display());
     assert!(e.to_string().starts_with(&want), "{e}");
 }
 
@@ -231,9 +222,8 @@ fn code_is_inline_uppercase_ascii() {
 
 #[test]
 fn cached_lookups_agree_and_never_cross_databases() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/test-city.mmdb");
-    let a = MmdbGeo::open(&path).unwrap();
-    let b = MmdbGeo::open(&path).unwrap();
+    let a = MmdbGeo::open(&fixture()).unwrap();
+    let b = MmdbGeo::open(&fixture()).unwrap();
     assert_ne!(a.id(), b.id(), "each opened database has its own id");
     for ip in ["81.2.69.10", "216.160.83.1", "8.8.8.8", "2001:218::1", "::ffff:81.2.69.10"] {
         let ip: IpAddr = ip.parse().unwrap();
@@ -241,6 +231,22 @@ fn cached_lookups_agree_and_never_cross_databases() {
             assert_eq!(locate_cached(&a, ip), a.locate(ip), "{ip}");
             assert_eq!(locate_cached(&b, ip), b.locate(ip), "{ip}");
         }
+    }
+    // A database that places the same address elsewhere (as a reloaded one may): lookups
+    // through the cache, interleaved, each get their own database's answer.
+    let mut w = Writer::new("GeoLite2-Country");
+    let fr = CountryRecord {
+        continent: Continent { code: "EU" },
+        country: Some(Iso { iso_code: "FR" }),
+        registered_country: Iso { iso_code: "FR" },
+    };
+    w.insert("81.2.69.0/24".parse::<ipnet::IpNet>().unwrap(), &fr).unwrap();
+    let (_dir, file) = temp_file("other", &w.to_bytes().unwrap());
+    let other = MmdbGeo::open(&file).unwrap();
+    let london = ip("81.2.69.10");
+    for _ in 0..3 {
+        assert_eq!(locate_cached(&a, london).map(|l| l.country), Some(Code::new("GB").unwrap()));
+        assert_eq!(locate_cached(&other, london).map(|l| l.country), Some(Code::new("FR").unwrap()));
     }
     // A lookup that does not cache (id 0) goes straight through.
     struct Fixed;
