@@ -50,7 +50,7 @@ fn root() -> &'static Path {
 fn haproxy_installed() -> bool {
     let ok = Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIPPED: haproxy is not installed (apt-get install haproxy, or run tests/run.sh, which does)");
+        missing_tool("haproxy is not installed (apt-get install haproxy)");
     }
     ok
 }

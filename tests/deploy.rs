@@ -73,13 +73,13 @@ fn kubernetes_documents() -> Option<Vec<(String, Value)>> {
         let out = match Command::new("python3").args(["-c", script]).arg(&f).output() {
             Ok(o) => o,
             Err(_) => {
-                eprintln!("SKIPPED: python3 is not installed (tests/run.sh installs what is needed)");
+                missing_tool("python3 is not installed");
                 return None;
             }
         };
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("No module named 'yaml'") {
-            eprintln!("SKIPPED: PyYAML is missing: apt-get install python3-yaml (tests/run.sh does)");
+            missing_tool("PyYAML is missing (apt-get install python3-yaml)");
             return None;
         }
         assert!(out.status.success(), "{}: not valid YAML:\n{stderr}", f.display());

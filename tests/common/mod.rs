@@ -28,6 +28,17 @@ pub fn bin() -> &'static str {
 mod testutil;
 pub use testutil::TempDir;
 
+/// A tool a test needs is missing. tests/run.sh installs every one, so this fails the test
+/// (a test that skips would pass without checking anything) unless GSLBD_TEST_ALLOW_SKIP=1
+/// is set, to run the rest of the suite on a machine without the tool.
+pub fn missing_tool(what: &str) {
+    if std::env::var_os("GSLBD_TEST_ALLOW_SKIP").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: {what}");
+    } else {
+        panic!("{what}: tests/run.sh installs it (or set GSLBD_TEST_ALLOW_SKIP=1 to skip this test)");
+    }
+}
+
 /// The test zones shipped in tests/zones.
 pub fn test_zones() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zones")
