@@ -35,8 +35,10 @@ pub fn region_inputs(
         .iter()
         .map(|r| {
             let ov = overrides.regions.get(&r.name);
+            let forced = ov.and_then(|o| o.forced(now));
             RegionStatus {
-                is_up: ov.and_then(|o| o.forced(now)).unwrap_or_else(|| health.is_up(&r.name, unknown_is_up)),
+                is_up: forced.unwrap_or_else(|| health.is_up(&r.name, unknown_is_up)),
+                is_forced: forced.is_some(),
                 weight: ov.map_or(r.weight, |o| o.effective_weight(r.weight)),
                 rtt_ms: health.region(&r.name).and_then(|h| h.rtt_ewma_ms),
             }
@@ -375,7 +377,7 @@ mod tests {
         assert_eq!(up, [false, true, true]);
         let inputs = region_inputs(&gslb(false), &table(), false, &none, 0);
         assert_eq!(inputs.iter().map(|r| r.is_up).collect::<Vec<_>>(), [false, false, true]);
-        assert_eq!(inputs[0], RegionStatus { is_up: false, weight: 7, rtt_ms: Some(12.5) });
+        assert_eq!(inputs[0], RegionStatus { is_up: false, is_forced: false, weight: 7, rtt_ms: Some(12.5) });
     }
 
     #[test]

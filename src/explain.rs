@@ -97,7 +97,7 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
     let Some(st) = snap.status.services.get(index) else {
         return result;
     };
-    let family = if qtype == rtype::AAAA { rtype::AAAA } else { rtype::A };
+    let family = st.family(qtype, service).unwrap_or(rtype::A);
     let candidates = st.candidates(family);
     let regions: Vec<Value> = service
         .regions
@@ -109,6 +109,8 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
                 None
             } else if region.answers(family).is_none() {
                 Some(format!("no {} address", if family == rtype::AAAA { "IPv6" } else { "IPv4" }))
+            } else if rs.is_some_and(|s| s.is_forced && !s.is_up) {
+                Some("forced down by the operator".to_string())
             } else if rs.is_some_and(|s| !s.is_up) {
                 Some("unhealthy".to_string())
             } else if rs.is_some_and(|s| s.weight == 0) {
@@ -116,7 +118,7 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
             } else {
                 Some("not a candidate in this mode".to_string())
             };
-            json!({ "name": region.name, "up": rs.map(|s| s.is_up), "weight": rs.map(|s| s.weight), "skipped": skipped })
+            json!({ "name": region.name, "up": rs.map(|s| s.is_up), "forced": rs.map(|s| s.is_forced), "weight": rs.map(|s| s.weight), "skipped": skipped })
         })
         .collect();
     let mut ctx = Ctx {

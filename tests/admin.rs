@@ -197,6 +197,49 @@ fn bad_requests_get_the_right_4xx_and_change_nothing() {
     assert!(!s.state_dir.path().join("audit.log").exists());
 }
 
+/// Every address of one type in the answer to `name`, sorted, and the number of records in
+/// AUTHORITY.
+fn family_answer(s: &Server, name: &str, qtype: RecordType) -> (Vec<String>, usize) {
+    let r = udp(s.dns, &query(name, qtype));
+    let mut a: Vec<String> = r.answers.iter().map(|x| x.data.to_string()).collect();
+    a.sort();
+    (a, r.authorities.len())
+}
+
+#[test]
+fn an_operators_force_or_drain_wins_over_per_family_fail_open() {
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    let v6 = || family_answer(&s, "mixfam.gslb.test.", RecordType::AAAA);
+    let v4 = || family_answer(&s, "mixfam.gslb.test.", RecordType::A);
+    assert_eq!(v6(), (vec!["2001:db8::61".to_string()], 0));
+    // v6a forced down: it is the only IPv6 region, but the operator's choice wins; AAAA gets
+    // NODATA with the SOA while ap-v4 keeps serving A.
+    let (code, body) = http(admin, "POST", "/v1/regions/v6a/force", OPS, Some(r#"{"state": "down"}"#));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(v6(), (vec![], 1));
+    assert_eq!(v4(), (vec!["192.0.2.62".to_string()], 0));
+    let status = json(&http(admin, "GET", "/v1/status", None, None).1);
+    let svc = status["services"].as_array().unwrap().iter().find(|x| x["name"] == "mixfam.gslb.test.").unwrap();
+    assert_eq!(svc["answer_set"], serde_json::json!({"A": ["ap-v4"], "AAAA": []}), "{svc}");
+    let v = json(&http(admin, "GET", "/v1/explain?name=mixfam.gslb.test&type=AAAA", None, None).1);
+    let r = v["service"]["regions"].as_array().unwrap().iter().find(|r| r["name"] == "v6a").unwrap();
+    assert_eq!(r["skipped"], "forced down by the operator", "{v}");
+    assert_eq!(v["answer"]["records"], serde_json::json!([]), "{v}");
+    // ANY shows what the name owns now: its A record.
+    assert_eq!(family_answer(&s, "mixfam.gslb.test.", RecordType::ANY), (vec!["192.0.2.62".to_string()], 0));
+    // A drain is the operator's choice too: v6a drained while ap-v4 can take clients.
+    http(admin, "POST", "/v1/regions/v6a/force", OPS, Some(r#"{"state": "auto"}"#));
+    assert_eq!(v6(), (vec!["2001:db8::61".to_string()], 0));
+    http(admin, "POST", "/v1/regions/v6a/drain", OPS, None);
+    assert_eq!(v6(), (vec![], 1));
+    http(admin, "POST", "/v1/regions/v6a/undrain", OPS, None);
+    assert_eq!(v6(), (vec!["2001:db8::61".to_string()], 0));
+    // A service of only that region keeps answering it when drained: nothing else can.
+    http(admin, "POST", "/v1/regions/v6a/drain", OPS, None);
+    assert_eq!(family_answer(&s, "v6only.gslb.test.", RecordType::AAAA), (vec!["2001:db8::61".to_string()], 0));
+}
+
 #[test]
 fn explain_agrees_with_dig() {
     let s = Server::start(&["--config", &config()]);
@@ -310,14 +353,16 @@ fn all_down_modes_fail_open_fallback_nodata_servfail() {
     assert_eq!((a, ttl), (vec!["192.0.2.41".to_string(), "192.0.2.42".to_string()], Some(5)));
     // The same with min_healthy = "50%": 2 of 3 healthy is enough ...
     assert_eq!(all("minfrac.svc.test.").1, ["192.0.2.41", "192.0.2.42"]);
-    // Two down: fewer than min_healthy = 2, so fail open: all three again.
+    // Two forced down: fewer than min_healthy = 2, so the service fails open, but fail-open is
+    // for health verdicts that may be wrong: the regions the operator forced down stay out.
     http(admin, "POST", "/v1/regions/solo-b/force", OPS, Some(r#"{"state": "down"}"#));
-    assert_eq!(all("failopen.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"]);
-    // ... 1 of 3 is not.
-    assert_eq!(all("minfrac.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"]);
-    // Every region down.
+    assert_eq!(all("failopen.svc.test.").1, ["192.0.2.41"]);
+    // ... and 1 of 3 is not enough for "50%" either.
+    assert_eq!(all("minfrac.svc.test.").1, ["192.0.2.41"]);
+    // Every region forced down: the operator withdrew them all; fail-open does not undo it.
     http(admin, "POST", "/v1/regions/solo-a/force", OPS, Some(r#"{"state": "down"}"#));
-    assert_eq!(all("failopen.svc.test.").1, ["192.0.2.41", "192.0.2.42", "192.0.2.43"], "fail open, never empty");
+    let (rc, a, _, auth) = all("failopen.svc.test.");
+    assert_eq!((rc, a.len(), auth), (ResponseCode::NoError, 0, 1), "NODATA with the SOA, not the forced regions");
     assert_eq!(all("fallback.svc.test.").1, ["203.0.113.99"]);
     let (rc, a, _, auth) = all("nodata.svc.test.");
     assert_eq!((rc, a.len(), auth), (ResponseCode::NoError, 0, 1), "NODATA with the SOA");

@@ -524,3 +524,86 @@ fn ipv4_mapped_ecs_addresses_count_as_ipv4() {
     let v4 = udp(s.dns, &with_edns(query("sticky.svc.test.", RecordType::A), 1232, Some("10.7.7.0/24")));
     assert_eq!(addresses(&r), addresses(&v4), "sticky hashes the mapped address as the IPv4 subnet");
 }
+
+/// The rcode, the answer records and the types in AUTHORITY of one response.
+fn outcome(r: &Message) -> (ResponseCode, Vec<String>, Vec<String>) {
+    let auth = r.authorities.iter().map(|a| format!("{} {}", a.name.to_ascii(), a.record_type())).collect();
+    (r.metadata.response_code, lines(&r.answers), auth)
+}
+
+#[test]
+fn a_cname_into_a_service_without_the_family_ends_in_nodata_with_the_soa() {
+    let s = server();
+    let soa = || vec!["gslb.test. SOA".to_string()];
+    #[rustfmt::skip]
+    let cases: &[(&str, RecordType, &[&str], Vec<String>)] = &[
+        // The case: the CNAME, then NODATA for v4only with the zone's SOA.
+        ("docs.gslb.test.", RecordType::AAAA, &["docs.gslb.test. 300 CNAME v4only.gslb.test."], soa()),
+        // Two links, then the service.
+        ("chain.gslb.test.", RecordType::AAAA, &["chain.gslb.test. 300 CNAME docs.gslb.test.", "docs.gslb.test. 300 CNAME v4only.gslb.test."], soa()),
+        ("docs6.gslb.test.", RecordType::A, &["docs6.gslb.test. 300 CNAME v6only.gslb.test."], soa()),
+        // The same through a wildcard (RFC 4592: the synthesized CNAME carries the qname).
+        ("x.wild.gslb.test.", RecordType::AAAA, &["x.wild.gslb.test. 300 CNAME v4only.gslb.test."], soa()),
+        // A CNAME to a static name without the type: right before, kept right.
+        ("tostatic.gslb.test.", RecordType::AAAA, &["tostatic.gslb.test. 300 CNAME static4.gslb.test."], soa()),
+        // Into the other served zone: NODATA carries that zone's SOA (RFC 6604 section 2.1).
+        ("toother.gslb.test.", RecordType::AAAA, &["toother.gslb.test. 300 CNAME v4only.svc.test."], vec!["svc.test. SOA".to_string()]),
+        // The family the service has: answered after the CNAME, no SOA.
+        ("docs.gslb.test.", RecordType::A, &["docs.gslb.test. 300 CNAME v4only.gslb.test.", "v4only.gslb.test. 30 A 192.0.2.13"], vec![]),
+        // qtype CNAME at a service of addresses: NODATA; at a hostname region: its CNAME.
+        ("v4only.gslb.test.", RecordType::CNAME, &[], soa()),
+        ("cloud.gslb.test.", RecordType::CNAME, &["cloud.gslb.test. 30 CNAME lb-1.cloud.example."], vec![]),
+        // A CNAME to a hostname region: both links, the target outside our zones.
+        ("tocloud.gslb.test.", RecordType::AAAA, &["tocloud.gslb.test. 300 CNAME cloud.gslb.test.", "cloud.gslb.test. 30 CNAME lb-1.cloud.example."], vec![]),
+    ];
+    for (name, qtype, answers, authority) in cases {
+        // `lines` sorts the records.
+        let mut answers: Vec<String> = answers.iter().map(|a| a.to_string()).collect();
+        answers.sort();
+        let want = (ResponseCode::NoError, answers, authority.clone());
+        assert_eq!(outcome(&udp(s.dns, &query(name, *qtype))), want, "{name} {qtype} over UDP");
+        assert_eq!(outcome(&tcp(s.dns, &[query(name, *qtype)])[0]), want, "{name} {qtype} over TCP");
+    }
+    // Names below a service name do not exist (NXDOMAIN with the SOA), wildcard or not.
+    for name in ["x.v4only.gslb.test.", "a.b.v6only.gslb.test."] {
+        let r = udp(s.dns, &query(name, RecordType::A));
+        assert_eq!(outcome(&r), (ResponseCode::NXDomain, vec![], soa()), "{name}");
+    }
+    // What dig shows for the headline case: the CNAME, and the SOA in AUTHORITY.
+    let out = dig(s.dns, &["docs.gslb.test", "AAAA"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains("ANSWER: 1, AUTHORITY: 1"), "{out}");
+    assert!(out.contains("gslb.test.\t\t60\tIN\tSOA\tns1.gslb.test."), "{out}");
+}
+
+#[test]
+fn any_at_a_service_gives_one_rrset_the_name_owns() {
+    let s = server();
+    #[rustfmt::skip]
+    let cases: &[(&str, &[&str])] = &[
+        // Only IPv6 regions: its AAAA, never an empty NOERROR.
+        ("v6only.gslb.test.", &["v6only.gslb.test. 30 AAAA 2001:db8::61"]),
+        ("v4only.gslb.test.", &["v4only.gslb.test. 30 A 192.0.2.13"]),
+        // A hostname region: its CNAME.
+        ("cloud.gslb.test.", &["cloud.gslb.test. 30 CNAME lb-1.cloud.example."]),
+        // Through a CNAME (RFC 8482 section 4.1: the CNAME is the RRset the alias owns).
+        ("docs6.gslb.test.", &["docs6.gslb.test. 300 CNAME v6only.gslb.test."]),
+    ];
+    for (name, answers) in cases {
+        let want = (ResponseCode::NoError, answers.iter().map(|a| a.to_string()).collect::<Vec<_>>(), vec![]);
+        assert_eq!(outcome(&udp(s.dns, &query(name, RecordType::ANY))), want, "{name} ANY over UDP");
+        assert_eq!(outcome(&tcp(s.dns, &[query(name, RecordType::ANY)])[0]), want, "{name} ANY over TCP");
+    }
+}
+
+#[test]
+fn twenty_equal_regions_each_take_their_share() {
+    let s = server();
+    for service in ["weighted20.svc.test.", "ties20.svc.test."] {
+        let counts = distribution(s.dns, 1000, |_| query(service, RecordType::A));
+        for i in 1..=20 {
+            let n = counts.get(&format!("198.51.100.{i}")).copied().unwrap_or(0);
+            assert!((25..=75).contains(&n), "{service}: region w{i:02} answered {n} times of 1000: {counts:?}");
+        }
+    }
+}

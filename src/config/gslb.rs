@@ -129,6 +129,11 @@ pub const DEFAULT_WEIGHT: u32 = 100;
 pub const DEFAULT_PRIORITY: u32 = 100;
 pub const MAX_WEIGHT: u32 = 1_000_000;
 
+/// Most regions one configuration may define: a region is addressed on the query path by a
+/// 16-bit id (`policy::RegionId`), so the limit is checked here, with the region's line,
+/// rather than ids wrapping silently.
+pub const MAX_REGIONS: usize = u16::MAX as usize;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGeoip {
@@ -263,6 +268,14 @@ pub(super) fn validate(
     };
     for (name, raw) in regions {
         if let Some(r) = region(&name, raw, base, pos_of, report) {
+            if out.regions.len() == MAX_REGIONS {
+                report(
+                    name.span(),
+                    format!("region {} is one more than the {MAX_REGIONS} regions gslbd can address", r.name),
+                    Some("split the configuration over several gslbd clusters"),
+                );
+                continue;
+            }
             out.regions.push(r);
         }
     }

@@ -13,6 +13,10 @@ use crate::rtype;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RegionStatus {
     pub is_up: bool,
+    /// `is_up` comes from the operator's force, not from the prober. Fail-open exists for
+    /// health verdicts that may be wrong; it never answers a region forced down.
+    pub is_forced: bool,
+    /// Weight after the operator's weight or drain; 0 = drained.
     pub weight: u32,
     /// Smoothed RTT of health probes, milliseconds.
     pub rtt_ms: Option<f64>,
@@ -62,6 +66,25 @@ impl ServiceStatus {
     pub fn candidates(&self, qtype: u16) -> &[RegionId] {
         if qtype == rtype::AAAA { &self.candidates_aaaa } else { &self.candidates_a }
     }
+
+    /// The address family (A or AAAA) whose regions answer `qtype` at `service`, or None
+    /// for types a service does not answer (NODATA). A and AAAA are their own family; ANY
+    /// (RFC 8482: one RRset the name owns) and CNAME take the family that has something to
+    /// give now, A first, so a service of IPv6-only regions shows its AAAA records. The
+    /// query path and explain both ask here.
+    pub fn family(&self, qtype: u16, service: &Service) -> Option<u16> {
+        match qtype {
+            rtype::A | rtype::AAAA => Some(qtype),
+            rtype::ANY | rtype::CNAME => {
+                let has_a = match self.mode {
+                    Mode::AllDown => service.fallback_a.is_some() || service.fallback_aaaa.is_none(),
+                    _ => !self.candidates_a.is_empty() || self.candidates_aaaa.is_empty(),
+                };
+                Some(if has_a { rtype::A } else { rtype::AAAA })
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,7 +98,8 @@ impl Status {
     /// (see the prober for how `unknown` is treated).
     pub fn initial(gslb: &Gslb) -> Status {
         let regions =
-            gslb.regions.iter().map(|r| RegionStatus { is_up: true, weight: r.weight, rtt_ms: None }).collect();
+            gslb.regions.iter().map(|r| RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None })
+            .collect();
         Status::build(gslb, regions, None)
     }
 
@@ -94,7 +118,12 @@ impl Status {
 
 fn service_status(gslb: &Gslb, s: &Service, regions: &[RegionStatus], prev: Option<&ServiceStatus>) -> ServiceStatus {
     let total = s.regions.len();
-    let up = |r: &RegionId| regions.get(*r as usize).is_some_and(|st| st.is_up);
+    let state = |r: RegionId| regions.get(r as usize).copied();
+    let up = |r: &RegionId| state(*r).is_some_and(|st| st.is_up);
+    // What the operator chose is never undone by failing open: a region forced down, or
+    // drained while an undrained region of the service can answer.
+    let forced_down = |r: &RegionId| state(*r).is_some_and(|st| st.is_forced && !st.is_up);
+    let weight = |r: &RegionId| state(*r).map_or(0, |st| st.weight);
     let healthy = s.regions.iter().filter(|r| up(r)).count();
     let needed = match s.min_healthy {
         MinHealthy::Count(n) => n.min(total),
@@ -109,24 +138,26 @@ fn service_status(gslb: &Gslb, s: &Service, regions: &[RegionStatus], prev: Opti
     } else {
         Mode::Normal
     };
+    // The regions each family's pool is drawn from: the healthy ones; failing open, every
+    // one the operator has not forced down.
+    let eligible = |r: &RegionId| if mode == Mode::FailOpen { !forced_down(r) } else { up(r) };
+    // Whether some undrained region can answer at all (either family): drained regions then
+    // stay out of every family's answers, as the operator asked.
+    let has_undrained = s.regions.iter().any(|r| eligible(r) && weight(r) > 0);
     let family = |qtype: u16| -> Candidates {
-        let serving: Candidates =
-            s.regions.iter().copied().filter(|&r| gslb.regions[r as usize].answers(qtype).is_some()).collect();
         if mode == Mode::AllDown {
             return Candidates::new();
         }
-        let weight = |r: &RegionId| regions.get(*r as usize).map_or(0, |st| st.weight);
-        let pool: Candidates = if mode == Mode::FailOpen {
-            serving
-        } else {
-            let healthy: Candidates = serving.iter().copied().filter(up).collect();
-            // Every region of this family down while others are up: fail open for the family
-            // rather than answer nothing.
-            if healthy.is_empty() { serving } else { healthy }
-        };
-        // Drained regions (weight 0) only when nothing else is left.
+        let serving: Candidates =
+            s.regions.iter().copied().filter(|&r| gslb.regions[r as usize].answers(qtype).is_some()).collect();
+        let mut pool: Candidates = serving.iter().copied().filter(eligible).collect();
+        if pool.is_empty() {
+            // Every region of this family down by health while others are up: fail open for
+            // the family rather than answer nothing, but not over the operator's force.
+            pool = serving.iter().copied().filter(|r| !forced_down(r)).collect();
+        }
         let active: Candidates = pool.iter().copied().filter(|r| weight(r) > 0).collect();
-        if active.is_empty() { pool } else { active }
+        if active.is_empty() && !has_undrained { pool } else { active }
     };
     let candidates_a = family(rtype::A);
     let candidates_aaaa = family(rtype::AAAA);
@@ -162,7 +193,11 @@ mod tests {
 
     fn with_up(g: &Gslb, up: [bool; 3]) -> ServiceStatus {
         let regions =
-            g.regions.iter().zip(up).map(|(r, is_up)| RegionStatus { is_up, weight: r.weight, rtt_ms: None }).collect();
+            g.regions
+            .iter()
+            .zip(up)
+            .map(|(r, is_up)| RegionStatus { is_up, is_forced: false, weight: r.weight, rtt_ms: None })
+            .collect();
         Status::build(g, regions, None).services.remove(0)
     }
 
@@ -208,6 +243,73 @@ mod tests {
         // others can take them"), the service is degraded, not down.
         let s = with_up(&g, [false, false, true]);
         assert_eq!((s.mode, &s.candidates_a[..]), (Mode::Degraded, &[2u16][..]));
+    }
+
+    /// Per region (a, b, c): up, forced, weight.
+    fn with(g: &Gslb, regions: [(bool, bool, u32); 3]) -> ServiceStatus {
+        let regions = regions
+            .iter()
+            .map(|&(is_up, is_forced, weight)| RegionStatus { is_up, is_forced, weight, rtt_ms: None })
+            .collect();
+        Status::build(g, regions, None).services.remove(0)
+    }
+
+    #[test]
+    fn fail_open_never_undoes_an_operators_force_or_drain() {
+        // a: v4+v6, b: v4, c: v4+v6. (up, forced, weight) per region.
+        let g = gslb("min_healthy = 2\n");
+        const DOWN: (bool, bool, u32) = (false, false, 100);
+        const FORCED: (bool, bool, u32) = (false, true, 100);
+        const UP: (bool, bool, u32) = (true, false, 100);
+        const DRAINED: (bool, bool, u32) = (true, false, 0);
+        type Case = ([(bool, bool, u32); 3], Mode, &'static [u16], &'static [u16]);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            // Health says a and c are down, b is up: 1 < 2, fail open over all three.
+            ([DOWN, UP, DOWN], Mode::FailOpen, &[0, 1, 2], &[0, 2]),
+            // The same with a and c forced down: only b; AAAA has nothing the operator allows.
+            ([FORCED, UP, FORCED], Mode::FailOpen, &[1], &[]),
+            // One forced, one down by health: fail open over the unforced.
+            ([FORCED, UP, DOWN], Mode::FailOpen, &[1, 2], &[2]),
+            // Every IPv6 region down by health, b up: AAAA fails open for the family ...
+            ([DOWN, UP, UP], Mode::Degraded, &[1, 2], &[2]),
+            ([DOWN, UP, (false, false, 100)], Mode::FailOpen, &[0, 1, 2], &[0, 2]),
+            // ... but not over a force.
+            ([FORCED, UP, UP], Mode::Degraded, &[1, 2], &[2]),
+            ([(true, false, 100), UP, FORCED], Mode::Degraded, &[0, 1], &[0]),
+            // Drained a and c, b up: A answers b; AAAA has only drained regions and b can
+            // take clients, so AAAA is NODATA rather than the drained regions.
+            ([DRAINED, UP, DRAINED], Mode::Normal, &[1], &[]),
+            // Everything drained: nothing else can answer, so the drained are answered.
+            ([DRAINED, DRAINED, DRAINED], Mode::Normal, &[0, 1, 2], &[0, 2]),
+            // Every region forced down: nothing is answered, whatever min_healthy says.
+            ([FORCED, FORCED, FORCED], Mode::FailOpen, &[], &[]),
+        ];
+        for (regions, mode, a, aaaa) in cases {
+            let s = with(&g, *regions);
+            assert_eq!((s.mode, &s.candidates_a[..], &s.candidates_aaaa[..]), (*mode, *a, *aaaa), "{regions:?}");
+        }
+    }
+
+    #[test]
+    fn any_and_cname_take_the_family_that_has_something() {
+        let g = gslb("");
+        let svc = &g.services[0];
+        const UP: (bool, bool, u32) = (true, false, 100);
+        const FORCED: (bool, bool, u32) = (false, true, 100);
+        let cases: &[([(bool, bool, u32); 3], u16, Option<u16>)] = &[
+            ([UP, UP, UP], rtype::ANY, Some(rtype::A)),
+            ([UP, UP, UP], rtype::CNAME, Some(rtype::A)),
+            ([UP, UP, UP], rtype::AAAA, Some(rtype::AAAA)),
+            ([UP, UP, UP], rtype::MX, None),
+        ];
+        for (regions, qtype, family) in cases {
+            assert_eq!(with(&g, *regions).family(*qtype, svc), *family, "{qtype}");
+        }
+        // A service whose IPv4 answers are all withdrawn but IPv6 has one: ANY shows AAAA.
+        let mut st = with(&g, [UP, FORCED, FORCED]);
+        st.candidates_a.clear();
+        assert_eq!(st.family(rtype::ANY, svc), Some(rtype::AAAA));
     }
 
     #[test]

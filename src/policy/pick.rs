@@ -3,6 +3,8 @@
 
 use std::cell::Cell;
 
+use smallvec::SmallVec;
+
 use super::Ctx;
 use crate::gslb::status::Candidates;
 
@@ -38,25 +40,26 @@ pub fn random_below(n: u64) -> u64 {
 }
 
 /// Picks one index of `weights` with probability proportional to its weight (all-zero
-/// weights: uniformly). Cumulative sums and a binary search.
+/// weights: uniformly). Cumulative sums and a binary search. Every index can be chosen
+/// however many there are: the sums live inline up to 16 weights and on the heap beyond
+/// (a fixed array here once left regions 17 and up unanswered).
 pub fn weighted_index(weights: &[u32]) -> usize {
-    let mut cumulative = [0u64; 16];
-    let n = weights.len().min(cumulative.len());
+    let mut cumulative: SmallVec<[u64; 16]> = SmallVec::with_capacity(weights.len());
     let mut total = 0u64;
-    for (c, &w) in cumulative.iter_mut().zip(weights) {
-        total += w as u64;
-        *c = total;
+    for &w in weights {
+        total += u64::from(w);
+        cumulative.push(total);
     }
     if total == 0 {
-        return random_below(n as u64) as usize;
+        return random_below(weights.len() as u64) as usize;
     }
     let r = random_below(total);
-    cumulative[..n].partition_point(|&c| c <= r)
+    cumulative.partition_point(|&c| c <= r)
 }
 
 /// One region, chosen at random in proportion to its effective weight.
 pub fn weighted(ctx: &mut Ctx<'_>, cands: &mut Candidates) {
-    let weights: smallvec::SmallVec<[u32; 8]> = cands.iter().map(|&r| ctx.weight(r)).collect();
+    let weights: SmallVec<[u32; 8]> = cands.iter().map(|&r| ctx.weight(r)).collect();
     let i = weighted_index(&weights);
     let chosen = cands[i.min(cands.len() - 1)];
     cands.clear();
@@ -114,6 +117,26 @@ mod tests {
             seen[weighted_index(&[0, 0, 0])] = true;
         }
         assert_eq!(seen, [true; 3]);
+    }
+
+    #[test]
+    fn every_one_of_many_equal_weights_is_chosen() {
+        // 20 and 64 regions of equal weight: each near 1/n of the picks (this failed for
+        // every index past 15 when the sums lived in a fixed array of 16).
+        for n in [20usize, 64] {
+            let weights = vec![100u32; n];
+            let mut counts = vec![0usize; n];
+            let picks = 1000 * n;
+            for _ in 0..picks {
+                counts[weighted_index(&weights)] += 1;
+            }
+            assert!(counts.iter().all(|&c| (700..1300).contains(&c)), "{n} regions: {counts:?}");
+        }
+        // A heavy last region among many light ones takes its share.
+        let mut weights = vec![1u32; 40];
+        weights[39] = 39;
+        let last = (0..10_000).filter(|_| weighted_index(&weights) == 39).count();
+        assert!((4_500..5_500).contains(&last), "{last}");
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn status_of(g: &Gslb, up: [bool; 3], rtt: [Option<f64>; 3], prev: Option<&Statu
         .iter()
         .map(|r| {
             let i = ["us", "eu", "ap"].iter().position(|n| *n == r.name).unwrap();
-            RegionStatus { is_up: up[i], weight: r.weight, rtt_ms: rtt[i] }
+            RegionStatus { is_up: up[i], is_forced: false, weight: r.weight, rtt_ms: rtt[i] }
         })
         .collect();
     Status::build(g, regions, prev)
@@ -182,4 +182,78 @@ fn latency_keeps_its_choice_within_the_margin() {
         prev = Some(st);
     }
     assert_eq!(run(&g, ALL_UP, "9.9.9.9", [Some(30.0), Some(10.0), Some(50.0)]), ["eu"]);
+}
+
+/// 64 regions r00..r63 (ids in that order), equal weight 100, priority 1, spread over the
+/// southern hemisphere except r63, which stands in London; `services` adds the service.
+fn gslb64(services: &str) -> Gslb {
+    let mut toml = String::from("[geoip]\ndatabase = \"unused\"\n");
+    for i in 0..64 {
+        let coords = if i == 63 { "[51.5, -0.13]".to_string() } else { format!("[-40.0, {}.0]", i * 5 - 160) };
+        toml += &format!("[regions.r{i:02}]\naddresses = [\"10.0.0.{i}\"]\ncoordinates = {coords}\npriority = 1\n");
+    }
+    let all: Vec<String> = (0..64).map(|i| format!("\"r{i:02}\"")).collect();
+    toml += &format!("[services.\"s.t.test\"]\nregions = [{}]\n{services}", all.join(", "));
+    let cfg = crate::config::parse(&toml, Path::new("t.toml")).unwrap();
+    let apex = crate::name::Name::parse("t.test.", None).unwrap();
+    let recs = crate::zone::parse::parse_str(ZONE, Path::new("z"), &apex, Path::new("/")).unwrap();
+    let zones = ZoneSet::new(vec![Zone::from_records(&apex, recs, Path::new("z")).unwrap()]);
+    Gslb::build(&cfg.gslb, &zones, None, Path::new("t.toml")).unwrap()
+}
+
+/// Runs the service of `g` `n` times for clients `client(i)` and counts how often each region
+/// id is in the answer.
+fn counts64(g: &Gslb, rtt: impl Fn(usize) -> Option<f64>, n: usize, client: impl Fn(usize) -> IpAddr) -> Vec<usize> {
+    let regions =
+        (0..64).map(|i| RegionStatus { is_up: true, is_forced: false, weight: 100, rtt_ms: rtt(i) }).collect();
+    let status = Status::build(g, regions, None);
+    let mut counts = vec![0; 64];
+    for i in 0..n {
+        let mut ctx = Ctx {
+            gslb: g,
+            service: &g.services[0],
+            service_status: &status.services[0],
+            status: &status,
+            client: Client::new(client(i), Some(&Stub)),
+        };
+        for r in select(&mut ctx, crate::rtype::A) {
+            counts[r as usize] += 1;
+        }
+    }
+    counts
+}
+
+/// Fixed capacities must never drop regions: every policy over 64 regions can answer every
+/// one of them (a fixed array of 16 weights once left regions 17 and up unanswered).
+#[test]
+fn every_policy_reaches_all_of_64_regions() {
+    let any = |_: usize| -> IpAddr { "9.9.9.9".parse().unwrap() };
+    let subnet = |i: usize| -> IpAddr { format!("100.{}.{}.1", i / 256 % 256, i % 256).parse().unwrap() };
+    let spread = |counts: &[usize], lo: usize, hi: usize| counts.iter().all(|&c| (lo..=hi).contains(&c));
+    // Random picks: each region near 1/64 of 64,000.
+    for policy in ["policy = \"weighted\"", "policy = \"failover\"\nfailover = { ties = \"weighted\" }"] {
+        let c = counts64(&gslb64(policy), |_| None, 64_000, any);
+        assert!(spread(&c, 700, 1300), "{policy}: {c:?}");
+    }
+    // Sticky: 64,000 subnets spread over all 64.
+    let c = counts64(&gslb64("policy = \"sticky\""), |_| None, 64_000, subnet);
+    assert!(spread(&c, 700, 1300), "sticky: {c:?}");
+    // Every region in every answer.
+    assert_eq!(counts64(&gslb64("policy = \"failover\""), |_| None, 10, any), vec![10; 64], "failover");
+    // multivalue's count is capped at 16 by the config check (a UDP answer stays small):
+    // 16 of 64 per answer, every region in about a quarter of them.
+    let c = counts64(&gslb64("policy = \"multivalue\"\nmultivalue = { count = 16 }"), |_| None, 64_000, any);
+    assert!(spread(&c, 15_000, 17_000), "multivalue 16: {c:?}");
+    // multivalue with one region per answer: each takes its turn at the head.
+    let c = counts64(&gslb64("policy = \"multivalue\""), |_| None, 64_000, any);
+    assert!(spread(&c, 700, 1300), "multivalue: {c:?}");
+    // The last region is reachable by map, distance and RTT.
+    let london = |_: usize| -> IpAddr { "1.1.1.1".parse().unwrap() };
+    let mut only_last = vec![0; 64];
+    only_last[63] = 10;
+    let geo = "policy = \"geo\"\n[services.\"s.t.test\".geo]\ncontinents = { EU = [\"r63\"] }\n";
+    assert_eq!(counts64(&gslb64(geo), |_| None, 10, london), only_last, "geo");
+    assert_eq!(counts64(&gslb64("policy = \"nearest\""), |_| None, 10, london), only_last, "nearest");
+    let rtt = |i: usize| Some(if i == 63 { 5.0 } else { 50.0 + i as f64 });
+    assert_eq!(counts64(&gslb64("policy = \"latency\""), rtt, 10, any), only_last, "latency");
 }

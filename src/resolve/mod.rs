@@ -320,18 +320,17 @@ fn service_answer<'a>(
     source: IpAddr,
     snap: &'a Snapshot,
 ) -> Followed {
-    let family = match qtype {
-        rtype::A | rtype::AAAA => qtype,
-        rtype::ANY | rtype::CNAME => rtype::A,
-        _ => {
-            negative(ans, zone, rcode::NOERROR);
-            return Followed::Done;
-        }
-    };
     let Some(status) = snap.status.services.get(index) else {
         ans.rcode = rcode::SERVFAIL;
         return Followed::Done;
     };
+    let Some(family) = status.family(qtype, service) else {
+        negative(ans, zone, rcode::NOERROR);
+        return Followed::Done;
+    };
+    // Records this service adds; an answer that adds none is NODATA, even after a CNAME
+    // that led here (RFC 2308 section 2.2: the SOA lets the resolver cache the denial).
+    let start = ans.answer.len();
     if status.mode == crate::gslb::status::Mode::AllDown {
         use crate::config::gslb::AllDown;
         let fallback = if family == rtype::AAAA { service.fallback_aaaa.as_ref() } else { service.fallback_a.as_ref() };
@@ -378,7 +377,7 @@ fn service_answer<'a>(
             ans.answer.push(Rr { owner, rrset: set, ttl_override: Some(status.ttl) });
         }
     }
-    if ans.answer.is_empty() {
+    if ans.answer.len() == start {
         // No region has an address of this family: NODATA, never an empty NOERROR without SOA.
         negative(ans, zone, rcode::NOERROR);
     }

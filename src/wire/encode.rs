@@ -1,6 +1,8 @@
 //! Writing responses: header, question echo, the three sections with name compression, the
 //! OPT record, and truncation.
 
+use smallvec::SmallVec;
+
 use super::{Edns, ErrorReply, HEADER_LEN, MIN_UDP_PAYLOAD, Query};
 use crate::resolve::{Answer, Owner, Rr};
 use crate::rtype;
@@ -28,25 +30,26 @@ pub fn size_limit(edns: Option<&Edns>, is_tcp: bool, our_payload: u16) -> usize 
 }
 
 /// Remembers where names were written, so later names can point at them (RFC 1035 4.1.4).
+/// Inline for ordinary answers, on the heap past 48 suffixes: a large answer (many regions'
+/// CNAMEs, a big referral) stays compressed rather than growing and truncating early.
 struct Compressor<'a> {
     /// (offset in the packet, the name suffix written there).
-    entries: [(u16, &'a [u8]); 48],
-    len: usize,
+    entries: SmallVec<[(u16, &'a [u8]); 48]>,
 }
 
 impl<'a> Compressor<'a> {
     fn new() -> Self {
-        Compressor { entries: [(0, &[]); 48], len: 0 }
+        Compressor { entries: SmallVec::new() }
     }
 
     fn find(&self, suffix: &[u8]) -> Option<u16> {
-        self.entries[..self.len].iter().find(|(_, s)| s.eq_ignore_ascii_case(suffix)).map(|&(off, _)| off)
+        self.entries.iter().find(|(_, s)| s.eq_ignore_ascii_case(suffix)).map(|&(off, _)| off)
     }
 
     fn add(&mut self, offset: usize, suffix: &'a [u8]) {
-        if self.len < self.entries.len() && offset < 0x4000 {
-            self.entries[self.len] = (offset as u16, suffix);
-            self.len += 1;
+        // A pointer has 14 bits of offset (RFC 1035 section 4.1.4).
+        if offset < 0x4000 {
+            self.entries.push((offset as u16, suffix));
         }
     }
 
@@ -104,7 +107,7 @@ fn write_rdata<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rtype: u16, rd: &'
 /// Writes one RRset; returns false (with `out` unchanged) when it does not fit in `limit`.
 fn write_rr<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rr: &Rr<'a>, limit: usize) -> bool {
     let start = out.len();
-    let saved = c.len;
+    let saved = c.entries.len();
     let ttl = rr.ttl_override.unwrap_or(rr.rrset.ttl).to_be_bytes();
     for rd in rr.rrset.rdatas() {
         match rr.owner {
@@ -125,7 +128,7 @@ fn write_rr<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rr: &Rr<'a>, limit: u
         out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
         if out.len() > limit {
             out.truncate(start);
-            c.len = saved;
+            c.entries.truncate(saved);
             return false;
         }
     }
