@@ -54,9 +54,25 @@ pub fn status(gslb: &Gslb, health: &HealthTable, overrides: &Overrides, prev: Op
 }
 
 /// A snapshot fresh from a reload, with its status computed from the current inputs
-/// instead of "all up", so storing it never briefly resurrects a down region.
-pub fn with_status(snapshot: Snapshot, health: &HealthTable, overrides: &Overrides) -> Snapshot {
-    let status = Arc::new(status(&snapshot.gslb, health, overrides, None));
+/// instead of "all up", so storing it never briefly resurrects a down region. `prev`, the
+/// snapshot it replaces, hands on what the status remembers: each latency service's choice
+/// (its hysteresis), matched by service and region name, so a reload does not move clients.
+pub fn with_status(
+    snapshot: Snapshot,
+    health: &HealthTable,
+    overrides: &Overrides,
+    prev: Option<&Snapshot>,
+) -> Snapshot {
+    let new = &snapshot.gslb;
+    let latency_prev = |i: usize| -> Option<crate::gslb::RegionId> {
+        let prev = prev?;
+        let name = &new.services.get(i)?.name;
+        let old = prev.gslb.services.iter().position(|s| s.name == *name)?;
+        let choice = prev.status.services.get(old)?.latency_choice?;
+        new.region_id(&prev.gslb.regions.get(choice as usize)?.name)
+    };
+    let regions = region_inputs(new, health, new.unknown_is_up, overrides, crate::overrides::now());
+    let status = Arc::new(Status::build_with(new, regions, &latency_prev));
     Snapshot { status, ..snapshot }
 }
 
@@ -213,7 +229,7 @@ impl Control {
             tracing::warn!("dns.udp_workers or dns.udp_steering changed; the change takes effect at the next restart");
         }
         inner.prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
-        let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow());
+        let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow(), Some(&self.state.load()));
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
         let prev = self.state.swap(Arc::new(snap));
         log_mode_changes(&prev, &self.state.load());
@@ -407,5 +423,67 @@ mod tests {
         let after = state.load_full();
         assert_eq!(after.status.regions.iter().map(|r| r.is_up).collect::<Vec<_>>(), [false, true, true]);
         assert!(Arc::ptr_eq(&before.zones, &after.zones) && Arc::ptr_eq(&before.gslb, &after.gslb));
+    }
+
+    /// A latency service over `regions` (margin 20 %), in a zone of its own.
+    fn latency_gslb(regions: &[&str]) -> Arc<Gslb> {
+        let zone = "$ORIGIN t.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\n";
+        let mut toml = String::new();
+        for (i, r) in regions.iter().enumerate() {
+            toml += &format!("[regions.{r}]\naddresses = [\"192.0.2.{}\"]\n", i + 10);
+        }
+        let list: Vec<String> = regions.iter().map(|r| format!("\"{r}\"")).collect();
+        toml += &format!(
+            "[services.\"l.t.test\"]\nregions = [{}]\npolicy = \"latency\"\nlatency = {{ margin_percent = 20 }}\n",
+            list.join(", ")
+        );
+        let cfg = crate::config::parse(&toml, std::path::Path::new("t.toml")).unwrap();
+        let apex = crate::name::Name::parse("t.test.", None).unwrap();
+        let recs = crate::zone::parse::parse_str(zone, "z".as_ref(), &apex, "/".as_ref()).unwrap();
+        let zones =
+            crate::zone::ZoneSet::new(vec![crate::zone::Zone::from_records(&apex, recs, "z".as_ref()).unwrap()]);
+        Arc::new(Gslb::build(&cfg.gslb, &zones, None, "t.toml".as_ref()).unwrap())
+    }
+
+    fn rtts(pairs: &[(&str, f64)]) -> HealthTable {
+        let mut t = HealthTable::default();
+        for (name, rtt) in pairs {
+            let h = RegionHealth {
+                state: State::Healthy,
+                since: SystemTime::UNIX_EPOCH,
+                reason: None,
+                rtt_ewma_ms: Some(*rtt),
+                recent: VecDeque::new(),
+                transitions: 0,
+            };
+            t.regions.insert(name.to_string(), h);
+        }
+        t
+    }
+
+    #[test]
+    fn a_reload_keeps_the_latency_choice_by_name() {
+        let old = latency_gslb(&["a", "b"]);
+        let choice = |snap: &Snapshot| {
+            snap.status.services[0].latency_choice.map(|r| snap.gslb.regions[r as usize].name.clone())
+        };
+        let ov = Overrides::default();
+        let state = crate::state::shared(Snapshot {
+            gslb: old.clone(),
+            status: Arc::new(Status::initial(&old)),
+            ..Default::default()
+        });
+        rebuild(&state, &rtts(&[("a", 10.0), ("b", 30.0)]), &ov);
+        // b is better now, but by less than the margin: a is kept.
+        let near = rtts(&[("a", 12.0), ("b", 11.0)]);
+        rebuild(&state, &near, &ov);
+        assert_eq!(choice(&state.load()).as_deref(), Some("a"));
+        // A reload adds a region that sorts first, so every region id moves; the choice
+        // stays a, where a fresh start would pick b.
+        let new = latency_gslb(&["0first", "a", "b"]);
+        let fresh = Snapshot { gslb: new.clone(), status: Arc::new(Status::initial(&new)), ..Default::default() };
+        let reloaded = with_status(fresh.clone(), &near, &ov, Some(&state.load()));
+        assert_eq!(choice(&reloaded).as_deref(), Some("a"));
+        assert_eq!(choice(&with_status(fresh, &near, &ov, None)).as_deref(), Some("b"));
     }
 }

@@ -97,8 +97,10 @@ impl Status {
     /// Every region up at its configured weight: the state before any probe has answered
     /// (see the prober for how `unknown` is treated).
     pub fn initial(gslb: &Gslb) -> Status {
-        let regions =
-            gslb.regions.iter().map(|r| RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None })
+        let regions = gslb
+            .regions
+            .iter()
+            .map(|r| RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None })
             .collect();
         Status::build(gslb, regions, None)
     }
@@ -106,17 +108,23 @@ impl Status {
     /// Derives every service's status from region states. `prev` carries the latency
     /// policy's choices across rebuilds (its hysteresis).
     pub fn build(gslb: &Gslb, regions: Vec<RegionStatus>, prev: Option<&Status>) -> Status {
-        let services = gslb
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| service_status(gslb, s, &regions, prev.and_then(|p| p.services.get(i))))
-            .collect();
+        Status::build_with(gslb, regions, &|i| prev.and_then(|p| p.services.get(i)).and_then(|s| s.latency_choice))
+    }
+
+    /// [`Status::build`] with the latency policy's previous choice of service `i` given by
+    /// `latency_prev` (a reload maps the old choices onto the new ids by name).
+    pub fn build_with(
+        gslb: &Gslb,
+        regions: Vec<RegionStatus>,
+        latency_prev: &dyn Fn(usize) -> Option<RegionId>,
+    ) -> Status {
+        let services =
+            gslb.services.iter().enumerate().map(|(i, s)| service_status(gslb, s, &regions, latency_prev(i))).collect();
         Status { regions, services }
     }
 }
 
-fn service_status(gslb: &Gslb, s: &Service, regions: &[RegionStatus], prev: Option<&ServiceStatus>) -> ServiceStatus {
+fn service_status(gslb: &Gslb, s: &Service, regions: &[RegionStatus], latency_prev: Option<RegionId>) -> ServiceStatus {
     let total = s.regions.len();
     let state = |r: RegionId| regions.get(r as usize).copied();
     let up = |r: &RegionId| state(*r).is_some_and(|st| st.is_up);
@@ -165,7 +173,7 @@ fn service_status(gslb: &Gslb, s: &Service, regions: &[RegionStatus], prev: Opti
         (Mode::Normal, _) | (_, None) => s.ttl,
         (_, Some(d)) => s.ttl.min(d),
     };
-    let latency_choice = crate::policy::latency::choose(s, &candidates_a, regions, prev.and_then(|p| p.latency_choice));
+    let latency_choice = crate::policy::latency::choose(s, &candidates_a, regions, latency_prev);
     ServiceStatus { mode, healthy, candidates_a, candidates_aaaa, ttl, latency_choice }
 }
 
@@ -192,8 +200,8 @@ mod tests {
     }
 
     fn with_up(g: &Gslb, up: [bool; 3]) -> ServiceStatus {
-        let regions =
-            g.regions
+        let regions = g
+            .regions
             .iter()
             .zip(up)
             .map(|(r, is_up)| RegionStatus { is_up, is_forced: false, weight: r.weight, rtt_ms: None })
