@@ -305,7 +305,8 @@ mod tests {
         let svc = &g.services[0];
         const UP: (bool, bool, u32) = (true, false, 100);
         const FORCED: (bool, bool, u32) = (false, true, 100);
-        let cases: &[([(bool, bool, u32); 3], u16, Option<u16>)] = &[
+        type Case = ([(bool, bool, u32); 3], u16, Option<u16>);
+        let cases: &[Case] = &[
             ([UP, UP, UP], rtype::ANY, Some(rtype::A)),
             ([UP, UP, UP], rtype::CNAME, Some(rtype::A)),
             ([UP, UP, UP], rtype::AAAA, Some(rtype::AAAA)),
