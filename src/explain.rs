@@ -83,10 +83,7 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
         },
     });
     let lower = qname.to_lowercase();
-    let service = match qtype {
-        rtype::A | rtype::AAAA | rtype::CNAME | rtype::ANY => snap.gslb.service(lower.as_wire()),
-        _ => None,
-    };
+    let service = snap.gslb.service(lower.as_wire());
     let Some((index, service)) = service else {
         result["reason"] = json!(match snap.zones.find(lower.as_wire()) {
             Some(z) => format!("static data of zone {} ({})", z.apex(), z.source().display()),
@@ -97,7 +94,7 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
     let Some(st) = snap.status.services.get(index) else {
         return result;
     };
-    let family = st.family(qtype, service).unwrap_or(rtype::A);
+    let family = st.family(qtype, service);
     let candidates = st.candidates(family);
     let regions: Vec<Value> = service
         .regions

@@ -112,10 +112,11 @@ fn force_down_and_back_to_auto_and_expiry() {
     assert_eq!(svc["mode"], "degraded");
     http(admin, "POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "auto"}"#));
     within_a_second("auto", || first_address(&s, "failover.svc.test.", None) == "192.0.2.11");
-    // A force with a TTL ends by itself.
-    http(admin, "POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "down", "ttl_seconds": 1}"#));
+    // A force with a TTL ends by itself. Expiry is in whole seconds of the clock, so a TTL of
+    // 1 s may last only a moment: 2 s lasts at least one, time to see it in the answers.
+    http(admin, "POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "down", "ttl_seconds": 2}"#));
     within_a_second("force with ttl", || first_address(&s, "failover.svc.test.", None) == "192.0.2.12");
-    let deadline = Instant::now() + Duration::from_secs(4);
+    let deadline = Instant::now() + Duration::from_secs(5);
     while first_address(&s, "failover.svc.test.", None) != "192.0.2.11" {
         assert!(Instant::now() < deadline, "the forced state did not expire");
         std::thread::sleep(Duration::from_millis(100));

@@ -67,23 +67,21 @@ impl ServiceStatus {
         if qtype == rtype::AAAA { &self.candidates_aaaa } else { &self.candidates_a }
     }
 
-    /// The address family (A or AAAA) whose regions answer `qtype` at `service`, or None
-    /// for types a service does not answer (NODATA). A and AAAA are their own family; ANY
-    /// (RFC 8482: one RRset the name owns) and CNAME take the family that has something to
-    /// give now, A first, so a service of IPv6-only regions shows its AAAA records. The
-    /// query path and explain both ask here.
-    pub fn family(&self, qtype: u16, service: &Service) -> Option<u16> {
-        match qtype {
-            rtype::A | rtype::AAAA => Some(qtype),
-            rtype::ANY | rtype::CNAME => {
-                let has_a = match self.mode {
-                    Mode::AllDown => service.fallback_a.is_some() || service.fallback_aaaa.is_none(),
-                    _ => !self.candidates_a.is_empty() || self.candidates_aaaa.is_empty(),
-                };
-                Some(if has_a { rtype::A } else { rtype::AAAA })
-            }
-            _ => None,
+    /// The address family (A or AAAA) whose regions the policy chooses among for `qtype`
+    /// at `service`. A and AAAA are their own family. Every other type (ANY, CNAME, MX ...)
+    /// takes the family that has something to give now, A first: ANY shows one RRset the
+    /// name owns (RFC 8482), so a service of IPv6-only regions shows its AAAA; and a
+    /// hostname region answers its CNAME to any type, as a zone's CNAME would. The query
+    /// path and explain both ask here.
+    pub fn family(&self, qtype: u16, service: &Service) -> u16 {
+        if matches!(qtype, rtype::A | rtype::AAAA) {
+            return qtype;
         }
+        let has_a = match self.mode {
+            Mode::AllDown => service.fallback_a.is_some() || service.fallback_aaaa.is_none(),
+            _ => !self.candidates_a.is_empty() || self.candidates_aaaa.is_empty(),
+        };
+        if has_a { rtype::A } else { rtype::AAAA }
     }
 }
 
@@ -305,12 +303,12 @@ mod tests {
         let svc = &g.services[0];
         const UP: (bool, bool, u32) = (true, false, 100);
         const FORCED: (bool, bool, u32) = (false, true, 100);
-        type Case = ([(bool, bool, u32); 3], u16, Option<u16>);
+        type Case = ([(bool, bool, u32); 3], u16, u16);
         let cases: &[Case] = &[
-            ([UP, UP, UP], rtype::ANY, Some(rtype::A)),
-            ([UP, UP, UP], rtype::CNAME, Some(rtype::A)),
-            ([UP, UP, UP], rtype::AAAA, Some(rtype::AAAA)),
-            ([UP, UP, UP], rtype::MX, None),
+            ([UP, UP, UP], rtype::ANY, rtype::A),
+            ([UP, UP, UP], rtype::CNAME, rtype::A),
+            ([UP, UP, UP], rtype::AAAA, rtype::AAAA),
+            ([UP, UP, UP], rtype::MX, rtype::A),
         ];
         for (regions, qtype, family) in cases {
             assert_eq!(with(&g, *regions).family(*qtype, svc), *family, "{qtype}");
@@ -318,7 +316,7 @@ mod tests {
         // A service whose IPv4 answers are all withdrawn but IPv6 has one: ANY shows AAAA.
         let mut st = with(&g, [UP, FORCED, FORCED]);
         st.candidates_a.clear();
-        assert_eq!(st.family(rtype::ANY, svc), Some(rtype::AAAA));
+        assert_eq!(st.family(rtype::ANY, svc), rtype::AAAA);
     }
 
     #[test]

@@ -100,10 +100,12 @@ pub fn answer<'a>(query: &'a Query<'a>, source: IpAddr, snap: &'a Snapshot) -> A
     loop {
         // A service answers the address types at its name; other types (an apex's SOA, NS,
         // MX, TXT) come from the zone's static records.
-        let service = match qtype {
-            rtype::A | rtype::AAAA | rtype::CNAME | rtype::ANY => snap.gslb.service(name.as_wire()),
-            _ => None,
-        };
+        let service = snap.gslb.service(name.as_wire()).filter(|_| match qtype {
+            rtype::A | rtype::AAAA | rtype::CNAME | rtype::ANY => true,
+            // Other types come from the zone's records at that name when it has them (an
+            // apex's SOA and NS); else the service answers (NODATA, or its region's CNAME).
+            _ => !matches!(zone.lookup(name.as_wire()), Lookup::Found(node) if node.rrset(qtype).is_some()),
+        });
         if let Some((index, service)) = service {
             match service_answer(&mut ans, zone, index, service, owner, qtype, query, source, snap) {
                 Followed::Done => return ans,
@@ -306,8 +308,10 @@ pub fn client_address(query: &Query<'_>, source: IpAddr) -> IpAddr {
     crate::frontend::canonical(ecs.map_or(source, |cs| cs.addr))
 }
 
-/// Answers a query at a service name: A/AAAA (and CNAME, ANY) from the regions its policy
-/// picks among the healthy ones; other types get NODATA.
+/// Answers a query at a service name: A/AAAA (and ANY) from the regions its policy picks
+/// among the healthy ones; when the first pick is a hostname region, its CNAME, whatever the
+/// type (followed unless the type is CNAME or ANY), as a zone's CNAME would be; other types
+/// get NODATA.
 #[allow(clippy::too_many_arguments)]
 fn service_answer<'a>(
     ans: &mut Answer<'a>,
@@ -324,10 +328,8 @@ fn service_answer<'a>(
         ans.rcode = rcode::SERVFAIL;
         return Followed::Done;
     };
-    let Some(family) = status.family(qtype, service) else {
-        negative(ans, zone, rcode::NOERROR);
-        return Followed::Done;
-    };
+    let family = status.family(qtype, service);
+    let is_address = matches!(qtype, rtype::A | rtype::AAAA | rtype::ANY);
     // Records this service adds; an answer that adds none is NODATA, even after a CNAME
     // that led here (RFC 2308 section 2.2: the SOA lets the resolver cache the denial).
     let start = ans.answer.len();
@@ -335,7 +337,7 @@ fn service_answer<'a>(
         use crate::config::gslb::AllDown;
         let fallback = if family == rtype::AAAA { service.fallback_aaaa.as_ref() } else { service.fallback_a.as_ref() };
         match (service.when_all_down, fallback) {
-            (AllDown::Fallback, Some(set)) if qtype != rtype::CNAME => {
+            (AllDown::Fallback, Some(set)) if is_address => {
                 ans.answer.push(Rr { owner, rrset: set, ttl_override: Some(status.ttl) })
             }
             (AllDown::Servfail, _) => {
@@ -366,7 +368,8 @@ fn service_answer<'a>(
         ans.answer.push(Rr { owner, rrset: cname, ttl_override: Some(status.ttl) });
         return if qtype == rtype::CNAME || qtype == rtype::ANY { Followed::Done } else { Followed::Cname };
     }
-    if qtype == rtype::CNAME {
+    if !is_address {
+        // CNAME, MX, TXT ... at a name whose regions have addresses: NODATA.
         negative(ans, zone, rcode::NOERROR);
         return Followed::Done;
     }
