@@ -127,7 +127,9 @@ fn services_answer_as_knot_answers_the_same_records() {
         for qtype in types {
             for transport in ["udp", "tcp"] {
                 let q = query(&qname, qtype);
-                let ask = |addr| if transport == "udp" { udp(addr, &q) } else { tcp(addr, &[q.clone()]).remove(0) };
+                let ask = |addr| {
+                    if transport == "udp" { udp(addr, &q) } else { tcp(addr, std::slice::from_ref(&q)).remove(0) }
+                };
                 let (k, g) = (shape(&ask(knot.addr)), shape(&ask(gslbd.dns)));
                 cases += 1;
                 let agrees = if qtype == RecordType::ANY {
