@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs every check a change must pass: format, lints, unit and integration tests.
 # Installs what the tests need when it is missing and we are root: dig (bind9-dnsutils),
-# haproxy (tests/demo.rs: the demo's regions), openssl (tests/prober.rs: a test CA for HTTPS checks) and PyYAML (tests/deploy.rs: the Kubernetes
-# manifests), so CI never skips a test for want of a tool.
+# haproxy (tests/demo.rs: the demo's regions), openssl (tests/prober.rs: a test CA for HTTPS checks),
+# knotd (tests/knot_services.rs: services compared with Knot) and PyYAML (tests/deploy.rs: the
+# Kubernetes manifests), so CI never skips a test for want of a tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
 command -v haproxy >/dev/null || need_pkgs+=(haproxy)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v knotd >/dev/null || need_pkgs+=(knot)
 python3 -c 'import yaml' 2>/dev/null || need_pkgs+=(python3-yaml)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
