@@ -43,6 +43,8 @@ enum Mode {
     Flap = 3,
     /// 200 OK after 60 ms: a region far away.
     Slow = 4,
+    /// 503 on two connections of every three, 200 on the third.
+    Intermittent = 5,
 }
 
 /// An HTTP health endpoint on a loopback port, switchable between modes, that counts the
@@ -90,6 +92,8 @@ impl Endpoint {
                         std::thread::sleep(Duration::from_millis(60));
                         "200 OK"
                     }
+                    5 if count % 3 == 2 => "200 OK",
+                    5 => "503 Service Unavailable",
                     _ if count % 2 == 0 => "200 OK",
                     _ => "503 Service Unavailable",
                 };
@@ -382,9 +386,72 @@ fn reload_keeps_unchanged_regions_and_stops_removed_ones() {
     hold_answer(&s.server, &[PRIMARY], INTERVAL * 8);
     assert_eq!(extra.connections(), extra_calls, "the removed region is not probed any more");
     assert_eq!(transitions(&s.server, "primary").len(), 1, "primary kept its state");
-    // backup started over: unknown -> healthy a second time.
-    let log = wait_transitions(&s.server, "backup", 2);
-    assert!(log[1].contains("from=unknown to=healthy"), "{}", log[1]);
+    // backup's check changed but its verdict was kept: no second unknown -> healthy.
+    assert_eq!(transitions(&s.server, "backup").len(), 1, "backup kept its verdict");
+    s.server.wait_log("resumed=1");
+}
+
+#[test]
+fn a_reload_that_changes_a_check_keeps_a_dead_region_out_of_the_answers() {
+    let (dead, alive) = (Endpoint::start(Mode::Down), Endpoint::start(Mode::Up));
+    let s = start(&two_checked_regions("", &dead, &alive));
+    wait_answer(&s.server, &[BACKUP], WAIT);
+    let log = wait_transitions(&s.server, "primary", 1);
+    assert!(log[0].contains("to=unhealthy"), "{}", log[0]);
+
+    // Only the dead region's timeout changes (150ms -> 120ms).
+    let text = two_checked_regions("", &dead, &alive);
+    let changed = text.replacen("timeout = \"150ms\"", "timeout = \"120ms\"", 1);
+    assert_ne!(text, changed);
+    std::fs::write(&s.config, changed).unwrap();
+    s.server.signal("HUP");
+    // Before the fix its check restarted as unknown (answered) for fall probes.
+    hold_answer(&s.server, &[BACKUP], INTERVAL * 10);
+    s.server.wait_log("resumed=1");
+    assert_eq!(transitions(&s.server, "primary").len(), 1, "no unknown -> unhealthy a second time");
+}
+
+#[test]
+fn a_reload_that_changes_checks_keeps_healthy_regions_with_unknown_down() {
+    let (dead, alive) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+    let text = two_checked_regions("unknown = \"down\"", &dead, &alive)
+        .replace("ttl = 5\n", "ttl = 5\nwhen_all_down = \"servfail\"\n");
+    let s = start(&text);
+    wait_answer(&s.server, &[PRIMARY], WAIT);
+    wait_transitions(&s.server, "primary", 1);
+    wait_transitions(&s.server, "backup", 1);
+
+    // Both timeouts change. Before the fix: SERVFAIL while both were unknown, then backup
+    // (proven first), then primary again.
+    std::fs::write(&s.config, text.replace("timeout = \"150ms\"", "timeout = \"120ms\"")).unwrap();
+    s.server.signal("HUP");
+    hold_answer(&s.server, &[PRIMARY], INTERVAL * 10);
+    s.server.wait_log("resumed=2");
+    assert_eq!((transitions(&s.server, "primary").len(), transitions(&s.server, "backup").len()), (1, 1));
+}
+
+#[test]
+fn an_endpoint_failing_two_probes_in_three_leaves_the_answers_by_the_window_rule() {
+    let (primary, backup) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+    let text = two_checked_regions("", &primary, &backup);
+    // fall = 3 alone never fires on this endpoint (at most two failures in a row).
+    let windowed = text.replacen("fall = 3\n", "fall = 3\nwindow = 6\nwindow_failures = 3\n", 1);
+    assert_ne!(text, windowed);
+    let s = start(&windowed);
+    wait_answer(&s.server, &[PRIMARY], WAIT);
+    wait_transitions(&s.server, "primary", 1);
+
+    primary.set(Mode::Intermittent);
+    let t = wait_answer(&s.server, &[BACKUP], WAIT);
+    // 3 failures among the next 6 probes at most, plus an interval of slack.
+    assert!(t <= INTERVAL * 6 + TIMEOUT + INTERVAL, "left after {t:?}");
+    let log = wait_transitions(&s.server, "primary", 2);
+    assert!(log[1].contains("from=healthy to=unhealthy reason=status 503"), "{}", log[1]);
+    // It never has rise = 2 successes in a row, so it stays out.
+    hold_answer(&s.server, &[BACKUP], INTERVAL * 12);
+    // Healthy again after two passes in a row.
+    primary.set(Mode::Up);
+    wait_answer(&s.server, &[PRIMARY], WAIT);
 }
 
 /// Deliverable measurement, not a check: failover time with the default check settings

@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 pub use machine::{Machine, Transition};
 pub use probe::{FailReason, Probe, ProbeOutcome};
-pub use prober::{Prober, RegionChecks};
+pub use prober::{Prober, RegionChecks, Seed};
 
 /// What the checks say about a region (or a single check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +93,8 @@ pub struct RegionHealth {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthTable {
     pub regions: BTreeMap<String, RegionHealth>,
+    /// Each region's [`RegionChecks::fingerprint`]: what its verdict was reached with.
+    pub fingerprints: BTreeMap<String, String>,
 }
 
 impl HealthTable {

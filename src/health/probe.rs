@@ -424,7 +424,8 @@ mod tests {
     }
 
     async fn run(kind: CheckKind) -> ProbeOutcome {
-        let check = CheckConfig { kind, interval: Duration::from_secs(1), timeout: TIMEOUT, rise: 1, fall: 1 };
+        let check =
+            CheckConfig { kind, interval: Duration::from_secs(1), timeout: TIMEOUT, rise: 1, fall: 1, window: None };
         Probe::build(&check).run().await
     }
 
