@@ -121,6 +121,17 @@ impl HttpCheck {
     }
 }
 
+/// The host part of a Host header value: `name`, `name:port`, `[v6]` or `[v6]:port`.
+pub fn host_part(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
 /// How many bytes of a body `body_contains` searches.
 pub const BODY_LIMIT: usize = 4096;
 
@@ -493,6 +504,18 @@ fn http(raw: &RawCheck, kind_name: &str, field: &str, base: &Path, bad: &mut Rep
         }
         valid.then(|| s.get_ref().clone())
     });
+    // Without tls_server_name an HTTPS probe takes its server name from host_header, so that
+    // must be one (or an address, which has no SNI and is not checked by name).
+    if let (Some(h), None, "https") = (&raw.host_header, &raw.tls_server_name, kind_name) {
+        let host = host_part(h.get_ref());
+        if host_header.is_some() && rustls::pki_types::ServerName::try_from(host).is_err() {
+            bad(
+                h.span(),
+                format!("{}: {host:?} cannot be the TLS server name of this https check", f("host_header")),
+                Some("set tls_server_name = \"...\" to the name the certificate is for"),
+            );
+        }
+    }
     let tls_insecure = raw.tls_insecure.as_ref().is_some_and(|b| *b.get_ref());
     let mut tls_ca = Vec::new();
     let mut tls_ca_file = None;
@@ -712,6 +735,25 @@ mod tests {
         for (keys, want) in cases {
             assert_prefixes(&errs(&format!("{tcp}{keys}")), &[want]);
         }
+    }
+
+    #[test]
+    fn an_https_host_header_must_be_able_to_name_the_server() {
+        let https = "[regions.fra.check]\ntype = \"https\"\nurl = \"https://10.0.0.1/\"\n";
+        for ok_host in ["www.example.test", "www.example.test:8443", "10.0.0.2", "[2001:db8::1]:443"] {
+            ok(&format!("{https}host_header = \"{ok_host}\"\n"));
+        }
+        let e = errs(&format!("{https}host_header = \"bad host\"\n"));
+        assert_eq!(
+            e,
+            [format!(
+                "{FILE}:6:15: error: regions.fra.check.host_header: \"bad host\" cannot be the TLS server name of \
+                 this https check\n  hint: set tls_server_name = \"...\" to the name the certificate is for"
+            )]
+        );
+        // With tls_server_name, or on plain http, Host is only a header.
+        ok(&format!("{https}host_header = \"bad host\"\ntls_server_name = \"www.example.test\"\n"));
+        ok("[regions.fra.check]\ntype = \"http\"\nurl = \"http://10.0.0.1/\"\nhost_header = \"bad host\"\n");
     }
 
     #[test]
