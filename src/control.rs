@@ -141,6 +141,8 @@ pub struct Control {
 struct Inner {
     cfg: crate::config::Config,
     prober: crate::health::Prober,
+    /// The task saving verdicts to `health.json`; awaited at shutdown for its last save.
+    saver: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Control {
@@ -160,8 +162,12 @@ impl Control {
         }
         let (overrides_tx, overrides_rx) = watch::channel(Arc::new(saved));
         let (mut prober, health_rx) = Prober::new(cfg.gslb.health.history, shutdown.clone());
+        // Start from the verdicts saved before a restart (recent ones, same checks).
+        prober.seed(crate::health::persist::restore(store.dir()));
         prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
         rebuild(&state, &prober.table(), &overrides_rx.borrow());
+        let saver =
+            tokio::spawn(crate::health::persist::run(store.dir().to_path_buf(), health_rx.clone(), shutdown.clone()));
         tokio::spawn(follow(state.clone(), health_rx.clone(), overrides_rx, shutdown));
         Ok(Arc::new(Control {
             state,
@@ -169,7 +175,7 @@ impl Control {
             store,
             overrides_tx,
             health_rx,
-            inner: tokio::sync::Mutex::new(Inner { cfg, prober }),
+            inner: tokio::sync::Mutex::new(Inner { cfg, prober, saver: Some(saver) }),
             ready: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
         }))
@@ -320,10 +326,16 @@ impl Control {
         self.started.elapsed()
     }
 
-    /// Stops the prober's tasks now (they also stop on the shutdown signal).
+    /// Stops the prober's tasks now (they also stop on the shutdown signal) and, once the
+    /// shutdown signal is sent, waits for the verdicts' last save.
     pub async fn stop(&self) {
         let mut inner = self.inner.lock().await;
         inner.prober.apply(Vec::new(), 1);
+        if let Some(saver) = inner.saver.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(2), saver).await.is_err() {
+                tracing::warn!("health verdicts not saved within 2 s of shutdown");
+            }
+        }
     }
 }
 

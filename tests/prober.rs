@@ -527,6 +527,47 @@ fn a_reload_that_changes_checks_keeps_healthy_regions_with_unknown_down() {
     assert_eq!((transitions(&s.server, "primary").len(), transitions(&s.server, "backup").len()), (1, 1));
 }
 
+/// A restart starts from the verdicts saved in the state directory: a dead region is not
+/// answered again while its first probes are in flight. A corrupt file is a log line.
+#[test]
+fn a_restart_starts_from_the_saved_verdicts() {
+    let (dead, alive) = (Endpoint::start(Mode::Down), Endpoint::start(Mode::Up));
+    let dir = TempDir::new("restart");
+    dir.write("zones/svc.test.zone", ZONE);
+    let config = dir.write("gslbd.toml", &two_checked_regions("", &dead, &alive));
+    let args = ["--config", config.to_str().unwrap()];
+    let mut first = Server::start(&args);
+    wait_answer(&first, &[BACKUP], WAIT);
+    let saved = first.state_dir.path().join("health.json");
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&saved).is_ok_and(|t| t.contains("\"unhealthy\"") && t.contains("\"healthy\"")) {
+        assert!(Instant::now() < deadline, "health.json never had both verdicts:\n{}", first.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Killed (SIGKILL), as a crash would: nothing is written on the way out.
+    let state = std::mem::replace(&mut first.state_dir, TempDir::new("unused"));
+    drop(first);
+    let mut second = Server::try_start_in(&args, state).unwrap();
+    // Before the fix the dead region started unknown (answered) until fall probes failed.
+    hold_answer(&second, &[BACKUP], INTERVAL * 6);
+    second.wait_log("restoring saved health verdicts");
+    assert!(transitions(&second, "primary").is_empty(), "it stayed unhealthy: no transition");
+
+    // A clean shutdown saves what was known (not the empty table of a stopped prober).
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(), Some(0));
+    let text = std::fs::read_to_string(second.state_dir.path().join("health.json")).unwrap();
+    assert!(text.contains("\"unhealthy\"") && text.contains("\"healthy\""), "{text}");
+
+    // A corrupt file: gslbd starts, says so, and the regions start unknown.
+    let state = std::mem::replace(&mut second.state_dir, TempDir::new("unused"));
+    drop(second);
+    std::fs::write(state.path().join("health.json"), "{\"version\": 1, \"regions\": [").unwrap();
+    let third = Server::try_start_in(&args, state).unwrap();
+    third.wait_log("saved health verdicts ignored");
+    wait_answer(&third, &[BACKUP], WAIT);
+}
+
 #[test]
 fn an_endpoint_failing_two_probes_in_three_leaves_the_answers_by_the_window_rule() {
     let (primary, backup) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
