@@ -6,7 +6,7 @@
 //! ```text
 //! prober -HealthTable-> follow -> rebuild(state) -> new Snapshot { status, .. }
 //! admin  -Overrides--->  follow (same rebuild)
-//! SIGHUP -> load -> Prober::apply -> with_status(new snapshot) -> store
+//! SIGHUP -> load -> Prober::apply -> with_status(new snapshot, carried choices) -> store
 //! ```
 
 use std::sync::Arc;
@@ -52,10 +52,30 @@ pub fn status(gslb: &Gslb, health: &HealthTable, overrides: &Overrides, prev: Op
 }
 
 /// A snapshot fresh from a reload, with its status computed from the current inputs
-/// instead of "all up", so storing it never briefly resurrects a down region.
-pub fn with_status(snapshot: Snapshot, health: &HealthTable, overrides: &Overrides) -> Snapshot {
-    let status = Arc::new(status(&snapshot.gslb, health, overrides, None));
+/// instead of "all up", so storing it never briefly resurrects a down region. `prev`: the
+/// latency choices to keep ([`carried_choices`]).
+pub fn with_status(snapshot: Snapshot, health: &HealthTable, overrides: &Overrides, prev: Option<&Status>) -> Snapshot {
+    let status = Arc::new(status(&snapshot.gslb, health, overrides, prev));
     Snapshot { status, ..snapshot }
+}
+
+/// The latency policy's choices of `prev` carried over to a reloaded configuration, by
+/// service and region name (ids change when regions or services are added, removed or
+/// reordered): a reload must not move a latency service between regions whose RTTs differ
+/// by less than its margin. Only `latency_choice` of the result is meaningful.
+pub fn carried_choices(prev: &Snapshot, next: &Gslb) -> Status {
+    let mut status = Status::initial(next);
+    for (service, st) in next.services.iter().zip(status.services.iter_mut()) {
+        st.latency_choice = prev
+            .gslb
+            .services
+            .iter()
+            .position(|p| p.name == service.name)
+            .and_then(|i| prev.status.services.get(i)?.latency_choice)
+            .and_then(|r| prev.gslb.regions.get(r as usize))
+            .and_then(|r| next.region_id(&r.name));
+    }
+    status
 }
 
 /// Replaces the current snapshot's status. A reload that stores a new snapshot meanwhile
@@ -217,7 +237,8 @@ impl Control {
             tracing::warn!("dns.udp_workers or dns.udp_steering changed; the change takes effect at the next restart");
         }
         inner.prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
-        let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow());
+        let carried = carried_choices(&self.state.load(), &snap.gslb);
+        let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow(), Some(&carried));
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
         let prev = self.state.swap(Arc::new(snap));
         log_mode_changes(&prev, &self.state.load());
@@ -417,5 +438,59 @@ mod tests {
         let after = state.load_full();
         assert_eq!(after.status.regions.iter().map(|r| r.is_up).collect::<Vec<_>>(), [false, true, true]);
         assert!(Arc::ptr_eq(&before.zones, &after.zones) && Arc::ptr_eq(&before.gslb, &after.gslb));
+    }
+
+    /// A Gslb of `regions` (name, address) and one latency service over a and b with a
+    /// 20 ms margin.
+    fn latency_gslb(regions: &[&str]) -> Gslb {
+        let zone = "$ORIGIN s.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\n";
+        let mut toml = String::new();
+        for (i, r) in regions.iter().enumerate() {
+            toml.push_str(&format!("[regions.{r}]\naddresses = [\"192.0.2.{}\"]\n", i + 10));
+        }
+        toml.push_str("[services.\"x.s.test\"]\nregions = [\"a\", \"b\"]\npolicy = \"latency\"\n");
+        toml.push_str("[services.\"x.s.test\".latency]\nmargin_ms = 20\n");
+        let path = std::path::Path::new("t.toml");
+        let cfg = crate::config::parse(&toml, path).unwrap();
+        let apex = crate::name::Name::parse("s.test.", None).unwrap();
+        let recs =
+            crate::zone::parse::parse_str(zone, std::path::Path::new("z"), &apex, std::path::Path::new("/")).unwrap();
+        let zones = crate::zone::ZoneSet::new(vec![
+            crate::zone::Zone::from_records(&apex, recs, std::path::Path::new("z")).unwrap(),
+        ]);
+        Gslb::build(&cfg.gslb, &zones, None, path).unwrap()
+    }
+
+    #[test]
+    fn a_reload_keeps_the_latency_choice_by_name() {
+        let rtt = |state, ms| RegionHealth {
+            state,
+            since: SystemTime::UNIX_EPOCH,
+            reason: None,
+            rtt_ewma_ms: Some(ms),
+            recent: VecDeque::new(),
+            transitions: 1,
+        };
+        let none = Overrides::default();
+        // a was chosen when it was fastest; now b is faster by less than the margin.
+        let mut health = HealthTable::default();
+        health.regions.insert("a".into(), rtt(State::Healthy, 5.0));
+        health.regions.insert("b".into(), rtt(State::Healthy, 10.0));
+        let before = Arc::new(latency_gslb(&["a", "b"]));
+        let first = status(&before, &health, &none, None);
+        assert_eq!(first.services[0].latency_choice, before.region_id("a"));
+        health.regions.insert("a".into(), rtt(State::Healthy, 12.0));
+        let prev = Snapshot { gslb: before.clone(), status: Arc::new(first), ..Default::default() };
+        assert_eq!(
+            status(&before, &health, &none, Some(&prev.status)).services[0].latency_choice,
+            before.region_id("a")
+        );
+        // A reload adds a region that sorts first, so every id shifts by one.
+        let after = latency_gslb(&["0new", "a", "b"]);
+        let carried = carried_choices(&prev, &after);
+        let kept = status(&after, &health, &none, Some(&carried)).services[0].latency_choice;
+        assert_eq!(kept, after.region_id("a"), "the choice follows the region's name");
+        // Without carrying (as before the fix) the reload moved it to b.
+        assert_eq!(status(&after, &health, &none, None).services[0].latency_choice, after.region_id("b"));
     }
 }
