@@ -10,6 +10,7 @@
 //! | `timeout`  | 1s (at most interval/2)| a probe never overlaps the next one                   |
 //! | `rise`     | 2                      | one lucky answer does not bring a region back         |
 //! | `fall`     | 3                      | one lost probe does not take a region out             |
+//! | `window`, `window_failures` | none  | opt-in: F failures of the last W probes, for endpoints that fail often but never `fall` in a row |
 //! | `expect_status` | 200-399           | what load balancers call "up" (redirects included)    |
 
 use std::collections::BTreeMap;
