@@ -352,10 +352,10 @@ impl Control {
     pub async fn stop(&self) {
         let mut inner = self.inner.lock().await;
         inner.prober.apply(Vec::new(), 1);
-        if let Some(saver) = inner.saver.take() {
-            if tokio::time::timeout(std::time::Duration::from_secs(2), saver).await.is_err() {
-                tracing::warn!("health verdicts not saved within 2 s of shutdown");
-            }
+        if let Some(saver) = inner.saver.take()
+            && tokio::time::timeout(std::time::Duration::from_secs(2), saver).await.is_err()
+        {
+            tracing::warn!("health verdicts not saved within 2 s of shutdown");
         }
     }
 }

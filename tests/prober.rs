@@ -934,7 +934,8 @@ fn probe_requests_match_what_curl_sends() {
     let ca = dir.path().join("ca.pem");
     let ca = ca.to_str().unwrap();
     // (case, endpoint, check keys, curl arguments, want: SNI, request line, Host)
-    let cases: Vec<(&str, &Endpoint, String, String, (Option<&str>, String, String))> = vec![
+    type Want<'a> = (Option<&'a str>, String, String);
+    let cases: Vec<(&str, &Endpoint, String, String, Want)> = vec![
         (
             "http_ip",
             &h,

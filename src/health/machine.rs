@@ -177,7 +177,8 @@ mod tests {
     }
 
     /// (rise, fall, window as (size, failures), results, the state after each result).
-    const WINDOW_CASES: &[(u32, u32, Option<(u32, u32)>, &str, &[State])] = &[
+    type WindowCase = (u32, u32, Option<(u32, u32)>, &'static str, &'static [State]);
+    const WINDOW_CASES: &[WindowCase] = &[
         // Two failures in the last three take it down; without a window they never do.
         (2, 3, Some((3, 2)), "++-+-", &[Unknown, Healthy, Healthy, Healthy, Unhealthy]),
         (2, 3, None, "++-+-", &[Unknown, Healthy, Healthy, Healthy, Healthy]),

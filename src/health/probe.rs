@@ -211,15 +211,15 @@ impl HttpProbe {
             .pool_max_idle_per_host(0)
             .http1_only()
             .tls_backend_preconfigured(tls_config(check)?);
-        if let (Some(sni), Some(host)) = (server_name(check), check.url.host_str()) {
-            if !sni.eq_ignore_ascii_case(host) {
-                // The client sends SNI, checks the certificate and derives Host from the
-                // URL's host, so the URL names the server name and a resolver sends it to
-                // the configured host.
-                let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-                url.set_host(Some(&sni)).map_err(|e| format!("tls server name {sni:?}: {e}"))?;
-                builder = builder.dns_resolver(Arc::new(Pinned { name: sni.to_ascii_lowercase(), host }));
-            }
+        if let (Some(sni), Some(host)) = (server_name(check), check.url.host_str())
+            && !sni.eq_ignore_ascii_case(host)
+        {
+            // The client sends SNI, checks the certificate and derives Host from the URL's
+            // host, so the URL names the server name and a resolver sends it to the
+            // configured host.
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            url.set_host(Some(&sni)).map_err(|e| format!("tls server name {sni:?}: {e}"))?;
+            builder = builder.dns_resolver(Arc::new(Pinned { name: sni.to_ascii_lowercase(), host }));
         }
         let client = builder.build().map_err(|e| e.to_string())?;
         Ok(HttpProbe { check: check.clone(), client, url })
@@ -491,7 +491,8 @@ mod tests {
     #[test]
     fn the_server_name_follows_tls_server_name_then_the_host_header() {
         // (url, tls_server_name, host_header, SNI other than the url's host)
-        let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case] = &[
             ("https://127.0.14.1:8443/", Some("www.example.test"), None, Some("www.example.test")),
             ("https://127.0.14.1:8443/", None, Some("www.example.test"), Some("www.example.test")),
             ("https://127.0.14.1:8443/", None, Some("www.example.test:8443"), Some("www.example.test")),
