@@ -488,22 +488,36 @@ fn reload_keeps_unchanged_regions_and_stops_removed_ones() {
     s.server.wait_log("resumed=1");
 }
 
+/// [`two_checked_regions`] with slower checks (interval 500ms, timeout 400ms): tests that
+/// hold an answer through a reload or restart must not see a healthy region fall to three
+/// timeouts in a row when the machine is loaded.
+fn two_slow_checked_regions(health: &str, primary: &Endpoint, backup: &Endpoint) -> String {
+    let fast = format!("interval = \"{}ms\"\ntimeout = \"{}ms\"\n", INTERVAL.as_millis(), TIMEOUT.as_millis());
+    let text = two_checked_regions(health, primary, backup);
+    assert!(text.contains(&fast));
+    text.replace(&fast, "interval = \"500ms\"\ntimeout = \"400ms\"\n")
+}
+
+/// How long the reload and restart tests hold an answer: more than the 3 probes (fall) or
+/// 2 probes (rise) an unknown region needed before the fix.
+const HOLD: Duration = Duration::from_millis(2500);
+
 #[test]
 fn a_reload_that_changes_a_check_keeps_a_dead_region_out_of_the_answers() {
     let (dead, alive) = (Endpoint::start(Mode::Down), Endpoint::start(Mode::Up));
-    let s = start(&two_checked_regions("", &dead, &alive));
+    let s = start(&two_slow_checked_regions("", &dead, &alive));
     wait_answer(&s.server, &[BACKUP], WAIT);
     let log = wait_transitions(&s.server, "primary", 1);
     assert!(log[0].contains("to=unhealthy"), "{}", log[0]);
 
-    // Only the dead region's timeout changes (150ms -> 120ms).
-    let text = two_checked_regions("", &dead, &alive);
-    let changed = text.replacen("timeout = \"150ms\"", "timeout = \"120ms\"", 1);
+    // Only the dead region's timeout changes (400ms -> 300ms).
+    let text = two_slow_checked_regions("", &dead, &alive);
+    let changed = text.replacen("timeout = \"400ms\"", "timeout = \"300ms\"", 1);
     assert_ne!(text, changed);
     std::fs::write(&s.config, changed).unwrap();
     s.server.signal("HUP");
     // Before the fix its check restarted as unknown (answered) for fall probes.
-    hold_answer(&s.server, &[BACKUP], INTERVAL * 10);
+    hold_answer(&s.server, &[BACKUP], HOLD);
     s.server.wait_log("resumed=1");
     assert_eq!(transitions(&s.server, "primary").len(), 1, "no unknown -> unhealthy a second time");
 }
@@ -511,7 +525,7 @@ fn a_reload_that_changes_a_check_keeps_a_dead_region_out_of_the_answers() {
 #[test]
 fn a_reload_that_changes_checks_keeps_healthy_regions_with_unknown_down() {
     let (dead, alive) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
-    let text = two_checked_regions("unknown = \"down\"", &dead, &alive)
+    let text = two_slow_checked_regions("unknown = \"down\"", &dead, &alive)
         .replace("ttl = 5\n", "ttl = 5\nwhen_all_down = \"servfail\"\n");
     let s = start(&text);
     wait_answer(&s.server, &[PRIMARY], WAIT);
@@ -520,9 +534,9 @@ fn a_reload_that_changes_checks_keeps_healthy_regions_with_unknown_down() {
 
     // Both timeouts change. Before the fix: SERVFAIL while both were unknown, then backup
     // (proven first), then primary again.
-    std::fs::write(&s.config, text.replace("timeout = \"150ms\"", "timeout = \"120ms\"")).unwrap();
+    std::fs::write(&s.config, text.replace("timeout = \"400ms\"", "timeout = \"300ms\"")).unwrap();
     s.server.signal("HUP");
-    hold_answer(&s.server, &[PRIMARY], INTERVAL * 10);
+    hold_answer(&s.server, &[PRIMARY], HOLD);
     s.server.wait_log("resumed=2");
     assert_eq!((transitions(&s.server, "primary").len(), transitions(&s.server, "backup").len()), (1, 1));
 }
@@ -534,7 +548,7 @@ fn a_restart_starts_from_the_saved_verdicts() {
     let (dead, alive) = (Endpoint::start(Mode::Down), Endpoint::start(Mode::Up));
     let dir = TempDir::new("restart");
     dir.write("zones/svc.test.zone", ZONE);
-    let config = dir.write("gslbd.toml", &two_checked_regions("", &dead, &alive));
+    let config = dir.write("gslbd.toml", &two_slow_checked_regions("", &dead, &alive));
     let args = ["--config", config.to_str().unwrap()];
     let mut first = Server::start(&args);
     wait_answer(&first, &[BACKUP], WAIT);
@@ -549,7 +563,7 @@ fn a_restart_starts_from_the_saved_verdicts() {
     drop(first);
     let mut second = Server::try_start_in(&args, state).unwrap();
     // Before the fix the dead region started unknown (answered) until fall probes failed.
-    hold_answer(&second, &[BACKUP], INTERVAL * 6);
+    hold_answer(&second, &[BACKUP], HOLD);
     second.wait_log("restoring saved health verdicts");
     assert!(transitions(&second, "primary").is_empty(), "it stayed unhealthy: no transition");
 
