@@ -464,6 +464,8 @@ fn reload_keeps_unchanged_regions_and_stops_removed_ones() {
     );
     let s = start(&before);
     wait_answer(&s.server, &[PRIMARY], WAIT);
+    // (All unknown is fail-open, which answers primary too: wait for its verdict.)
+    wait_transitions(&s.server, "primary", 1);
     wait_transitions(&s.server, "extra", 1);
     wait_transitions(&s.server, "backup", 1);
 
