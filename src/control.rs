@@ -6,7 +6,7 @@
 //! ```text
 //! prober -HealthTable-> follow -> rebuild(state) -> new Snapshot { status, .. }
 //! admin  -Overrides--->  follow (same rebuild)
-//! SIGHUP -> load -> Prober::apply -> with_status(new snapshot) -> store
+//! SIGHUP -> load -> Prober::apply -> with_status(new snapshot, carried choices) -> store
 //! ```
 
 use std::sync::Arc;
@@ -159,6 +159,8 @@ pub struct Control {
 struct Inner {
     cfg: crate::config::Config,
     prober: crate::health::Prober,
+    /// The task saving verdicts to `health.json`; awaited at shutdown for its last save.
+    saver: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Control {
@@ -178,8 +180,12 @@ impl Control {
         }
         let (overrides_tx, overrides_rx) = watch::channel(Arc::new(saved));
         let (mut prober, health_rx) = Prober::new(cfg.gslb.health.history, shutdown.clone());
+        // Start from the verdicts saved before a restart (recent ones, same checks).
+        prober.seed(crate::health::persist::restore(store.dir()));
         prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
         rebuild(&state, &prober.table(), &overrides_rx.borrow());
+        let saver =
+            tokio::spawn(crate::health::persist::run(store.dir().to_path_buf(), health_rx.clone(), shutdown.clone()));
         tokio::spawn(follow(state.clone(), health_rx.clone(), overrides_rx, shutdown));
         Ok(Arc::new(Control {
             state,
@@ -187,7 +193,7 @@ impl Control {
             store,
             overrides_tx,
             health_rx,
-            inner: tokio::sync::Mutex::new(Inner { cfg, prober }),
+            inner: tokio::sync::Mutex::new(Inner { cfg, prober, saver: Some(saver) }),
             ready: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
         }))
@@ -338,10 +344,16 @@ impl Control {
         self.started.elapsed()
     }
 
-    /// Stops the prober's tasks now (they also stop on the shutdown signal).
+    /// Stops the prober's tasks now (they also stop on the shutdown signal) and, once the
+    /// shutdown signal is sent, waits for the verdicts' last save.
     pub async fn stop(&self) {
         let mut inner = self.inner.lock().await;
         inner.prober.apply(Vec::new(), 1);
+        if let Some(saver) = inner.saver.take()
+            && tokio::time::timeout(std::time::Duration::from_secs(2), saver).await.is_err()
+        {
+            tracing::warn!("health verdicts not saved within 2 s of shutdown");
+        }
     }
 }
 

@@ -15,7 +15,8 @@
 //! - [`gslb`]: services and regions; [`gslb::status`]: what each service may answer now.
 //! - [`policy`]: the steering steps (geo, nearest, latency, weighted, failover, ...).
 //! - [`geoip`]: MaxMind lookups and the `.mmdb` builder.
-//! - [`health`]: probes, rise/fall, the prober. [`overrides`]: operator overrides on disk.
+//! - [`health`]: probes, rise/fall (and the window rule), the prober, verdicts saved for
+//!   restarts. [`overrides`]: operator overrides on disk.
 //! - [`control`]: where health, overrides and reloads become a new snapshot.
 //! - [`state`]: the [`state::Snapshot`] every query reads, and loading it.
 //! - [`frontend`]: UDP and TCP sockets. [`admin`], [`explain`], [`metrics`]: the admin API.

@@ -117,20 +117,7 @@ impl Store {
     /// Writes the overrides so that a crash at any point leaves either the old file or the
     /// new one, never a torn one.
     pub fn save(&self, overrides: &Overrides) -> Result<(), StoreError> {
-        let path = self.overrides_path();
-        let err = |source| StoreError::Write { path: path.clone(), source };
-        fs::create_dir_all(&self.dir).map_err(err)?;
-        let tmp = self.dir.join(format!(".overrides.json.{}.tmp", std::process::id()));
-        let mut text = serde_json::to_string_pretty(overrides).map_err(|e| err(io::Error::other(e)))?;
-        text.push('\n');
-        let mut f = File::create(&tmp).map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(err)?;
-        // The rename itself is durable only once the directory is synced.
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)?;
-        Ok(())
+        write_json(&self.dir, "overrides.json", overrides)
     }
 
     /// Appends one audit record and syncs it.
@@ -144,6 +131,26 @@ impl Store {
         f.write_all(line.as_bytes()).map_err(err)?;
         f.sync_data().map_err(err)
     }
+}
+
+/// Writes `value` as pretty JSON to `dir/file` so that a crash at any point leaves either
+/// the old file or the new one, never a torn one: temp file, fsync, rename, fsync of the
+/// directory. Used for every file of the state directory that is replaced as a whole.
+pub fn write_json<T: Serialize>(dir: &Path, file: &str, value: &T) -> Result<(), StoreError> {
+    let path = dir.join(file);
+    let err = |source| StoreError::Write { path: path.clone(), source };
+    fs::create_dir_all(dir).map_err(err)?;
+    let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| err(io::Error::other(e)))?;
+    text.push('\n');
+    let mut f = File::create(&tmp).map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(err)?;
+    // The rename itself is durable only once the directory is synced.
+    File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    Ok(())
 }
 
 /// One line of the audit log.

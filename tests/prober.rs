@@ -11,8 +11,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -43,20 +43,89 @@ enum Mode {
     Flap = 3,
     /// 200 OK after 60 ms: a region far away.
     Slow = 4,
+    /// 503 on two connections of every three, 200 on the third.
+    Intermittent = 5,
+    /// 200 when the Host header's host part is the SNI the client sent, else 421
+    /// Misdirected Request (as a virtual-hosting HTTPS server does).
+    HostMustMatchSni = 6,
 }
 
-/// An HTTP health endpoint on a loopback port, switchable between modes, that counts the
-/// connections it accepts and can be closed (its port then refuses connections).
+/// What an endpoint saw on one connection.
+#[derive(Debug, Clone)]
+struct Seen {
+    /// The TLS server name the client sent (HTTPS endpoints only).
+    sni: Option<String>,
+    /// The request line.
+    line: String,
+    /// Header names (lowercase) and values, in order.
+    headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A connection an endpoint serves: plain TCP or TLS (which knows the SNI).
+trait Conn: Read + Write + Send {
+    fn sni(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Conn for TcpStream {}
+
+impl Conn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn sni(&self) -> Option<String> {
+        self.conn.server_name().map(str::to_string)
+    }
+}
+
+/// Reads a request head (up to the blank line, the read timeout, or 8 KiB).
+fn read_head(s: &mut dyn Conn) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    head
+}
+
+fn parse_head(sni: Option<String>, head: &[u8]) -> Seen {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let line = lines.next().unwrap_or("").to_string();
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Seen { sni, line, headers }
+}
+
+/// An HTTP (or, with a TLS config, HTTPS) health endpoint on a loopback port, switchable
+/// between modes, that records what it receives, counts the connections it accepts and can
+/// be closed (its port then refuses connections).
 struct Endpoint {
     addr: SocketAddr,
     mode: Arc<AtomicU8>,
     connections: Arc<AtomicUsize>,
     closed: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Endpoint {
     fn start(mode: Mode) -> Endpoint {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Endpoint::start_on("127.0.0.1:0", None, mode)
+    }
+
+    /// On `bind` (an address with port 0 for a free one), speaking TLS with `tls` if given.
+    fn start_on(bind: &str, tls: Option<Arc<rustls::ServerConfig>>, mode: Mode) -> Endpoint {
+        let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let e = Endpoint {
@@ -64,21 +133,35 @@ impl Endpoint {
             mode: Arc::new(AtomicU8::new(mode as u8)),
             connections: Arc::default(),
             closed: Arc::default(),
+            seen: Arc::default(),
         };
-        let (m, n, closed) = (e.mode.clone(), e.connections.clone(), e.closed.clone());
+        let (m, n, closed, seen) = (e.mode.clone(), e.connections.clone(), e.closed.clone(), e.seen.clone());
         std::thread::spawn(move || {
-            let mut hung: Vec<TcpStream> = Vec::new();
+            let mut hung: Vec<Box<dyn Conn>> = Vec::new();
             let deadline = Instant::now() + Duration::from_secs(120);
             while !closed.load(Ordering::SeqCst) && Instant::now() < deadline {
-                let Ok((mut s, _)) = listener.accept() else {
+                let Ok((tcp, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 };
                 let count = n.fetch_add(1, Ordering::SeqCst);
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-                let mut buf = [0u8; 2048];
-                let _ = s.read(&mut buf);
+                tcp.set_nonblocking(false).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+                let mut s: Box<dyn Conn> = match &tls {
+                    Some(cfg) => {
+                        Box::new(rustls::StreamOwned::new(rustls::ServerConnection::new(cfg.clone()).unwrap(), tcp))
+                    }
+                    None => Box::new(tcp),
+                };
+                let head = read_head(s.as_mut());
+                let request = parse_head(s.sni(), &head);
+                let host_matches_sni = match (&request.sni, request.header("host")) {
+                    (Some(sni), Some(host)) => host_part(host).eq_ignore_ascii_case(sni),
+                    _ => false,
+                };
+                if !head.is_empty() {
+                    seen.lock().unwrap().push(request);
+                }
                 let status = match m.load(Ordering::SeqCst) {
                     0 => "200 OK",
                     1 => "503 Service Unavailable",
@@ -90,14 +173,24 @@ impl Endpoint {
                         std::thread::sleep(Duration::from_millis(60));
                         "200 OK"
                     }
+                    5 if count % 3 == 2 => "200 OK",
+                    5 => "503 Service Unavailable",
+                    6 if host_matches_sni => "200 OK",
+                    6 => "421 Misdirected Request",
                     _ if count % 2 == 0 => "200 OK",
                     _ => "503 Service Unavailable",
                 };
                 let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+                let _ = s.flush();
             }
             // Dropping the listener makes the port refuse connections.
         });
         e
+    }
+
+    /// The requests received so far.
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
     }
 
     fn set(&self, mode: Mode) {
@@ -126,6 +219,14 @@ impl Endpoint {
 impl Drop for Endpoint {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The host part of a Host header value (`name`, `name:port`, `[v6]:port`).
+fn host_part(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
     }
 }
 
@@ -363,6 +464,8 @@ fn reload_keeps_unchanged_regions_and_stops_removed_ones() {
     );
     let s = start(&before);
     wait_answer(&s.server, &[PRIMARY], WAIT);
+    // (All unknown is fail-open, which answers primary too: wait for its verdict.)
+    wait_transitions(&s.server, "primary", 1);
     wait_transitions(&s.server, "extra", 1);
     wait_transitions(&s.server, "backup", 1);
 
@@ -382,9 +485,128 @@ fn reload_keeps_unchanged_regions_and_stops_removed_ones() {
     hold_answer(&s.server, &[PRIMARY], INTERVAL * 8);
     assert_eq!(extra.connections(), extra_calls, "the removed region is not probed any more");
     assert_eq!(transitions(&s.server, "primary").len(), 1, "primary kept its state");
-    // backup started over: unknown -> healthy a second time.
-    let log = wait_transitions(&s.server, "backup", 2);
-    assert!(log[1].contains("from=unknown to=healthy"), "{}", log[1]);
+    // backup's check changed but its verdict was kept: no second unknown -> healthy.
+    assert_eq!(transitions(&s.server, "backup").len(), 1, "backup kept its verdict");
+    s.server.wait_log("resumed=1");
+}
+
+/// [`two_checked_regions`] with slower checks (interval 500ms, timeout 400ms): tests that
+/// hold an answer through a reload or restart must not see a healthy region fall to three
+/// timeouts in a row when the machine is loaded.
+fn two_slow_checked_regions(health: &str, primary: &Endpoint, backup: &Endpoint) -> String {
+    let fast = format!("interval = \"{}ms\"\ntimeout = \"{}ms\"\n", INTERVAL.as_millis(), TIMEOUT.as_millis());
+    let text = two_checked_regions(health, primary, backup);
+    assert!(text.contains(&fast));
+    text.replace(&fast, "interval = \"500ms\"\ntimeout = \"400ms\"\n")
+}
+
+/// How long the reload and restart tests hold an answer: more than the 3 probes (fall) or
+/// 2 probes (rise) an unknown region needed before the fix.
+const HOLD: Duration = Duration::from_millis(2500);
+
+#[test]
+fn a_reload_that_changes_a_check_keeps_a_dead_region_out_of_the_answers() {
+    let (dead, alive) = (Endpoint::start(Mode::Down), Endpoint::start(Mode::Up));
+    let s = start(&two_slow_checked_regions("", &dead, &alive));
+    wait_answer(&s.server, &[BACKUP], WAIT);
+    let log = wait_transitions(&s.server, "primary", 1);
+    assert!(log[0].contains("to=unhealthy"), "{}", log[0]);
+
+    // Only the dead region's timeout changes (400ms -> 300ms).
+    let text = two_slow_checked_regions("", &dead, &alive);
+    let changed = text.replacen("timeout = \"400ms\"", "timeout = \"300ms\"", 1);
+    assert_ne!(text, changed);
+    std::fs::write(&s.config, changed).unwrap();
+    s.server.signal("HUP");
+    // Before the fix its check restarted as unknown (answered) for fall probes.
+    hold_answer(&s.server, &[BACKUP], HOLD);
+    s.server.wait_log("resumed=1");
+    assert_eq!(transitions(&s.server, "primary").len(), 1, "no unknown -> unhealthy a second time");
+}
+
+#[test]
+fn a_reload_that_changes_checks_keeps_healthy_regions_with_unknown_down() {
+    let (dead, alive) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+    let text = two_slow_checked_regions("unknown = \"down\"", &dead, &alive)
+        .replace("ttl = 5\n", "ttl = 5\nwhen_all_down = \"servfail\"\n");
+    let s = start(&text);
+    wait_answer(&s.server, &[PRIMARY], WAIT);
+    wait_transitions(&s.server, "primary", 1);
+    wait_transitions(&s.server, "backup", 1);
+
+    // Both timeouts change. Before the fix: SERVFAIL while both were unknown, then backup
+    // (proven first), then primary again.
+    std::fs::write(&s.config, text.replace("timeout = \"400ms\"", "timeout = \"300ms\"")).unwrap();
+    s.server.signal("HUP");
+    hold_answer(&s.server, &[PRIMARY], HOLD);
+    s.server.wait_log("resumed=2");
+    assert_eq!((transitions(&s.server, "primary").len(), transitions(&s.server, "backup").len()), (1, 1));
+}
+
+/// A restart starts from the verdicts saved in the state directory: a dead region is not
+/// answered again while its first probes are in flight. A corrupt file is a log line.
+#[test]
+fn a_restart_starts_from_the_saved_verdicts() {
+    let (dead, alive) = (Endpoint::start(Mode::Down), Endpoint::start(Mode::Up));
+    let dir = TempDir::new("restart");
+    dir.write("zones/svc.test.zone", ZONE);
+    let config = dir.write("gslbd.toml", &two_slow_checked_regions("", &dead, &alive));
+    let args = ["--config", config.to_str().unwrap()];
+    let mut first = Server::start(&args);
+    wait_answer(&first, &[BACKUP], WAIT);
+    let saved = first.state_dir.path().join("health.json");
+    let deadline = Instant::now() + WAIT;
+    while !std::fs::read_to_string(&saved).is_ok_and(|t| t.contains("\"unhealthy\"") && t.contains("\"healthy\"")) {
+        assert!(Instant::now() < deadline, "health.json never had both verdicts:\n{}", first.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Killed (SIGKILL), as a crash would: nothing is written on the way out.
+    let state = std::mem::replace(&mut first.state_dir, TempDir::new("unused"));
+    drop(first);
+    let mut second = Server::try_start_in(&args, state).unwrap();
+    // Before the fix the dead region started unknown (answered) until fall probes failed.
+    hold_answer(&second, &[BACKUP], HOLD);
+    second.wait_log("restoring saved health verdicts");
+    assert!(transitions(&second, "primary").is_empty(), "it stayed unhealthy: no transition");
+
+    // A clean shutdown saves what was known (not the empty table of a stopped prober).
+    second.signal("TERM");
+    assert_eq!(second.wait_exit(), Some(0));
+    let text = std::fs::read_to_string(second.state_dir.path().join("health.json")).unwrap();
+    assert!(text.contains("\"unhealthy\"") && text.contains("\"healthy\""), "{text}");
+
+    // A corrupt file: gslbd starts, says so, and the regions start unknown.
+    let state = std::mem::replace(&mut second.state_dir, TempDir::new("unused"));
+    drop(second);
+    std::fs::write(state.path().join("health.json"), "{\"version\": 1, \"regions\": [").unwrap();
+    let third = Server::try_start_in(&args, state).unwrap();
+    third.wait_log("saved health verdicts ignored");
+    wait_answer(&third, &[BACKUP], WAIT);
+}
+
+#[test]
+fn an_endpoint_failing_two_probes_in_three_leaves_the_answers_by_the_window_rule() {
+    let (primary, backup) = (Endpoint::start(Mode::Up), Endpoint::start(Mode::Up));
+    let text = two_checked_regions("", &primary, &backup);
+    // fall = 3 alone never fires on this endpoint (at most two failures in a row).
+    let windowed = text.replacen("fall = 3\n", "fall = 3\nwindow = 6\nwindow_failures = 3\n", 1);
+    assert_ne!(text, windowed);
+    let s = start(&windowed);
+    wait_answer(&s.server, &[PRIMARY], WAIT);
+    wait_transitions(&s.server, "primary", 1);
+
+    primary.set(Mode::Intermittent);
+    let t = wait_answer(&s.server, &[BACKUP], WAIT);
+    // 3 failures among the next 6 probes at most, plus an interval of slack.
+    assert!(t <= INTERVAL * 6 + TIMEOUT + INTERVAL, "left after {t:?}");
+    let log = wait_transitions(&s.server, "primary", 2);
+    // (The reason is the latest failure: a 503, or a timeout when the machine is loaded.)
+    assert!(log[1].contains("from=healthy to=unhealthy reason="), "{}", log[1]);
+    // It never has rise = 2 successes in a row, so it stays out.
+    hold_answer(&s.server, &[BACKUP], INTERVAL * 12);
+    // Healthy again after two passes in a row.
+    primary.set(Mode::Up);
+    wait_answer(&s.server, &[PRIMARY], WAIT);
 }
 
 /// Deliverable measurement, not a check: failover time with the default check settings
@@ -434,9 +656,10 @@ impl Drop for HttpsServer {
     }
 }
 
-fn https_server(dir: &TempDir) -> HttpsServer {
-    // An internal CA and a leaf certificate for probe.test and 127.0.0.1 signed by it, as an
-    // operator's own PKI would have (a self-signed CA certificate may not be the leaf).
+/// Writes a test CA (`ca.pem`) and a leaf certificate signed by it (`cert.pem`, `key.pem`)
+/// for probe.test, www.example.test, localhost and 127.0.0.1 (not 127.0.14.x) into `dir`,
+/// as an operator's own PKI would have (a self-signed CA certificate may not be the leaf).
+fn test_pki(dir: &TempDir) {
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .current_dir(dir.path())
@@ -472,7 +695,10 @@ fn https_server(dir: &TempDir) -> HttpsServer {
         "-out",
         "leaf.csr",
     ]);
-    dir.write("leaf.ext", "basicConstraints=CA:FALSE\nsubjectAltName=DNS:probe.test,IP:127.0.0.1\n");
+    dir.write(
+        "leaf.ext",
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:probe.test,DNS:www.example.test,DNS:localhost,IP:127.0.0.1\n",
+    );
     openssl(&[
         "x509",
         "-req",
@@ -490,6 +716,28 @@ fn https_server(dir: &TempDir) -> HttpsServer {
         "-out",
         "cert.pem",
     ]);
+}
+
+/// A TLS server config with the leaf certificate of [`test_pki`].
+fn tls_server_config(dir: &TempDir) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(config)
+}
+
+/// Python's https server with the certificate of [`test_pki`].
+fn https_server(dir: &TempDir) -> HttpsServer {
+    test_pki(dir);
     let script = r#"
 import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -626,4 +874,239 @@ fn latency_answers_the_fastest_region_and_holds_it_through_noise() {
     // Both near: their RTTs differ by noise, well under the 20 ms margin; no flapping.
     backup.set(Mode::Up);
     hold_answer(&s.server, &[PRIMARY], Duration::from_secs(2));
+}
+
+/// A config of one region per (name, check) and a failover service over them all;
+/// `[health] unknown = "down"` so only proven regions are answered.
+fn regions_config(cases: &[(&str, String)]) -> String {
+    let mut cfg = String::from("[zones]\ndirectory = \"zones\"\n[health]\nunknown = \"down\"\n");
+    for (i, (name, check)) in cases.iter().enumerate() {
+        cfg.push_str(&format!(
+            "[regions.{name}]\naddresses = [\"192.0.2.{}\"]\n[regions.{name}.check]\n{check}",
+            10 + i
+        ));
+    }
+    let names: Vec<String> = cases.iter().map(|c| format!("\"{}\"", c.0)).collect();
+    cfg.push_str(&format!(
+        "[services.\"app.svc.test\"]\nregions = [{}]\npolicy = \"multivalue\"\nmultivalue = {{ count = 8 }}\n\
+         when_all_down = \"servfail\"\n",
+        names.join(", ")
+    ));
+    cfg
+}
+
+/// The operator's report: an HTTPS server behind one address serving www.example.test,
+/// answering 421 unless Host names the SNI (as virtual hosts do). Probing it with
+/// `tls_server_name` must send that name as Host too, and `host_header` alone must also
+/// set the SNI (and so the certificate name), as `curl --connect-to` does.
+#[test]
+fn an_https_probe_sends_the_server_name_as_host_and_the_host_header_as_sni() {
+    let dir = TempDir::new("sni");
+    dir.write("zones/svc.test.zone", ZONE);
+    test_pki(&dir);
+    let site = Endpoint::start_on("127.0.14.1:0", Some(tls_server_config(&dir)), Mode::HostMustMatchSni);
+    let check = |extra: &str| {
+        format!(
+            "type = \"https\"\nurl = \"https://{}/health\"\ntls_ca_file = \"ca.pem\"\ninterval = \"200ms\"\n\
+             timeout = \"150ms\"\nrise = 1\nfall = 1\n{extra}",
+            site.addr
+        )
+    };
+    let cases = [
+        ("sni", check("tls_server_name = \"www.example.test\"\n")),
+        ("host", check("host_header = \"www.example.test\"\n")),
+    ];
+    let config = dir.write("gslbd.toml", &regions_config(&cases));
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    wait_answer(&server, &["192.0.2.10", "192.0.2.11"], WAIT);
+    assert!(transitions(&server, "sni").iter().chain(&transitions(&server, "host")).all(|l| l.contains("to=healthy")));
+    let seen = site.seen();
+    let port = site.addr.port();
+    assert!(seen.iter().any(|s| s.header("host") == Some(&format!("www.example.test:{port}"))), "{seen:?}");
+    assert!(seen.iter().any(|s| s.header("host") == Some("www.example.test")), "{seen:?}");
+    assert!(seen.iter().all(|s| s.sni.as_deref() == Some("www.example.test")), "{seen:?}\n{}", server.log());
+}
+
+/// For every probe option, the bytes on the wire (SNI, request line with path and query,
+/// Host, the operator's headers) are what the equivalent curl command sends: both are run
+/// against endpoints that record what they receive, and compared field by field (and with
+/// the value the README's table "option -> request" promises).
+#[test]
+fn probe_requests_match_what_curl_sends() {
+    if std::process::Command::new("curl").arg("--version").output().is_err() {
+        return missing_tool("curl");
+    }
+    let dir = TempDir::new("wire");
+    dir.write("zones/svc.test.zone", ZONE);
+    test_pki(&dir);
+    let tls = tls_server_config(&dir);
+    // Addresses of their own (127.0.14.2) so the default ports 80 and 443 are free to bind.
+    let h = Endpoint::start_on("127.0.14.2:0", None, Mode::Up);
+    let h80 = Endpoint::start_on("127.0.14.2:80", None, Mode::Up);
+    let hl = Endpoint::start_on("127.0.0.1:0", None, Mode::Up);
+    let s = Endpoint::start_on("127.0.14.2:0", Some(tls.clone()), Mode::Up);
+    let s443 = Endpoint::start_on("127.0.14.2:443", Some(tls.clone()), Mode::Up);
+    let sl = Endpoint::start_on("127.0.0.1:0", Some(tls), Mode::Up);
+    let (p, pl, q, ql) = (h.addr.port(), hl.addr.port(), s.addr.port(), sl.addr.port());
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    // (case, endpoint, check keys, curl arguments, want: SNI, request line, Host)
+    type Want<'a> = (Option<&'a str>, String, String);
+    let cases: Vec<(&str, &Endpoint, String, String, Want)> = vec![
+        (
+            "http_ip",
+            &h,
+            format!("type = \"http\"\nurl = \"http://127.0.14.2:{p}/health?x=1&y\"\n"),
+            format!("'http://127.0.14.2:{p}/health?x=1&y'"),
+            (None, "GET /health?x=1&y HTTP/1.1".into(), format!("127.0.14.2:{p}")),
+        ),
+        (
+            "http_default_port",
+            &h80,
+            "type = \"http\"\nurl = \"http://127.0.14.2/health#frag\"\n".into(),
+            "http://127.0.14.2/health#frag".into(),
+            (None, "GET /health HTTP/1.1".into(), "127.0.14.2".into()),
+        ),
+        (
+            "http_name",
+            &hl,
+            format!("type = \"http\"\nurl = \"http://localhost:{pl}/n\"\n"),
+            format!("http://localhost:{pl}/n"),
+            (None, "GET /n HTTP/1.1".into(), format!("localhost:{pl}")),
+        ),
+        (
+            "http_host_header",
+            &h,
+            format!("type = \"http\"\nurl = \"http://127.0.14.2:{p}/\"\nhost_header = \"www.example.test\"\n"),
+            format!("-H 'Host: www.example.test' http://127.0.14.2:{p}/"),
+            (None, "GET / HTTP/1.1".into(), "www.example.test".into()),
+        ),
+        (
+            "http_head",
+            &h,
+            format!("type = \"http\"\nurl = \"http://127.0.14.2:{p}/h\"\nmethod = \"HEAD\"\n"),
+            format!("-I http://127.0.14.2:{p}/h"),
+            (None, "HEAD /h HTTP/1.1".into(), format!("127.0.14.2:{p}")),
+        ),
+        (
+            "https_ip",
+            &s,
+            format!("type = \"https\"\nurl = \"https://127.0.14.2:{q}/s?q=1\"\ntls_insecure = true\n"),
+            format!("-k 'https://127.0.14.2:{q}/s?q=1'"),
+            (None, "GET /s?q=1 HTTP/1.1".into(), format!("127.0.14.2:{q}")),
+        ),
+        (
+            "https_name",
+            &sl,
+            format!("type = \"https\"\nurl = \"https://localhost:{ql}/n\"\ntls_ca_file = \"ca.pem\"\n"),
+            format!("--cacert {ca} https://localhost:{ql}/n"),
+            (Some("localhost"), "GET /n HTTP/1.1".into(), format!("localhost:{ql}")),
+        ),
+        (
+            "https_sni",
+            &s,
+            format!(
+                "type = \"https\"\nurl = \"https://127.0.14.2:{q}/health\"\ntls_ca_file = \"ca.pem\"\n\
+                 tls_server_name = \"www.example.test\"\n"
+            ),
+            format!(
+                "--cacert {ca} --connect-to www.example.test:{q}:127.0.14.2:{q} https://www.example.test:{q}/health"
+            ),
+            (Some("www.example.test"), "GET /health HTTP/1.1".into(), format!("www.example.test:{q}")),
+        ),
+        (
+            "https_sni_default_port",
+            &s443,
+            "type = \"https\"\nurl = \"https://127.0.14.2/health\"\ntls_ca_file = \"ca.pem\"\n\
+             tls_server_name = \"www.example.test\"\n"
+                .into(),
+            format!("--cacert {ca} --connect-to www.example.test:443:127.0.14.2:443 https://www.example.test/health"),
+            (Some("www.example.test"), "GET /health HTTP/1.1".into(), "www.example.test".into()),
+        ),
+        (
+            "https_host_header",
+            &s,
+            format!(
+                "type = \"https\"\nurl = \"https://127.0.14.2:{q}/\"\ntls_ca_file = \"ca.pem\"\n\
+                 host_header = \"www.example.test\"\n"
+            ),
+            format!(
+                "--cacert {ca} --connect-to www.example.test:{q}:127.0.14.2:{q} -H 'Host: www.example.test' \
+                 https://www.example.test:{q}/"
+            ),
+            (Some("www.example.test"), "GET / HTTP/1.1".into(), "www.example.test".into()),
+        ),
+        (
+            "https_both",
+            &s,
+            format!(
+                "type = \"https\"\nurl = \"https://127.0.14.2:{q}/\"\ntls_ca_file = \"ca.pem\"\n\
+                 tls_server_name = \"probe.test\"\nhost_header = \"www.example.test\"\n"
+            ),
+            format!(
+                "--cacert {ca} --connect-to probe.test:{q}:127.0.14.2:{q} -H 'Host: www.example.test' \
+                 https://probe.test:{q}/"
+            ),
+            (Some("probe.test"), "GET / HTTP/1.1".into(), "www.example.test".into()),
+        ),
+        (
+            "https_head_headers",
+            &s,
+            format!(
+                "type = \"https\"\nurl = \"https://127.0.14.2:{q}/a/b?c=d\"\ntls_insecure = true\n\
+                 method = \"HEAD\"\nheaders = {{ X-Probe = \"gslbd\" }}\n"
+            ),
+            format!("-k -I -H 'X-Probe: gslbd' 'https://127.0.14.2:{q}/a/b?c=d'"),
+            (None, "HEAD /a/b?c=d HTTP/1.1".into(), format!("127.0.14.2:{q}")),
+        ),
+    ];
+    let timing = "interval = \"200ms\"\ntimeout = \"150ms\"\nrise = 1\nfall = 1\n";
+    let checks: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(name, _, keys, _, _)| {
+            // Every check names its case in a header, so requests can be told apart.
+            let keys = if keys.contains("headers = {") {
+                keys.replace("headers = { ", &format!("headers = {{ X-Case = \"{name}\", "))
+            } else {
+                format!("{keys}headers = {{ X-Case = \"{name}\" }}\n")
+            };
+            (*name, format!("{keys}{timing}"))
+        })
+        .collect();
+    let config = dir.write("gslbd.toml", &regions_config(&checks[..8]));
+    let config2 = dir.write("gslbd2.toml", &regions_config(&checks[8..]));
+    let servers = [config, config2].map(|c| Server::start(&["--config", c.to_str().unwrap()]));
+    for (name, endpoint, _, curl, _) in &cases {
+        let cmd = format!("curl -s -o /dev/null --max-time 3 -H 'X-Case: {name}' {curl}");
+        let out = std::process::Command::new("sh").args(["-c", &cmd]).output().unwrap();
+        assert!(endpoint.seen().iter().any(|s| s.header("x-case") == Some(name)), "{cmd}: {out:?}");
+    }
+    let deadline = Instant::now() + WAIT;
+    for (name, endpoint, _, curl, (sni, line, host)) in &cases {
+        let of = |probe: bool| {
+            endpoint.seen().into_iter().find(|s| {
+                s.header("x-case") == Some(name)
+                    && s.header("user-agent").is_some_and(|u| u.starts_with("gslbd/")) == probe
+            })
+        };
+        let probe = loop {
+            if let Some(p) = of(true) {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "{name}: no probe arrived\n{}{}", servers[0].log(), servers[1].log());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let by_hand = of(false).unwrap();
+        let fields = |s: &Seen| {
+            let mine: Vec<(String, String)> = s.headers.iter().filter(|(k, _)| k.starts_with("x-")).cloned().collect();
+            (s.sni.clone(), s.line.clone(), s.header("host").map(str::to_string), mine)
+        };
+        assert_eq!(fields(&probe), fields(&by_hand), "{name}: probe vs curl {curl}");
+        assert_eq!(
+            (probe.sni.as_deref(), probe.line.as_str(), probe.header("host")),
+            (*sni, line.as_str(), Some(host.as_str())),
+            "{name}"
+        );
+        assert_eq!(probe.header("user-agent"), Some(concat!("gslbd/", env!("CARGO_PKG_VERSION"))));
+    }
 }

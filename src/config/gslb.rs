@@ -266,8 +266,9 @@ pub(super) fn validate(
         health: super::health::health(health, report),
         ..Default::default()
     };
+    let history = out.health.history;
     for (name, raw) in regions {
-        if let Some(r) = region(&name, raw, base, pos_of, report) {
+        if let Some(r) = region(&name, raw, base, history, pos_of, report) {
             if out.regions.len() == MAX_REGIONS {
                 report(
                     name.span(),
@@ -302,6 +303,7 @@ fn region(
     name: &Spanned<String>,
     raw: RawRegion,
     base: &std::path::Path,
+    history: usize,
     pos_of: &dyn Fn(usize) -> Pos,
     report: &mut Report<'_>,
 ) -> Option<RegionConfig> {
@@ -383,7 +385,7 @@ fn region(
     }) {
         r.bias_km = b;
     }
-    checks(&mut r, raw.check, raw.checks, raw.quorum, base, report);
+    checks(&mut r, raw.check, raw.checks, raw.quorum, base, history, report);
     Some(r)
 }
 
@@ -394,6 +396,7 @@ fn checks(
     many: Option<Vec<Spanned<RawCheck>>>,
     quorum: Option<Spanned<i64>>,
     base: &std::path::Path,
+    history: usize,
     report: &mut Report<'_>,
 ) {
     let n = r.name.clone();
@@ -408,11 +411,17 @@ fn checks(
     let mut count = 0;
     if let Some(c) = one {
         count = 1;
-        r.checks.extend(super::health::check(c.into_inner(), &format!("regions.{n}.check"), base, report));
+        r.checks.extend(super::health::check(c.into_inner(), &format!("regions.{n}.check"), base, history, report));
     }
     for (i, c) in many.unwrap_or_default().into_iter().enumerate() {
         count += 1;
-        r.checks.extend(super::health::check(c.into_inner(), &format!("regions.{n}.checks[{i}]"), base, report));
+        r.checks.extend(super::health::check(
+            c.into_inner(),
+            &format!("regions.{n}.checks[{i}]"),
+            base,
+            history,
+            report,
+        ));
     }
     if let Some(q) = quorum {
         match usize::try_from(*q.get_ref()) {

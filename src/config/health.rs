@@ -10,6 +10,7 @@
 //! | `timeout`  | 1s (at most interval/2)| a probe never overlaps the next one                   |
 //! | `rise`     | 2                      | one lucky answer does not bring a region back         |
 //! | `fall`     | 3                      | one lost probe does not take a region out             |
+//! | `window`, `window_failures` | none  | opt-in: F failures of the last W probes, for endpoints that fail often but never `fall` in a row |
 //! | `expect_status` | 200-399           | what load balancers call "up" (redirects included)    |
 
 use std::collections::BTreeMap;
@@ -59,6 +60,20 @@ pub struct CheckConfig {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// `window` and `window_failures`: also unhealthy when this many of the latest probes
+    /// failed, consecutive or not. None (the default): `fall` consecutive failures only.
+    pub window: Option<Window>,
+}
+
+/// The window rule of a check: unhealthy when at least `failures` of the last `size`
+/// probes failed; healthy again after `rise` consecutive successes. Catches an endpoint
+/// that fails often but never `fall` times in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Probes looked at (`window`): 2 to `[health] history`.
+    pub size: u32,
+    /// Failures among them that make the check unhealthy (`window_failures`): 1 to `size`.
+    pub failures: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,6 +122,17 @@ impl HttpCheck {
     }
 }
 
+/// The host part of a Host header value: `name`, `name:port`, `[v6]` or `[v6]:port`.
+pub fn host_part(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
 /// How many bytes of a body `body_contains` searches.
 pub const BODY_LIMIT: usize = 4096;
 
@@ -136,6 +162,8 @@ pub(super) struct RawCheck {
     timeout: Option<Spanned<String>>,
     rise: Option<Spanned<i64>>,
     fall: Option<Spanned<i64>>,
+    window: Option<Spanned<i64>>,
+    window_failures: Option<Spanned<i64>>,
 }
 
 pub(super) fn health(raw: RawHealth, report: &mut Report<'_>) -> HealthConfig {
@@ -158,8 +186,14 @@ pub(super) fn health(raw: RawHealth, report: &mut Report<'_>) -> HealthConfig {
 }
 
 /// Validates one check; `field` names it in errors (`regions.fra.checks[1]`), `base` anchors
-/// `tls_ca_file`.
-pub(super) fn check(raw: RawCheck, field: &str, base: &Path, report: &mut Report<'_>) -> Option<CheckConfig> {
+/// `tls_ca_file`, `history` (`[health] history`) bounds `window`.
+pub(super) fn check(
+    raw: RawCheck,
+    field: &str,
+    base: &Path,
+    history: usize,
+    report: &mut Report<'_>,
+) -> Option<CheckConfig> {
     let f = |k: &str| format!("{field}.{k}");
     let mut ok = true;
     let mut bad = |span: Range<usize>, message: String, hint: Option<&str>| {
@@ -268,6 +302,7 @@ pub(super) fn check(raw: RawCheck, field: &str, base: &Path, report: &mut Report
     };
     let rise = count(&raw.rise, "rise", DEFAULT_RISE);
     let fall = count(&raw.fall, "fall", DEFAULT_FALL);
+    let window = window(&raw, field, history, &mut bad);
 
     let kind = if is_http {
         http(&raw, kind_name, field, base, &mut bad)
@@ -297,7 +332,54 @@ pub(super) fn check(raw: RawCheck, field: &str, base: &Path, report: &mut Report
         }
     };
     let kind = kind?;
-    ok.then_some(CheckConfig { kind, interval, timeout, rise, fall })
+    ok.then_some(CheckConfig { kind, interval, timeout, rise, fall, window })
+}
+
+/// `window` and `window_failures`: both or neither; 2 <= window <= history (the results
+/// kept are the ones the admin API shows, so the operator can see what the rule saw);
+/// 1 <= window_failures <= window.
+fn window(raw: &RawCheck, field: &str, history: usize, bad: &mut Report<'_>) -> Option<Window> {
+    let f = |k: &str| format!("{field}.{k}");
+    let (w, n) = match (&raw.window, &raw.window_failures) {
+        (None, None) => return None,
+        (Some(w), Some(n)) => (w, n),
+        (Some(w), None) => {
+            bad(
+                w.span(),
+                format!("{}: is set without window_failures", f("window")),
+                Some("add window_failures = N: unhealthy when N of the last `window` probes failed"),
+            );
+            return None;
+        }
+        (None, Some(n)) => {
+            bad(
+                n.span(),
+                format!("{}: is set without window", f("window_failures")),
+                Some("add window = W: the number of latest probes to count failures in"),
+            );
+            return None;
+        }
+    };
+    let max = history.max(2) as i64;
+    let size = *w.get_ref();
+    if !(2..=max).contains(&size) {
+        bad(
+            w.span(),
+            format!("{}: {size} is out of range", f("window")),
+            Some(&format!("use 2 to {max} ([health] history; raise it for a longer window)")),
+        );
+        return None;
+    }
+    let failures = *n.get_ref();
+    if !(1..=size).contains(&failures) {
+        bad(
+            n.span(),
+            format!("{}: {failures} is out of range for window = {size}", f("window_failures")),
+            Some(&format!("use 1 to {size}: how many of the last {size} probes must fail")),
+        );
+        return None;
+    }
+    Some(Window { size: size as u32, failures: failures as u32 })
 }
 
 fn http(raw: &RawCheck, kind_name: &str, field: &str, base: &Path, bad: &mut Report<'_>) -> Option<CheckKind> {
@@ -423,6 +505,18 @@ fn http(raw: &RawCheck, kind_name: &str, field: &str, base: &Path, bad: &mut Rep
         }
         valid.then(|| s.get_ref().clone())
     });
+    // Without tls_server_name an HTTPS probe takes its server name from host_header, so that
+    // must be one (or an address, which has no SNI and is not checked by name).
+    if let (Some(h), None, "https") = (&raw.host_header, &raw.tls_server_name, kind_name) {
+        let host = host_part(h.get_ref());
+        if host_header.is_some() && rustls::pki_types::ServerName::try_from(host).is_err() {
+            bad(
+                h.span(),
+                format!("{}: {host:?} cannot be the TLS server name of this https check", f("host_header")),
+                Some("set tls_server_name = \"...\" to the name the certificate is for"),
+            );
+        }
+    }
     let tls_insecure = raw.tls_insecure.as_ref().is_some_and(|b| *b.get_ref());
     let mut tls_ca = Vec::new();
     let mut tls_ca_file = None;
@@ -612,6 +706,55 @@ mod tests {
                 "10:11: error: health.unknown: \"maybe\" is not a choice",
             ],
         );
+    }
+
+    #[test]
+    fn window_rule_is_validated() {
+        let tcp = "[regions.fra.check]\ntype = \"tcp\"\naddress = \"10.0.0.1:80\"\n";
+        let c = ok(&format!("{tcp}window = 6\nwindow_failures = 3\n"));
+        assert_eq!(c.gslb.regions[0].checks[0].window, Some(Window { size: 6, failures: 3 }));
+        assert_eq!(ok(tcp).gslb.regions[0].checks[0].window, None, "no window unless configured");
+        let c = ok(&format!("{tcp}window = 20\nwindow_failures = 20\n[health]\nhistory = 20\n"));
+        assert_eq!(c.gslb.regions[0].checks[0].window, Some(Window { size: 20, failures: 20 }));
+        // (keys after the check's type and address, the error: line 6 is the first key)
+        let cases = [
+            (
+                "window = 3\nwindow_failures = 4\n",
+                "7:19: error: regions.fra.check.window_failures: 4 is out of range for window = 3\n  \
+                 hint: use 1 to 3: how many of the last 3 probes must fail",
+            ),
+            ("window = 3\nwindow_failures = 0\n", "7:19: error: regions.fra.check.window_failures: 0 is out of range"),
+            (
+                "window = 11\nwindow_failures = 4\n",
+                "6:10: error: regions.fra.check.window: 11 is out of range\n  \
+                 hint: use 2 to 10 ([health] history; raise it for a longer window)",
+            ),
+            ("window = 1\nwindow_failures = 1\n", "6:10: error: regions.fra.check.window: 1 is out of range"),
+            ("window = 4\n", "6:10: error: regions.fra.check.window: is set without window_failures\n  hint: add"),
+            ("window_failures = 2\n", "6:19: error: regions.fra.check.window_failures: is set without window\n"),
+        ];
+        for (keys, want) in cases {
+            assert_prefixes(&errs(&format!("{tcp}{keys}")), &[want]);
+        }
+    }
+
+    #[test]
+    fn an_https_host_header_must_be_able_to_name_the_server() {
+        let https = "[regions.fra.check]\ntype = \"https\"\nurl = \"https://10.0.0.1/\"\n";
+        for ok_host in ["www.example.test", "www.example.test:8443", "10.0.0.2", "[2001:db8::1]:443"] {
+            ok(&format!("{https}host_header = \"{ok_host}\"\n"));
+        }
+        let e = errs(&format!("{https}host_header = \"bad host\"\n"));
+        assert_eq!(
+            e,
+            [format!(
+                "{FILE}:6:15: error: regions.fra.check.host_header: \"bad host\" cannot be the TLS server name of \
+                 this https check\n  hint: set tls_server_name = \"...\" to the name the certificate is for"
+            )]
+        );
+        // With tls_server_name, or on plain http, Host is only a header.
+        ok(&format!("{https}host_header = \"bad host\"\ntls_server_name = \"www.example.test\"\n"));
+        ok("[regions.fra.check]\ntype = \"http\"\nurl = \"http://10.0.0.1/\"\nhost_header = \"bad host\"\n");
     }
 
     #[test]

@@ -5,8 +5,21 @@
 //! unknown`), not this machine's. The first verdict needs the same evidence as any later
 //! change: `rise` consecutive successes for healthy, `fall` consecutive failures for
 //! unhealthy, so one lucky (or lost) probe after a restart decides nothing.
+//!
+//! An optional window rule ([`Window`]: `window = W`, `window_failures = F`) also takes a
+//! check down when at least F of its last W probes failed, consecutive or not: an endpoint
+//! that fails two probes of every three never reaches `fall` in a row, yet a third of real
+//! requests would fail. Coming back still takes `rise` consecutive successes.
+//!
+//! A machine can start from what is already known instead of `Unknown`: [`Machine::seeded`]
+//! (a region's last verdict, after a reload that changed the check or a restart) and
+//! [`Machine::resume`] (the same probe target with new thresholds: state, streaks and
+//! window kept).
+
+use std::collections::VecDeque;
 
 use super::State;
+pub use crate::config::health::Window;
 
 /// A change of state, reported once when it happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,16 +32,54 @@ pub struct Transition {
 pub struct Machine {
     rise: u32,
     fall: u32,
+    window: Option<Window>,
     state: State,
     /// Consecutive successes, and consecutive failures, up to the latest result.
     oks: u32,
     fails: u32,
+    /// The latest results (true: passed) since the last transition, at most `window.size`;
+    /// empty without a window rule.
+    recent: VecDeque<bool>,
 }
 
 impl Machine {
     /// `rise` and `fall` below 1 are taken as 1 (the config never gives 0).
     pub fn new(rise: u32, fall: u32) -> Machine {
-        Machine { rise: rise.max(1), fall: fall.max(1), state: State::Unknown, oks: 0, fails: 0 }
+        Machine {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            window: None,
+            state: State::Unknown,
+            oks: 0,
+            fails: 0,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Adds the window rule: also unhealthy when `failures` of the last `size` probes failed.
+    pub fn with_window(mut self, window: Option<Window>) -> Machine {
+        self.window = window.map(|w| Window { size: w.size.max(1), failures: w.failures.clamp(1, w.size.max(1)) });
+        self
+    }
+
+    /// Starts from a known verdict (with no streak towards the next change) instead of
+    /// `Unknown`: leaving it takes the same evidence as any change.
+    pub fn seeded(mut self, state: State) -> Machine {
+        self.state = state;
+        self
+    }
+
+    /// The same machine under new thresholds: its state, streaks and window results are
+    /// kept (the window cut to its new size), so a check whose timing changed goes on from
+    /// what it knew.
+    pub fn resume(&self, rise: u32, fall: u32, window: Option<Window>) -> Machine {
+        let mut m = Machine::new(rise, fall).with_window(window).seeded(self.state);
+        m.oks = self.oks;
+        m.fails = self.fails;
+        if let Some(w) = m.window {
+            m.recent = self.recent.iter().rev().take(w.size as usize).rev().copied().collect();
+        }
+        m
     }
 
     pub fn state(&self) -> State {
@@ -44,16 +95,25 @@ impl Machine {
             self.fails = self.fails.saturating_add(1);
             self.oks = 0;
         }
+        let mut window_failed = false;
+        if let Some(w) = self.window {
+            self.recent.push_back(ok);
+            while self.recent.len() > w.size as usize {
+                self.recent.pop_front();
+            }
+            window_failed = self.recent.iter().filter(|ok| !**ok).count() >= w.failures as usize;
+        }
         let to = match self.state {
-            State::Healthy if self.fails >= self.fall => State::Unhealthy,
+            State::Healthy if self.fails >= self.fall || window_failed => State::Unhealthy,
             State::Unhealthy if self.oks >= self.rise => State::Healthy,
             State::Unknown if self.oks >= self.rise => State::Healthy,
-            State::Unknown if self.fails >= self.fall => State::Unhealthy,
+            State::Unknown if self.fails >= self.fall || window_failed => State::Unhealthy,
             _ => return None,
         };
         let from = std::mem::replace(&mut self.state, to);
         self.oks = 0;
         self.fails = 0;
+        self.recent.clear();
         Some(Transition { from, to })
     }
 }
@@ -114,6 +174,99 @@ mod tests {
                 .collect();
             assert_eq!(got, states, "rise {rise} fall {fall} results {results}");
         }
+    }
+
+    /// (rise, fall, window as (size, failures), results, the state after each result).
+    type WindowCase = (u32, u32, Option<(u32, u32)>, &'static str, &'static [State]);
+    const WINDOW_CASES: &[WindowCase] = &[
+        // Two failures in the last three take it down; without a window they never do.
+        (2, 3, Some((3, 2)), "++-+-", &[Unknown, Healthy, Healthy, Healthy, Unhealthy]),
+        (2, 3, None, "++-+-", &[Unknown, Healthy, Healthy, Healthy, Healthy]),
+        // Failing two probes of every three: out when 3 of the last 6 failed, and it stays
+        // out (never rise = 2 successes in a row) until it really recovers.
+        (
+            2,
+            3,
+            Some((6, 3)),
+            "++--+--+--++",
+            &[
+                Unknown, Healthy, Healthy, Healthy, Healthy, Unhealthy, Unhealthy, Unhealthy, Unhealthy, Unhealthy,
+                Unhealthy, Healthy,
+            ],
+        ),
+        // The same endpoint without a window stays healthy throughout.
+        (
+            2,
+            3,
+            None,
+            "++--+--+--++",
+            &[
+                Unknown, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy, Healthy,
+                Healthy,
+            ],
+        ),
+        // The first verdict can come from the window too.
+        (2, 3, Some((4, 2)), "+-+-", &[Unknown, Unknown, Unknown, Unhealthy]),
+        // Old failures slide out of the window.
+        (1, 5, Some((3, 2)), "+-++-", &[Healthy; 5]),
+        // fall still applies beside a window.
+        (2, 2, Some((10, 5)), "++--", &[Unknown, Healthy, Healthy, Unhealthy]),
+        // The window restarts after a transition: failures before it do not count.
+        (1, 9, Some((4, 2)), "-+-+", &[Unknown, Healthy, Healthy, Healthy]),
+    ];
+
+    #[test]
+    fn window_table() {
+        for &(rise, fall, window, results, states) in WINDOW_CASES {
+            let mut m = Machine::new(rise, fall).with_window(window.map(|(size, failures)| Window { size, failures }));
+            let got: Vec<State> = results
+                .chars()
+                .map(|c| {
+                    m.observe(c == '+');
+                    m.state()
+                })
+                .collect();
+            assert_eq!(got, states, "rise {rise} fall {fall} window {window:?} results {results}");
+        }
+    }
+
+    /// (how the machine starts, results, the state after each result).
+    #[test]
+    fn seeded_and_resumed_machines_go_on_from_what_they_knew() {
+        // A seeded verdict needs the usual evidence to change.
+        let cases: &[(State, &str, &[State])] = &[
+            (Unhealthy, "+-++", &[Unhealthy, Unhealthy, Unhealthy, Healthy]),
+            (Healthy, "--+---", &[Healthy, Healthy, Healthy, Healthy, Healthy, Unhealthy]),
+            (Unknown, "++", &[Unknown, Healthy]),
+        ];
+        for &(seed, results, states) in cases {
+            let mut m = Machine::new(2, 3).seeded(seed);
+            let got: Vec<State> = results
+                .chars()
+                .map(|c| {
+                    m.observe(c == '+');
+                    m.state()
+                })
+                .collect();
+            assert_eq!(got, states, "seeded {seed} results {results}");
+        }
+        // Resumed under new thresholds: two failures already seen count towards fall.
+        let mut m = Machine::new(2, 3);
+        for c in "++--".chars() {
+            m.observe(c == '+');
+        }
+        let mut same = m.resume(2, 3, None);
+        assert_eq!((same.state(), same.observe(false).map(|t| t.to)), (Healthy, Some(Unhealthy)));
+        let mut slower = m.resume(2, 5, None);
+        assert_eq!([slower.observe(false), slower.observe(false)].map(|t| t.is_some()), [false, false]);
+        assert_eq!(slower.observe(false).map(|t| t.to), Some(Unhealthy));
+        // A window keeps its latest results, cut to the new size.
+        let mut w = Machine::new(1, 9).with_window(Some(Window { size: 5, failures: 3 }));
+        for c in "+--".chars() {
+            w.observe(c == '+');
+        }
+        let mut small = w.resume(1, 9, Some(Window { size: 3, failures: 3 }));
+        assert_eq!(small.observe(false).map(|t| t.to), Some(Unhealthy));
     }
 
     #[test]

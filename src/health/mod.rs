@@ -7,18 +7,24 @@
 //!
 //! - [`probe`]: one HTTP, HTTPS or TCP attempt, bounded by its timeout.
 //! - [`machine`]: the pure rise/fall state machine of one check.
-//! - [`prober`]: the tasks that probe on a jittered schedule, and `apply()` on reload.
+//! - [`prober`]: the tasks that probe on a jittered schedule, and `apply()` on reload,
+//!   which keeps what the checks know.
+//! - [`persist`]: the verdicts saved in `state_dir/health.json`, to start from after a
+//!   restart.
 //!
 //! The DNS path never waits on any of this: it reads the region status of the current
 //! snapshot, rebuilt from each published [`HealthTable`] off the query path.
 //!
-//! A region starts [`State::Unknown`] and stays so until its checks reach a verdict.
-//! `[health] unknown = "up"` (the default) answers such regions, so a restart or a reload
-//! never empties the answers while the first probes are in flight; `"down"` withholds them
-//! until they have proven healthy. A region without checks is not in the table and is
+//! A region starts [`State::Unknown`] and stays so until its checks reach a verdict, unless
+//! something is already known: a reload that changes its checks keeps its verdict, and a
+//! restart starts from the verdict saved in `health.json` (recent, same checks).
+//! `[health] unknown = "up"` (the default) answers unknown regions, so a start never
+//! empties the answers while the first probes are in flight; `"down"` withholds them until
+//! they have proven healthy. A region without checks is not in the table and is
 //! always up.
 
 pub mod machine;
+pub mod persist;
 pub mod probe;
 pub mod prober;
 
@@ -28,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 pub use machine::{Machine, Transition};
 pub use probe::{FailReason, Probe, ProbeOutcome};
-pub use prober::{Prober, RegionChecks};
+pub use prober::{Prober, RegionChecks, Seed};
 
 /// What the checks say about a region (or a single check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +99,8 @@ pub struct RegionHealth {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthTable {
     pub regions: BTreeMap<String, RegionHealth>,
+    /// Each region's [`RegionChecks::fingerprint`]: what its verdict was reached with.
+    pub fingerprints: BTreeMap<String, String>,
 }
 
 impl HealthTable {

@@ -190,8 +190,20 @@ async fn tcp(address: &str) -> Result<(), FailReason> {
 }
 
 impl HttpProbe {
+    /// Builds the client so the request is what an operator checking by hand with curl would
+    /// send (see the README's table "option -> request"):
+    /// - the TLS server name (SNI and certificate name) is `tls_server_name`, else the host
+    ///   part of `host_header` when it is a DNS name (what operators mean by "probe this
+    ///   site on that address"; plain `curl -H Host:` would keep the url's host), else the
+    ///   url's host (no SNI for an address, as curl);
+    /// - the request goes to the url's host and port whatever the server name (as
+    ///   `curl --connect-to NAME:PORT:HOST:PORT https://NAME:PORT/...`);
+    /// - Host is `host_header` when set, else the server name (or url host) with the port
+    ///   appended only when it is not the scheme's default;
+    /// - the request line carries the url's path and query; the fragment is never sent.
     fn build(check: &HttpCheck) -> Result<HttpProbe, String> {
         let mut url = check.url.clone();
+        url.set_fragment(None);
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
@@ -199,11 +211,14 @@ impl HttpProbe {
             .pool_max_idle_per_host(0)
             .http1_only()
             .tls_backend_preconfigured(tls_config(check)?);
-        if let (Some(sni), Some(host)) = (&check.tls_server_name, check.url.host_str()) {
-            // The client sends SNI and checks the certificate for the URL's host, so the
-            // request names the server name and a resolver sends it to the configured host.
+        if let (Some(sni), Some(host)) = (server_name(check), check.url.host_str())
+            && !sni.eq_ignore_ascii_case(host)
+        {
+            // The client sends SNI, checks the certificate and derives Host from the URL's
+            // host, so the URL names the server name and a resolver sends it to the
+            // configured host.
             let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-            url.set_host(Some(sni)).map_err(|e| format!("tls_server_name {sni:?}: {e}"))?;
+            url.set_host(Some(&sni)).map_err(|e| format!("tls server name {sni:?}: {e}"))?;
             builder = builder.dns_resolver(Arc::new(Pinned { name: sni.to_ascii_lowercase(), host }));
         }
         let client = builder.build().map_err(|e| e.to_string())?;
@@ -218,11 +233,6 @@ impl HttpProbe {
         let mut req = self.client.request(method, self.url.clone());
         if let Some(h) = &self.check.host_header {
             req = req.header(reqwest::header::HOST, h);
-        } else if self.url != self.check.url {
-            // The URL's host was replaced by the TLS server name: keep Host as configured.
-            if let Some(host) = host_of(&self.check.url) {
-                req = req.header(reqwest::header::HOST, host);
-            }
         }
         for (k, v) in &self.check.headers {
             req = req.header(k, v);
@@ -249,13 +259,18 @@ impl HttpProbe {
     }
 }
 
-/// `host[:port]` of a URL, as a Host header says it.
-fn host_of(url: &reqwest::Url) -> Option<String> {
-    let host = url.host_str()?;
-    Some(match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    })
+/// The TLS server name of an HTTPS check when it is not simply the url's host:
+/// `tls_server_name`, else the host part of `host_header` if that is a DNS name. None for
+/// plain HTTP.
+pub fn server_name(check: &HttpCheck) -> Option<String> {
+    if !check.is_https() {
+        return None;
+    }
+    if let Some(n) = &check.tls_server_name {
+        return Some(n.clone());
+    }
+    let host = crate::config::health::host_part(check.host_header.as_deref()?);
+    matches!(ServerName::try_from(host), Ok(ServerName::DnsName(_))).then(|| host.to_string())
 }
 
 /// Resolves the TLS server name to the configured probe host; other names as usual.
@@ -424,7 +439,8 @@ mod tests {
     }
 
     async fn run(kind: CheckKind) -> ProbeOutcome {
-        let check = CheckConfig { kind, interval: Duration::from_secs(1), timeout: TIMEOUT, rise: 1, fall: 1 };
+        let check =
+            CheckConfig { kind, interval: Duration::from_secs(1), timeout: TIMEOUT, rise: 1, fall: 1, window: None };
         Probe::build(&check).run().await
     }
 
@@ -470,6 +486,35 @@ mod tests {
         let req = seen.lock().unwrap()[0].clone();
         assert!(req.starts_with("head / http/1.1\r\n"), "{req}");
         assert!(req.contains("\r\nhost: www.example.com\r\n") && req.contains("\r\nx-probe: 1\r\n"), "{req}");
+    }
+
+    #[test]
+    fn the_server_name_follows_tls_server_name_then_the_host_header() {
+        // (url, tls_server_name, host_header, SNI other than the url's host)
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: &[Case] = &[
+            ("https://127.0.14.1:8443/", Some("www.example.test"), None, Some("www.example.test")),
+            ("https://127.0.14.1:8443/", None, Some("www.example.test"), Some("www.example.test")),
+            ("https://127.0.14.1:8443/", None, Some("www.example.test:8443"), Some("www.example.test")),
+            ("https://127.0.14.1:8443/", Some("a.test"), Some("b.test"), Some("a.test")),
+            ("https://lb.example.net/", None, Some("www.example.test"), Some("www.example.test")),
+            // An address has no SNI: the url's host (an address too) is verified.
+            ("https://127.0.14.1:8443/", None, Some("10.0.0.1:8443"), None),
+            ("https://127.0.14.1/", None, None, None),
+            // Plain HTTP has no TLS server name at all.
+            ("http://127.0.14.1/", None, Some("www.example.test"), None),
+        ];
+        for &(url, sni, host, want) in cases {
+            let mut c = http(url);
+            c.tls_server_name = sni.map(String::from);
+            c.host_header = host.map(String::from);
+            assert_eq!(server_name(&c).as_deref(), want, "{url} sni {sni:?} host {host:?}");
+        }
+        let parts =
+            [("a.test", "a.test"), ("a.test:8443", "a.test"), ("[::1]:443", "::1"), ("[::1]", "::1"), ("a:b", "a:b")];
+        for (host, want) in parts {
+            assert_eq!(crate::config::health::host_part(host), want);
+        }
     }
 
     #[tokio::test]

@@ -53,6 +53,19 @@ impl RegionChecks {
     fn need(&self) -> usize {
         self.quorum.unwrap_or(self.checks.len())
     }
+
+    /// A short digest of the checks and quorum (FNV-1a 64 of their description, stable
+    /// across builds of the same version): a saved verdict is only trusted for the same
+    /// checks.
+    pub fn fingerprint(&self) -> String {
+        let text = format!("{:?}|{:?}", self.checks, self.quorum);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
 }
 
 /// Builds the probe of a check; replaceable so tests can script outcomes.
@@ -66,6 +79,8 @@ pub struct Prober {
     shutdown: watch::Receiver<bool>,
     factory: ProbeFactory,
     next_generation: u64,
+    /// Verdicts from before a restart, used by the next [`Prober::apply`].
+    seeds: HashMap<String, Seed>,
 }
 
 struct Running {
@@ -89,6 +104,8 @@ struct Entry {
     generation: u64,
     machines: Vec<Machine>,
     need: usize,
+    /// [`RegionChecks::fingerprint`], published so verdicts can be saved with it.
+    fingerprint: String,
     health: RegionHealth,
 }
 
@@ -105,7 +122,7 @@ impl Prober {
     ) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
         let (tx, rx) = watch::channel(Arc::new(HealthTable::default()));
         let shared = Arc::new(Shared { table: Mutex::new(Table { regions: BTreeMap::new(), history }), tx });
-        (Prober { shared, running: HashMap::new(), shutdown, factory, next_generation: 0 }, rx)
+        (Prober { shared, running: HashMap::new(), shutdown, factory, next_generation: 0, seeds: HashMap::new() }, rx)
     }
 
     /// The latest published table.
@@ -113,12 +130,17 @@ impl Prober {
         self.shared.tx.borrow().clone()
     }
 
-    /// Reconciles the running checks with `regions`: a region whose checks are unchanged
-    /// keeps its state and tasks; a new or changed one starts `Unknown`; a removed one's
-    /// tasks are aborted and its entry dropped. Publishes the result before returning, so a
-    /// status rebuilt right after sees every region. Must run inside a tokio runtime.
+    /// Reconciles the running checks with `regions`. A region whose checks are unchanged
+    /// keeps its state and tasks. A region whose checks changed gets new tasks but keeps
+    /// what was known: its verdict, since when, reason, RTT average, recent results and
+    /// transition count; each new check resumes the machine of the old check with the same
+    /// probe target (state, streaks and window, under the new thresholds), and a check with
+    /// a new target starts from the region's last verdict. A new region starts `Unknown`,
+    /// or from its saved verdict ([`Prober::seed`]). A removed one's tasks are aborted and
+    /// its entry dropped. Publishes the result before returning, so a status rebuilt right
+    /// after sees every region. Must run inside a tokio runtime.
     pub fn apply(&mut self, regions: Vec<RegionChecks>, history: usize) {
-        let (mut kept, mut started, mut stopped) = (0, 0, 0);
+        let (mut kept, mut started, mut stopped, mut resumed, mut seeded) = (0, 0, 0, 0, 0);
         let mut table = self.shared.lock();
         let history = history.max(1);
         table.history = history;
@@ -128,14 +150,20 @@ impl Prober {
             }
         }
         let wanted: HashMap<&str, &RegionChecks> = regions.iter().map(|r| (r.name.as_str(), r)).collect();
+        // Entries of regions whose checks changed, with the checks they were for.
+        let mut previous: HashMap<String, (RegionChecks, Entry)> = HashMap::new();
         self.running.retain(|name, run| {
-            if wanted.get(name.as_str()).is_some_and(|w| **w == run.spec) {
+            let still = wanted.get(name.as_str());
+            if still.is_some_and(|w| **w == run.spec) {
                 return true;
             }
             for t in &run.tasks {
                 t.abort();
             }
-            table.regions.remove(name);
+            let entry = table.regions.remove(name);
+            if let (Some(_), Some(entry)) = (still, entry) {
+                previous.insert(name.clone(), (run.spec.clone(), entry));
+            }
             stopped += 1;
             false
         });
@@ -147,22 +175,43 @@ impl Prober {
             started += 1;
             self.next_generation += 1;
             let generation = self.next_generation;
-            table.regions.insert(
-                spec.name.clone(),
+            let fingerprint = spec.fingerprint();
+            let seed = self.seeds.remove(&spec.name);
+            let entry = if let Some((old, prev)) = previous.remove(&spec.name) {
+                resumed += 1;
                 Entry {
                     generation,
-                    machines: spec.checks.iter().map(|c| Machine::new(c.rise, c.fall)).collect(),
+                    machines: resumed_machines(&old, &prev.machines, &spec, prev.health.state),
                     need: spec.need(),
+                    fingerprint,
+                    health: prev.health,
+                }
+            } else {
+                let seed = seed.filter(|s| {
+                    let same = s.fingerprint == fingerprint;
+                    if !same {
+                        tracing::info!(region = %spec.name, "saved health verdict ignored: the region's checks changed");
+                    }
+                    same
+                });
+                let state = seed.as_ref().map_or(State::Unknown, |s| s.state);
+                seeded += usize::from(seed.is_some());
+                Entry {
+                    generation,
+                    machines: spec.checks.iter().map(|c| machine(c).seeded(state)).collect(),
+                    need: spec.need(),
+                    fingerprint,
                     health: RegionHealth {
-                        state: State::Unknown,
-                        since: SystemTime::now(),
+                        state,
+                        since: seed.as_ref().map_or_else(SystemTime::now, |s| s.since),
                         reason: None,
-                        rtt_ewma_ms: None,
+                        rtt_ewma_ms: seed.and_then(|s| s.rtt_ewma_ms),
                         recent: VecDeque::new(),
                         transitions: 0,
                     },
-                },
-            );
+                }
+            };
+            table.regions.insert(spec.name.clone(), entry);
             let tasks = spec
                 .checks
                 .iter()
@@ -181,10 +230,56 @@ impl Prober {
                 .collect();
             self.running.insert(spec.name.clone(), Running { spec, tasks });
         }
+        // Seeds are for the first apply after a start; later ones must not resurrect them.
+        self.seeds.clear();
         self.shared.publish(&table);
         drop(table);
-        tracing::info!(kept, started, stopped, "health checks applied");
+        tracing::info!(kept, started, stopped, resumed, seeded, "health checks applied");
     }
+
+    /// Verdicts known from before a restart, by region, for the next [`Prober::apply`]: a
+    /// region it starts whose checks have the same fingerprint starts from its seed instead
+    /// of `Unknown`.
+    pub fn seed(&mut self, seeds: HashMap<String, Seed>) {
+        self.seeds = seeds;
+    }
+}
+
+/// A region's verdict from before a restart (see [`super::persist`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seed {
+    /// Healthy or unhealthy (an unknown verdict is not worth saving).
+    pub state: State,
+    pub since: SystemTime,
+    pub rtt_ewma_ms: Option<f64>,
+    /// [`RegionChecks::fingerprint`] of the checks that reached it.
+    pub fingerprint: String,
+}
+
+/// The rise/fall machine of a check, with its window rule.
+fn machine(c: &CheckConfig) -> Machine {
+    Machine::new(c.rise, c.fall).with_window(c.window)
+}
+
+/// The machines of a region's changed checks: each new check takes over the machine of an
+/// old check with the same probe target (the first one not taken yet: a check whose
+/// timing, thresholds or expectations changed); a check with a new target starts from the
+/// region's last verdict, with no streak.
+fn resumed_machines(old: &RegionChecks, machines: &[Machine], new: &RegionChecks, region: State) -> Vec<Machine> {
+    let mut taken = vec![false; machines.len()];
+    new.checks
+        .iter()
+        .map(|c| {
+            let same = (0..machines.len().min(old.checks.len())).find(|&j| !taken[j] && old.checks[j].kind == c.kind);
+            match same {
+                Some(j) => {
+                    taken[j] = true;
+                    machines[j].resume(c.rise, c.fall, c.window)
+                }
+                None => machine(c).seeded(region),
+            }
+        })
+        .collect()
 }
 
 impl Drop for Prober {
@@ -204,7 +299,8 @@ impl Shared {
 
     fn publish(&self, table: &Table) {
         let regions = table.regions.iter().map(|(k, e)| (k.clone(), e.health.clone())).collect();
-        self.tx.send_replace(Arc::new(HealthTable { regions }));
+        let fingerprints = table.regions.iter().map(|(k, e)| (k.clone(), e.fingerprint.clone())).collect();
+        self.tx.send_replace(Arc::new(HealthTable { regions, fingerprints }));
     }
 
     /// Feeds one probe result into the region's machines, verdict, RTT and history.

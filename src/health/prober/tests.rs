@@ -33,7 +33,14 @@ impl Script {
 
 /// A TCP check whose address names the script that answers it.
 fn check(name: &str, rise: u32, fall: u32) -> CheckConfig {
-    CheckConfig { kind: CheckKind::Tcp { address: name.into() }, interval: INTERVAL, timeout: TIMEOUT, rise, fall }
+    CheckConfig {
+        kind: CheckKind::Tcp { address: name.into() },
+        interval: INTERVAL,
+        timeout: TIMEOUT,
+        rise,
+        fall,
+        window: None,
+    }
 }
 
 fn region(name: &str, checks: Vec<CheckConfig>, quorum: Option<usize>) -> RegionChecks {
@@ -186,10 +193,11 @@ async fn apply_keeps_unchanged_restarts_changed_and_stops_removed() {
     }
     let a_before = f.health("a");
 
+    let b_before = f.health("b");
     f.prober.apply(vec![a, region("b", vec![check("b", 3, 3)], None)], 10);
     let table = f.prober.table();
     assert_eq!(table.region("a").map(|h| (h.state, h.since, h.transitions)), Some((a_before.state, a_before.since, 1)));
-    assert_eq!(table.region("b").map(|h| h.state), Some(State::Unknown), "changed checks start over");
+    assert_eq!(table.region("b"), Some(&b_before), "changed checks go on from what was known");
     assert!(table.region("c").is_none(), "removed region left the table");
 
     let c_calls = f.script("c").calls();
@@ -245,4 +253,46 @@ fn jitter_stays_within_ten_percent() {
     let samples: Vec<Duration> = (0..1000).map(|_| jittered(d)).collect();
     assert!(samples.iter().all(|s| *s >= d.mul_f64(0.9) && *s <= d.mul_f64(1.1)));
     assert!(samples.iter().any(|s| *s < d.mul_f64(0.95)) && samples.iter().any(|s| *s > d.mul_f64(1.05)), "spread");
+}
+
+/// A reload that changes a check must not forget the verdict: (state before, the change,
+/// the probes after) -> the region never passes through `Unknown`, and it changes only on
+/// the usual evidence.
+#[tokio::test(start_paused = true)]
+async fn a_changed_check_goes_on_from_the_regions_verdict() {
+    let mut f = Fixture::new(10);
+    f.script("dead").set(FAIL);
+    f.script("alive").set(OK);
+    f.script("other").set(OK);
+    let dead = |timeout_ms: u64, quorum| {
+        let mut c = check("dead", 2, 3);
+        c.timeout = Duration::from_millis(timeout_ms);
+        region("dead", vec![c], quorum)
+    };
+    f.prober.apply(vec![dead(500, None), region("alive", vec![check("alive", 2, 3)], None)], 10);
+    f.wait("dead", State::Unhealthy).await;
+    f.wait("alive", State::Healthy).await;
+    let (dead_before, alive_before) = (f.health("dead"), f.health("alive"));
+
+    // Only the timeout changes: still unhealthy, same since, reason and history.
+    let mut alive2 = check("alive", 2, 3);
+    alive2.timeout = Duration::from_millis(400);
+    f.prober.apply(vec![dead(450, None), region("alive", vec![alive2.clone()], None)], 10);
+    assert_eq!(f.health("dead"), dead_before);
+    assert_eq!(f.health("alive"), alive_before);
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(INTERVAL / 4).await;
+        seen.push((f.health("dead").state, f.health("alive").state));
+    }
+    assert!(seen.iter().all(|s| *s == (State::Unhealthy, State::Healthy)), "{seen:?}");
+    assert_eq!((f.health("dead").transitions, f.health("alive").transitions), (1, 1));
+
+    // A check on a new target starts from the region's verdict, and a healthy target then
+    // brings the region back after rise successes, as from any unhealthy state.
+    f.prober.apply(vec![region("dead", vec![check("other", 2, 3)], None), region("alive", vec![alive2], None)], 10);
+    assert_eq!(f.health("dead").state, State::Unhealthy);
+    let t = f.wait("dead", State::Healthy).await;
+    assert!(t >= INTERVAL.mul_f64(0.9), "rise = 2 probes needed, healthy after {t:?}");
+    assert_eq!(f.health("dead").transitions, 2, "unhealthy -> healthy, never through unknown");
 }
