@@ -1110,3 +1110,38 @@ fn probe_requests_match_what_curl_sends() {
         assert_eq!(probe.header("user-agent"), Some(concat!("gslbd/", env!("CARGO_PKG_VERSION"))));
     }
 }
+
+/// Fail-open is for health verdicts that may be wrong: it answers regions the probes call
+/// down, never one the operator forced down (issue 10, part 5, with real verdicts).
+#[test]
+fn fail_open_answers_unhealthy_regions_but_never_forced_ones() {
+    let (primary, backup) = (Endpoint::start(Mode::Down), Endpoint::start(Mode::Down));
+    let dir = TempDir::new("prober");
+    dir.write("zones/svc.test.zone", ZONE);
+    dir.write("admin.token", "ops:fail-open-test\n");
+    let text = two_checked_regions("", &primary, &backup) + "[admin]\ntoken_file = \"admin.token\"\n";
+    let config = dir.write("gslbd.toml", &text);
+    let s = Server::start(&["--config", config.to_str().unwrap()]);
+    let admin = s.admin.unwrap();
+    let mode = || {
+        let v = json(&http(admin, "GET", "/v1/status", None, None).1);
+        v["services"][0]["mode"].as_str().unwrap().to_string()
+    };
+    // Both endpoints answer 503: once both verdicts are in, the service fails open and
+    // failover answers the best priority, unhealthy as it is.
+    let deadline = Instant::now() + fall_bound() * 3;
+    while mode() != "fail-open" {
+        assert!(Instant::now() < deadline, "never failed open: {}", mode());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(answer(&s), [PRIMARY]);
+    // The operator forces primary down: failing open goes on over backup alone.
+    let token = Some("fail-open-test");
+    let (code, body) = http(admin, "POST", "/v1/regions/primary/force", token, Some(r#"{"state": "down"}"#));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(answer(&s), [BACKUP]);
+    // Both forced down: nothing is answered (NODATA), whatever failing open would do.
+    http(admin, "POST", "/v1/regions/backup/force", token, Some(r#"{"state": "down"}"#));
+    let r = udp(s.dns, &query("app.svc.test.", RecordType::A));
+    assert!(r.answers.is_empty() && r.authorities.len() == 1, "NODATA with the SOA: {r:?}");
+}
