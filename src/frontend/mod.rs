@@ -1,6 +1,7 @@
 //! Sockets: UDP worker threads and the TCP server. No answer logic lives here: both
 //! transports hand each message to [`respond`].
 
+pub mod rrl;
 pub mod tcp;
 pub mod udp;
 
