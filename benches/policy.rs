@@ -133,7 +133,7 @@ fn main() {
     let source: IpAddr = "127.0.0.1".parse().unwrap();
     let t = median_ns(|i| {
         let p = &packets[i as usize % packets.len()];
-        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters));
+        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters, None));
     });
     println!("{:<52} {t:>10.1}", "whole query: geo.svc.test. A with ECS");
     // As resolvers send them: ECS from thousands of client networks, so most locations are
@@ -141,17 +141,17 @@ fn main() {
     let many = many_networks();
     let t = median_ns(|i| {
         let p = &many[i as usize % many.len()];
-        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters));
+        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters, None));
     });
     println!("{:<52} {t:>10.1}", format!("whole query: geo A, ECS from {} networks", many.len()));
     let static_q = query("static.svc.test.", None);
     let t = median_ns(|_| {
-        black_box(gslbd::frontend::respond(&static_q, source, Transport::Udp, &snap, &mut out, counters));
+        black_box(gslbd::frontend::respond(&static_q, source, Transport::Udp, &snap, &mut out, counters, None));
     });
     println!("{:<52} {t:>10.1}", "whole query: static A");
     let nx = query("nx123.svc.test.", None);
     let t = median_ns(|_| {
-        black_box(gslbd::frontend::respond(&nx, source, Transport::Udp, &snap, &mut out, counters));
+        black_box(gslbd::frontend::respond(&nx, source, Transport::Udp, &snap, &mut out, counters, None));
     });
     println!("{:<52} {t:>10.1}", "whole query: NXDOMAIN");
 }

@@ -86,7 +86,22 @@ pub struct DnsShard {
     dropped: AtomicU64,
     /// Datagrams this UDP worker received (the spread over workers shows steering skew).
     datagrams: AtomicU64,
+    /// Response rate limiting, [`RRL_SERIES`] in order; the worker adds what changed once per
+    /// batch (wrapping: gauges may go down), as workers of several addresses share a shard.
+    rrl: [AtomicU64; 8],
 }
+
+/// The RRL series a shard keeps: (metric, labels, type). Counters first, then gauges.
+pub const RRL_SERIES: [(&str, &str, &str); 8] = [
+    ("gslbd_rrl_limited_responses_total", "action=\"dropped\"", "counter"),
+    ("gslbd_rrl_limited_responses_total", "action=\"slipped\"", "counter"),
+    ("gslbd_rrl_limited_responses_total", "action=\"would_drop\"", "counter"),
+    ("gslbd_rrl_limited_responses_total", "action=\"would_slip\"", "counter"),
+    ("gslbd_rrl_log_events_lost_total", "", "counter"),
+    ("gslbd_rrl_table_entries", "", "gauge"),
+    ("gslbd_rrl_limited_prefixes", "", "gauge"),
+    ("gslbd_rrl_table_capacity", "", "gauge"),
+];
 
 impl DnsShard {
     fn new(index: usize) -> Self {
@@ -95,6 +110,7 @@ impl DnsShard {
             responses: std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))),
             dropped: AtomicU64::new(0),
             datagrams: AtomicU64::new(0),
+            rrl: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -107,6 +123,16 @@ impl DnsShard {
     pub fn response(&self, transport: Transport, rc: u16, qtype: u16) {
         let t = usize::from(transport == Transport::Tcp);
         self.responses[t][rcode_index(rc)][qtype_index(qtype)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the change of a worker's RRL figures since it last published them (`now` and
+    /// `before` in [`RRL_SERIES`] order).
+    pub fn rrl_changed(&self, before: &[u64; 8], now: &[u64; 8]) {
+        for ((cell, b), n) in self.rrl.iter().zip(before).zip(now) {
+            if n != b {
+                cell.fetch_add(n.wrapping_sub(*b), Ordering::Relaxed);
+            }
+        }
     }
 
     /// Counts a packet dropped without an answer (too short, or a response).
@@ -244,6 +270,25 @@ pub fn render() -> String {
             "gslbd_udp_worker_datagrams_total{{worker=\"{i}\"}} {}",
             shard.datagrams.load(Ordering::Relaxed)
         );
+    }
+
+    let rrl_help = [
+        (
+            "gslbd_rrl_limited_responses_total",
+            "UDP responses limited by RRL, by action (would_*: with log_only, sent anyway).",
+        ),
+        ("gslbd_rrl_log_events_lost_total", "RRL start/stop log lines lost because the log queue was full."),
+        ("gslbd_rrl_table_entries", "RRL table entries in use, all UDP workers."),
+        ("gslbd_rrl_limited_prefixes", "Client prefixes (accounts) being rate limited now."),
+        ("gslbd_rrl_table_capacity", "RRL table entries allocated, all UDP workers."),
+    ];
+    for (i, (name, l, kind)) in RRL_SERIES.iter().enumerate() {
+        if i == 0 || RRL_SERIES[i - 1].0 != *name {
+            let help = rrl_help.iter().find(|(n, _)| n == name).map_or("", |(_, h)| h);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        }
+        let v = REGISTRY.dns.iter().fold(0u64, |a, s| a.wrapping_add(s.rrl[i].load(Ordering::Relaxed)));
+        let _ = writeln!(out, "{name}{} {v}", braces(l));
     }
 
     let _ = writeln!(

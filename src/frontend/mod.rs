@@ -24,7 +24,9 @@ pub enum Reply {
     Transfer,
 }
 
-/// Decodes one message, answers it from `snap` and encodes the response into `out`.
+/// Decodes one message, answers it from `snap` and encodes the response into `out`. A UDP
+/// worker passes its rate limiter, which may drop the response or send it truncated
+/// (`rrl`); TCP passes None: TCP answers are never limited.
 pub fn respond(
     packet: &[u8],
     client: IpAddr,
@@ -32,14 +34,14 @@ pub fn respond(
     snap: &Snapshot,
     out: &mut Vec<u8>,
     counters: &DnsShard,
+    limiter: Option<&mut rrl::Limiter>,
 ) -> Reply {
     let payload = snap.settings.udp_payload;
     let query = match wire::decode(packet) {
         Decoded::Query(q) => q,
         Decoded::Error(reply) => {
             wire::encode_error(&reply, payload, out);
-            counters.response(transport, reply.rcode, question_type(reply.question));
-            return Reply::Message;
+            return finish(limiter, client, reply.rcode, question_type(reply.question), transport, out, counters);
         }
         Decoded::Drop => {
             counters.dropped();
@@ -61,18 +63,43 @@ pub fn respond(
             edns: query.edns,
         };
         wire::encode_error(&refuse, payload, out);
-        counters.response(transport, refuse.rcode, query.qtype);
-        return Reply::Message;
+        return finish(limiter, client, refuse.rcode, query.qtype, transport, out, counters);
     }
     let answer = resolve::answer(&query, client, snap);
     let limit = wire::size_limit(query.edns.as_ref(), transport == Transport::Tcp, payload);
     wire::encode_answer(&query, &answer, limit, payload, out);
-    counters.response(transport, answer.rcode, query.qtype);
+    if finish(limiter, client, answer.rcode, query.qtype, transport, out, counters) == Reply::Drop {
+        return Reply::Drop;
+    }
     if let Some((i, chosen)) = &answer.service
         && let Some(service) = snap.gslb.services.get(*i)
     {
         service.count_answer(chosen, counters.index);
     }
+    Reply::Message
+}
+
+/// Passes the response in `out` through the rate limiter, if any, and counts what is sent.
+/// A dropped response is counted by the limiter only; a slipped one is sent (empty, TC=1)
+/// and counted as a response too.
+fn finish(
+    limiter: Option<&mut rrl::Limiter>,
+    client: IpAddr,
+    rc: u16,
+    qtype: u16,
+    transport: Transport,
+    out: &mut Vec<u8>,
+    counters: &DnsShard,
+) -> Reply {
+    if let Some(limiter) = limiter {
+        let is_error = matches!(rc, rcode::NXDOMAIN | rcode::REFUSED | rcode::FORMERR);
+        match limiter.check(client, is_error) {
+            rrl::Verdict::Send => {}
+            rrl::Verdict::Slip => rrl::truncate(out),
+            rrl::Verdict::Drop => return Reply::Drop,
+        }
+    }
+    counters.response(transport, rc, qtype);
     Reply::Message
 }
 

@@ -90,6 +90,24 @@ pub struct Stats {
     pub limited_prefixes: u64,
     /// Start/stop events lost because the log queue was full.
     pub events_lost: u64,
+    /// Entries in the table.
+    pub capacity: u64,
+}
+
+impl Stats {
+    /// As the metrics keep them: `metrics::RRL_SERIES` in order.
+    pub fn as_array(&self) -> [u64; 8] {
+        [
+            self.dropped,
+            self.slipped,
+            self.would_drop,
+            self.would_slip,
+            self.events_lost,
+            self.entries,
+            self.limited_prefixes,
+            self.capacity,
+        ]
+    }
 }
 
 const OCCUPIED: u8 = 1;
@@ -138,6 +156,7 @@ impl Limiter {
     /// A limiter with an empty table of `cfg.table_size` entries; `events` receives the
     /// start/stop events (never blocking: a full queue loses the event, counted).
     pub fn new(cfg: Arc<RrlConfig>, seed: u64, epoch: Instant, events: Option<SyncSender<Event>>) -> Limiter {
+        let cfg_size = cfg.table_size.max(PROBE);
         Limiter {
             slots: vec![Entry::default(); cfg.table_size.max(PROBE)].into_boxed_slice(),
             cfg,
@@ -146,7 +165,7 @@ impl Limiter {
             now: 0,
             last_sweep: 0,
             events,
-            stats: Stats::default(),
+            stats: Stats { capacity: cfg_size as u64, ..Stats::default() },
         }
     }
 
@@ -160,6 +179,7 @@ impl Limiter {
             self.slots = vec![Entry::default(); cfg.table_size.max(PROBE)].into_boxed_slice();
             self.stats.entries = 0;
             self.stats.limited_prefixes = 0;
+            self.stats.capacity = self.slots.len() as u64;
         }
         self.cfg = cfg;
     }
