@@ -20,10 +20,8 @@ use hickory_proto::serialize::binary::BinEncodable;
 const NAME: &str = "host.pub.test.";
 
 fn config(dir: &TempDir, rrl: &str) -> String {
-    let text = format!(
-        "[dns]\nudp_workers = 1\n\n[dns.rrl]\n{rrl}\n[zones]\ndirectory = \"{}\"\n",
-        test_zones().display()
-    );
+    let text =
+        format!("[dns]\nudp_workers = 1\n\n[dns.rrl]\n{rrl}\n[zones]\ndirectory = \"{}\"\n", test_zones().display());
     dir.write("gslbd.toml", &text).to_str().unwrap().to_string()
 }
 

@@ -134,9 +134,11 @@ pub(super) fn validate(raw: RawRrl, report: &mut Report<'_>) -> RrlConfig {
     }) {
         c.slip = n as u8;
     }
-    if let Some(n) = raw.ipv4_prefix_length.as_ref().and_then(|v| {
-        in_range(v, 1..=32, "dns.rrl.ipv4_prefix_length", "use 1 to 32; 24 is BIND's default", report)
-    }) {
+    if let Some(n) = raw
+        .ipv4_prefix_length
+        .as_ref()
+        .and_then(|v| in_range(v, 1..=32, "dns.rrl.ipv4_prefix_length", "use 1 to 32; 24 is BIND's default", report))
+    {
         c.ipv4_prefix_length = n as u8;
     }
     if let Some(n) = raw.ipv6_prefix_length.as_ref().and_then(|v| {
@@ -212,7 +214,11 @@ mod tests {
     fn bad_values_are_reported_at_their_place_with_a_hint() {
         // (setting, expected error, expected hint)
         let cases = [
-            ("responses_per_second = 0", "2:24: error: dns.rrl.responses_per_second: 0 would answer nothing", "log_only"),
+            (
+                "responses_per_second = 0",
+                "2:24: error: dns.rrl.responses_per_second: 0 would answer nothing",
+                "log_only",
+            ),
             ("errors_per_second = -1", "2:21: error: dns.rrl.errors_per_second: -1 is out of range", "1 to 1000000"),
             ("slip = 11", "2:8: error: dns.rrl.slip: 11 is out of range", "0 (drop every"),
             ("ipv4_prefix_length = 33", "2:22: error: dns.rrl.ipv4_prefix_length: 33 is out of range", "1 to 32"),

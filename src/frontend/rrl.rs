@@ -424,13 +424,7 @@ mod tests {
     #[test]
     fn slip_sends_every_nth_limited_response_truncated() {
         // (slip, verdicts of 8 responses at 3 per second)
-        let cases = [
-            (0, "SSSDDDDD"),
-            (1, "SSSTTTTT"),
-            (2, "SSSDTDTD"),
-            (3, "SSSDDTDD"),
-            (10, "SSSDDDDD"),
-        ];
+        let cases = [(0, "SSSDDDDD"), (1, "SSSTTTTT"), (2, "SSSDTDTD"), (3, "SSSDDTDD"), (10, "SSSDDDDD")];
         for (slip, want) in cases {
             let mut c = Clock::new(cfg(|c| {
                 c.responses_per_second = 3;

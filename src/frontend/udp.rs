@@ -145,9 +145,7 @@ pub fn spawn_workers(
     }
     let shutdown = shutdown.clone();
     handles.push(
-        std::thread::Builder::new()
-            .name(format!("rrl-log-{addr}"))
-            .spawn(move || log_events(&receivers, &shutdown))?,
+        std::thread::Builder::new().name(format!("rrl-log-{addr}")).spawn(move || log_events(&receivers, &shutdown))?,
     );
     Ok(handles)
 }
