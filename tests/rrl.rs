@@ -106,6 +106,14 @@ fn a_flood_from_one_prefix_gets_the_rate_and_the_rest_half_slipped_half_dropped(
     let path = config(&dir, "responses_per_second = 20\nslip = 2\nwindow = \"1s\"\nexempt = [\"127.0.2.0/24\"]\n");
     let s = Server::start(&["--config", &path]);
     let dns = s.dns;
+    // The start says what receive buffer the kernel granted (4 MiB asked; reported doubled).
+    let log = s.log();
+    let line = log.lines().find(|l| l.contains("udp receive buffer")).expect("a receive buffer line");
+    let got: u64 = line.split("got=").nth(1).and_then(|v| v.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!(line.contains("asked=4194304") && got > 0, "{line}");
+    if got < 2 * 4194304 {
+        assert!(line.contains("net.core.rmem_max"), "a short buffer names the sysctl: {line}");
+    }
 
     // Another /24 at 10 queries a second, at the same time as the flood.
     let other = std::thread::spawn(move || flood(dns, "127.0.1.1:0", 10, 3.0));
