@@ -107,6 +107,7 @@ fn a_flood_from_one_prefix_gets_the_rate_and_the_rest_half_slipped_half_dropped(
     let s = Server::start(&["--config", &path]);
     let dns = s.dns;
     // The start says what receive buffer the kernel granted (4 MiB asked; reported doubled).
+    s.wait_log("udp receive buffer");
     let log = s.log();
     let line = log.lines().find(|l| l.contains("udp receive buffer")).expect("a receive buffer line");
     let got: u64 = line.split("got=").nth(1).and_then(|v| v.split_whitespace().next()).unwrap().parse().unwrap();
