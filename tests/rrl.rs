@@ -209,3 +209,19 @@ fn bad_rrl_settings_are_config_errors_with_their_place_and_a_hint() {
     let (code, log) = Server::try_start(&["--config", &path]).err().expect("must not start");
     assert_eq!(code, Some(2), "{log}");
 }
+
+#[test]
+fn a_reload_changes_the_limits_in_flight() {
+    let dir = TempDir::new("rrl");
+    let path = config(&dir, "responses_per_second = 20\nslip = 0\nwindow = \"1s\"\nlog_only = true\n");
+    let s = Server::start(&["--config", &path]);
+    let c = flood(s.dns, "127.0.0.1:0", 200, 0.5);
+    assert_eq!((c.sent, c.answered), (100, 100), "log_only: nothing limited");
+    config(&dir, "responses_per_second = 20\nslip = 0\nwindow = \"1s\"\n");
+    s.signal("HUP");
+    s.wait_log("reloaded");
+    // Another /24, so it starts with a fresh allowance: 20 answered, the rest dropped.
+    let c = flood(s.dns, "127.0.3.1:0", 200, 0.5);
+    assert_eq!((c.sent, c.answered, c.truncated), (100, 20, 0), "{c:?}");
+    assert_eq!(metric(&s, "gslbd_rrl_limited_responses_total{action=\"dropped\"}"), 80);
+}
