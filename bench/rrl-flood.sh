@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/rrl-flood.sh: what a UDP flood from one /24 does to another client, with response
 # rate limiting off and on. gslbd ($GSLBD, release) serves bench/zones/example.test.zone
-# on 127.0.0.1 with one UDP worker per CPU; for each mode (off; on: [dns.rrl] with its
-# defaults) it runs, SECS seconds each:
+# on 127.0.0.1 with one UDP worker per CPU; for each mode (off; on: [dns.rrl] at 2,000
+# responses per second, so the other client's 1,000 are under it) it runs, SECS seconds each:
 #   quiet: another client alone, from 127.0.1.1 (another /24), at 1,000 queries/s;
 #   flood: the same, while dnsperf floods www.example.test A from 127.0.0.1 as fast as
 #          it can (at most 20,000 queries outstanding, 1 s timeout: a dropped answer
@@ -11,10 +11,14 @@
 # flood's rate and what it got back.
 #
 # Environment: SECS=10 GSLBD=target/release/gslbd OUT_DIR=bench/results/rrl-<timestamp>
+#   MODES="off on"  FLOOD_QPS=1000000 (dnsperf -Q of the flood: to compare floods of the same
+#   rate, as with RRL on dnsperf's own timeouts slow it down, unlike a spoofer)
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
 SECS=${SECS:-10}
+MODES=${MODES:-"off on"}
+FLOOD_QPS=${FLOOD_QPS:-1000000}
 OUT_DIR=${OUT_DIR:-$BENCH/results/rrl-$(date +%Y%m%d-%H%M%S)}
 [ -x "$GSLBD" ] || die "no gslbd binary at $GSLBD: run 'cargo build --release' or set GSLBD=path"
 install_pkgs dnsperf bind9-dnsutils
@@ -29,16 +33,16 @@ machine_info > "$OUT_DIR/env.txt"
 field() { awk -v p="$2" -v n="$3" 'index($0, p) { print $n; exit }' "$1"; }
 
 printf '%-5s %-6s | %-28s | %s\n' rrl load "other client (1,000 q/s)" "flood from 127.0.0.1" | tee "$OUT_DIR/table.txt"
-for mode in off on; do
+for mode in $MODES; do
   port=$(free_port 5350)
   render "$BENCH/gslb.toml" "$RUN/gslbd.toml" ZONES="$BENCH/zones" GEOIP="$BENCH/../geoip/test-city.mmdb"
-  [ "$mode" = on ] && printf '\n[dns.rrl]\n' >> "$RUN/gslbd.toml"
+  [ "$mode" = on ] && printf '\n[dns.rrl]\nresponses_per_second = 2000\n' >> "$RUN/gslbd.toml"
   start gslbd "$OUT_DIR/gslbd-$mode.log" "$GSLBD" --config "$RUN/gslbd.toml" --listen "$HOST:$port"
   wait_soa gslbd "$port" example.test.
   for load in quiet flood; do
     fpid=""
     if [ "$load" = flood ]; then
-      dnsperf -s "$HOST" -p "$port" -d "$RUN/www.txt" -l $((SECS + 2)) -c 8 -q 20000 -t 1 \
+      dnsperf -s "$HOST" -p "$port" -d "$RUN/www.txt" -l $((SECS + 2)) -c 8 -q 20000 -t 1 -Q "$FLOOD_QPS" \
         > "$OUT_DIR/flood-$mode.txt" 2>&1 &
       fpid=$!
       sleep 1
