@@ -434,10 +434,13 @@ mod tests {
         }
     }
 
+    /// (at ms, responses, verdicts)
+    type Steps<'a> = &'a [(u64, usize, &'a str)];
+
     #[test]
     fn the_balance_refills_by_the_rate_each_whole_second_up_to_one_second() {
         // (window s, steps of (ms, responses) -> verdicts), rate 3, slip 0
-        let cases: [(u64, &[(u64, usize, &str)]); 4] = [
+        let cases: [(u64, Steps<'_>); 4] = [
             // window 1: a token bucket of 3 per second, burst 3
             (1, &[(0, 5, "SSSDD"), (999, 1, "D"), (1000, 4, "SSSD"), (2500, 1, "S"), (3100, 4, "SSSD")]),
             // a long pause refills one second's allowance, no more

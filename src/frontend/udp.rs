@@ -299,7 +299,7 @@ fn serve(
         }
         // One snapshot load per batch: queries of one batch see the same data.
         let snap = state.load();
-        let active = match (snap.settings.rrl.as_ref(), limiter.as_mut()) {
+        let mut active = match (snap.settings.rrl.as_ref(), limiter.as_mut()) {
             (None, _) => None,
             (Some(cfg), Some(l)) => {
                 if !Arc::ptr_eq(cfg, l.config()) {
@@ -312,10 +312,9 @@ fn serve(
                 Some(limiter.insert(Limiter::new(cfg.clone(), setup.seed, setup.epoch, events)))
             }
         };
-        let active = active.map(|l| {
+        if let Some(l) = &mut active {
             l.tick(Instant::now()); // the clock, once per batch
-            l
-        });
+        }
         let is_active = active.is_some();
         batch.answer(received, &snap, counters, active);
         // Publish what changed; with RRL turned off by a reload, its gauges read 0.
