@@ -372,4 +372,29 @@ mod tests {
         assert!(text.contains("gslbd_test_seconds_count{r=\"a\"} 1"), "{text}");
         assert!(text.contains("# TYPE gslbd_test_seconds histogram"), "{text}");
     }
+
+    #[test]
+    fn rrl_figures_are_summed_over_workers_and_gauges_may_fall() {
+        // Two workers (say of two listen addresses) sharing shard 9 publish their changes.
+        let (a0, b0) = ([0; 8], [0; 8]);
+        let a1 = [5, 2, 0, 0, 0, 10, 1, 1024];
+        let b1 = [1, 1, 0, 0, 0, 4, 1, 1024];
+        dns_shard(9).rrl_changed(&a0, &a1);
+        dns_shard(9).rrl_changed(&b0, &b1);
+        let a2 = [6, 2, 0, 0, 0, 7, 0, 1024]; // entries replaced, the prefix no longer limited
+        dns_shard(9).rrl_changed(&a1, &a2);
+        let text = render();
+        for want in [
+            "gslbd_rrl_limited_responses_total{action=\"dropped\"} 7",
+            "gslbd_rrl_limited_responses_total{action=\"slipped\"} 3",
+            "gslbd_rrl_table_entries 11",
+            "gslbd_rrl_limited_prefixes 1",
+            "gslbd_rrl_table_capacity 2048",
+            "# TYPE gslbd_rrl_limited_responses_total counter",
+            "# TYPE gslbd_rrl_table_entries gauge",
+        ] {
+            assert!(text.contains(want), "{want} in:\n{text}");
+        }
+        assert_eq!(text.matches("# TYPE gslbd_rrl_limited_responses_total").count(), 1);
+    }
 }

@@ -44,6 +44,12 @@ impl Counts {
 /// Sends `qps` queries a second for `secs` seconds from `source` (paced in 10 ms ticks),
 /// reading responses as they come, then waits up to 500 ms for late ones.
 fn flood(server: SocketAddr, source: &str, qps: u64, secs: f64) -> Counts {
+    flood_with(server, source, qps, secs, false)
+}
+
+/// As [`flood`]; with `ecs`, each query carries an EDNS Client Subnet option naming another
+/// /24 (198.18.0.0/24, 198.18.1.0/24, ...), as a spoofer might add to dodge the limit.
+fn flood_with(server: SocketAddr, source: &str, qps: u64, secs: f64, ecs: bool) -> Counts {
     let sock = UdpSocket::bind(source).unwrap();
     sock.set_nonblocking(true).unwrap();
     let packet = query(NAME, RecordType::A).to_bytes().unwrap();
@@ -73,7 +79,12 @@ fn flood(server: SocketAddr, source: &str, qps: u64, secs: f64) -> Counts {
         // Spread the remainder so exactly `total` are sent.
         let upto = total * (tick + 1) / ticks;
         while c.sent < upto {
-            let mut p = packet.clone();
+            let mut p = if ecs {
+                let subnet = format!("198.18.{}.0/24", c.sent % 256);
+                with_edns(query(NAME, RecordType::A), 1232, Some(&subnet)).to_bytes().unwrap()
+            } else {
+                packet.clone()
+            };
             p[..2].copy_from_slice(&(c.sent as u16).to_be_bytes());
             sock.send_to(&p, server).unwrap();
             c.sent += 1;
@@ -224,4 +235,7 @@ fn a_reload_changes_the_limits_in_flight() {
     let c = flood(s.dns, "127.0.3.1:0", 200, 0.5);
     assert_eq!((c.sent, c.answered, c.truncated), (100, 20, 0), "{c:?}");
     assert_eq!(metric(&s, "gslbd_rrl_limited_responses_total{action=\"dropped\"}"), 80);
+    // ECS names other networks, but the packets' source is what is limited.
+    let c = flood_with(s.dns, "127.0.4.1:0", 200, 0.5, true);
+    assert_eq!((c.sent, c.answered, c.truncated), (100, 20, 0), "{c:?}");
 }
