@@ -21,7 +21,12 @@
 //!   must stay under r for up to `window` before it is answered again, i.e. the rate that
 //!   counts is the one averaged over `window` seconds. With `window = "1s"` this is a plain
 //!   token bucket: r answers per second, the rest limited. (BIND's floor is -window × r,
-//!   which answers nothing at all in the second after a flood when window is 1.)
+//!   so there a prefix that keeps flooding at more than twice the rate gets no answer at all
+//!   while it floods, even with a window of 1 s; here it gets r a second with a 1 s window.)
+//!
+//! Unlike BIND, which keeps an account per (prefix, query name and type) for answers, gslbd
+//! keeps one per prefix: stricter for a resolver asking many names, and what a GSLB zone of a
+//! few names needs.
 //!
 //! A limited response is dropped, or every `slip`th one is sent empty with TC=1; with
 //! `log_only` it is counted and logged but sent.
@@ -35,13 +40,15 @@
 //! [`PROBE`] neighbouring entries. A prefix not in its window takes a free entry there, else
 //! the one used least recently, sparing prefixes being limited: the table never grows, and a
 //! flood of distinct prefixes evicts idle entries, not a prefix being limited (which would
-//! come back with a full allowance). Exempt clients never take an entry. The clock is read once per batch ([`Limiter::tick`]).
+//! come back with a full allowance). Exempt clients never take an entry. The clock is read
+//! once per batch ([`Limiter::tick`]).
 //!
 //! With `dns.udp_steering = "hash"` the kernel picks a worker by hashing the client's address
 //! and port: one client socket always reaches the same worker, but a prefix whose packets come
-//! from many ports (or addresses) is spread over the workers, and with `"cpu"` by whichever CPU
-//! received each packet. Either way a prefix is limited to at most workers × rate (a spoofed
-//! flood from random ports: workers × rate); set `responses_per_second` with that in mind.
+//! from many ports (or addresses) is spread over the workers; with `"cpu"` each packet goes to
+//! the worker of the CPU that received it. Either way a prefix gets at most workers × rate (a
+//! spoofed flood from random ports: about that); set `responses_per_second` with that in mind
+//! (docs/operations.md says why the rate is not divided).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
