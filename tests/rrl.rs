@@ -14,6 +14,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::*;
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use hickory_proto::serialize::binary::BinEncodable;
 
@@ -238,4 +239,33 @@ fn a_reload_changes_the_limits_in_flight() {
     // ECS names other networks, but the packets' source is what is limited.
     let c = flood_with(s.dns, "127.0.4.1:0", 200, 0.5, true);
     assert_eq!((c.sent, c.answered, c.truncated), (100, 20, 0), "{c:?}");
+}
+
+#[test]
+fn a_slipped_response_is_empty_truncated_and_keeps_edns() {
+    let dir = TempDir::new("rrl");
+    let path = config(&dir, "responses_per_second = 1\nerrors_per_second = 1\nslip = 1\nwindow = \"1s\"\n");
+    let s = Server::start(&["--config", &path]);
+    let sock = UdpSocket::bind("127.0.5.1:0").unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let ask = |name: &str| {
+        let q = with_edns(query(name, RecordType::A), 1232, None);
+        sock.send_to(&q.to_bytes().unwrap(), s.dns).unwrap();
+        let mut buf = [0u8; 1500];
+        let n = sock.recv(&mut buf).unwrap();
+        let r = hickory_proto::op::Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(r.metadata.id, q.metadata.id);
+        r
+    };
+    // (name, rcode; the first of each account is answered, the second slipped)
+    for (name, rcode) in [(NAME, ResponseCode::NoError), ("nope.pub.test.", ResponseCode::NXDomain)] {
+        let r = ask(name);
+        assert!(!r.metadata.truncation && r.answers.len() + r.authorities.len() > 0, "{name}: {r:?}");
+        let r = ask(name);
+        assert!(r.metadata.truncation, "{name}: {r:?}");
+        assert_eq!(r.metadata.response_code, rcode, "{name}");
+        assert_eq!((r.answers.len(), r.authorities.len()), (0, 0), "{name}: empty");
+        assert_eq!(r.queries.len(), 1, "{name}: the question");
+        assert!(r.edns.is_some(), "{name}: OPT kept");
+    }
 }

@@ -45,8 +45,12 @@ pub fn respond(
     let query = match wire::decode(packet) {
         Decoded::Query(q) => q,
         Decoded::Error(reply) => {
+            let verdict = decide(limiter, client, reply.rcode);
+            if verdict == rrl::Verdict::Drop {
+                return Reply::Drop;
+            }
             wire::encode_error(&reply, payload, out);
-            return finish(limiter, client, reply.rcode, question_type(reply.question), transport, out, counters);
+            return sent(verdict, reply.rcode, question_type(reply.question), transport, out, counters);
         }
         Decoded::Drop => {
             counters.dropped();
@@ -67,8 +71,12 @@ pub fn respond(
             question: Some(query.question),
             edns: query.edns,
         };
+        let verdict = decide(limiter, client, refuse.rcode);
+        if verdict == rrl::Verdict::Drop {
+            return Reply::Drop;
+        }
         wire::encode_error(&refuse, payload, out);
-        return finish(limiter, client, refuse.rcode, query.qtype, transport, out, counters);
+        return sent(verdict, refuse.rcode, query.qtype, transport, out, counters);
     }
     let answer = resolve::answer(&query, client, snap);
     let mut limit = wire::size_limit(query.edns.as_ref(), transport == Transport::Tcp, payload);
@@ -77,11 +85,18 @@ pub fn respond(
         // set) from making ANY over UDP an amplifier: beyond the factor, TC and retry on TCP.
         limit = limit.min(packet.len() * ANY_UDP_FACTOR);
     }
-    wire::encode_answer(&query, &answer, limit, payload, out);
-    if finish(limiter, client, answer.rcode, query.qtype, transport, out, counters) == Reply::Drop {
-        return Reply::Drop;
+    // Decided before encoding: a dropped answer costs no encoding, and a slipped one is
+    // encoded with no room for records (header, question and OPT, TC=1).
+    let verdict = decide(limiter, client, answer.rcode);
+    match verdict {
+        rrl::Verdict::Send => {}
+        rrl::Verdict::Slip => limit = 0,
+        rrl::Verdict::Drop => return Reply::Drop,
     }
-    if let Some((i, chosen)) = &answer.service
+    wire::encode_answer(&query, &answer, limit, payload, out);
+    sent(verdict, answer.rcode, query.qtype, transport, out, counters);
+    if verdict == rrl::Verdict::Send
+        && let Some((i, chosen)) = &answer.service
         && let Some(service) = snap.gslb.services.get(*i)
     {
         service.count_answer(chosen, counters.index);
@@ -89,25 +104,27 @@ pub fn respond(
     Reply::Message
 }
 
-/// Passes the response in `out` through the rate limiter, if any, and counts what is sent.
-/// A dropped response is counted by the limiter only; a slipped one is sent (empty, TC=1)
-/// and counted as a response too.
-fn finish(
-    limiter: Option<&mut rrl::Limiter>,
-    client: IpAddr,
+/// What the rate limiter, if any, says about a response with this rcode to `client`. The
+/// limiter counts what it limits; a dropped response is not counted as a response.
+fn decide(limiter: Option<&mut rrl::Limiter>, client: IpAddr, rc: u16) -> rrl::Verdict {
+    match limiter {
+        Some(limiter) => limiter.check(client, matches!(rc, rcode::NXDOMAIN | rcode::REFUSED | rcode::FORMERR)),
+        None => rrl::Verdict::Send,
+    }
+}
+
+/// Counts the response encoded in `out`, marking it truncated (TC=1) if it is a slip: then it
+/// carries no records (an error response never does; an answer was encoded without room).
+fn sent(
+    verdict: rrl::Verdict,
     rc: u16,
     qtype: u16,
     transport: Transport,
-    out: &mut Vec<u8>,
+    out: &mut [u8],
     counters: &DnsShard,
 ) -> Reply {
-    if let Some(limiter) = limiter {
-        let is_error = matches!(rc, rcode::NXDOMAIN | rcode::REFUSED | rcode::FORMERR);
-        match limiter.check(client, is_error) {
-            rrl::Verdict::Send => {}
-            rrl::Verdict::Slip => rrl::truncate(out),
-            rrl::Verdict::Drop => return Reply::Drop,
-        }
+    if verdict == rrl::Verdict::Slip {
+        rrl::mark_truncated(out);
     }
     counters.response(transport, rc, qtype);
     Reply::Message

@@ -349,37 +349,12 @@ impl Limiter {
     }
 }
 
-/// Rewrites the response in `out` as an empty truncated one: the header with TC=1 and the
-/// question, nothing else (what BIND sends on a slip). A response without a readable
-/// question keeps only its header.
-pub fn truncate(out: &mut Vec<u8>) {
-    const HEADER: usize = 12;
-    if out.len() < HEADER {
-        return;
+/// Sets TC=1 in an encoded response (a slip: sent without records, so the client asks again
+/// over TCP).
+pub fn mark_truncated(out: &mut [u8]) {
+    if let Some(flags) = out.get_mut(2) {
+        *flags |= 0x02;
     }
-    out[2] |= 0x02; // TC
-    let qdcount = u16::from_be_bytes([out[4], out[5]]);
-    let end = if qdcount == 1 { question_end(out) } else { None };
-    let qd = u16::from(end.is_some());
-    out[4..12].copy_from_slice(&[0, qd as u8, 0, 0, 0, 0, 0, 0]);
-    out.truncate(end.unwrap_or(HEADER));
-}
-
-/// Where the first question (an uncompressed name, type, class) ends.
-fn question_end(msg: &[u8]) -> Option<usize> {
-    let mut i = 12;
-    loop {
-        let len = usize::from(*msg.get(i)?);
-        if len == 0 {
-            i += 1;
-            break;
-        }
-        if len > 63 {
-            return None;
-        }
-        i += 1 + len;
-    }
-    (i + 4 <= msg.len()).then_some(i + 4)
 }
 
 #[cfg(test)]
@@ -576,24 +551,5 @@ mod tests {
         let s = c.limiter.stats;
         assert_eq!((s.entries, s.limited_prefixes), (64, 1));
         assert_eq!(c.limiter.slots.len(), 64);
-    }
-
-    #[test]
-    fn a_slipped_response_is_the_header_with_tc_and_the_question() {
-        // id 0xabcd, QR AA, NXDOMAIN; 1 question (www.t. A IN), 0 answers, 1 authority, 1 additional
-        let mut msg = vec![0xab, 0xcd, 0x84, 0x03, 0, 1, 0, 0, 0, 1, 0, 1];
-        msg.extend_from_slice(b"\x03www\x01t\x00\x00\x01\x00\x01");
-        let question_end = msg.len();
-        msg.extend_from_slice(&[0xc0, 0x10, 0, 6, 0, 1, 0, 0, 0, 60, 0, 0]);
-        let mut out = msg.clone();
-        truncate(&mut out);
-        let mut want = msg[..question_end].to_vec();
-        want[2] |= 0x02;
-        want[8..12].copy_from_slice(&[0, 0, 0, 0]);
-        assert_eq!(out, want);
-        // no question (FORMERR for an empty message): the header only
-        let mut out = vec![0, 1, 0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 41];
-        truncate(&mut out);
-        assert_eq!(out, [0, 1, 0x82, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 }
