@@ -9,7 +9,8 @@
 # one core of the two, so qps/core is the figure to compare.
 #
 # Environment: SECS=10 (per run) REPS=3 SERVERS="gslbd gslbd-cpu knot nsd gdnsd"
-#   (gslbd-cpu: gslbd again, with dns.udp_steering = "cpu")
+#   (gslbd-cpu: gslbd again, with dns.udp_steering = "cpu"; gslbd-rrl: gslbd with
+#   [dns.rrl] on at a rate dnsperf never reaches, 1,000,000/s: the cost of RRL untriggered)
 #   SKIP_GSLBD=1 (leave gslbd out)  GSLBD=target/release/gslbd
 #   GDNSD_DYNA=1 (extra row: gdnsd answering app.example.test from a weighted DYNA)
 #   gslbd also gets a `geo` row: geo.example.test (geo -> nearest, bench/gslb.toml), each
@@ -45,7 +46,7 @@ if [ "${1:-}" = --table ]; then table "$2/runs.csv"; exit; fi   # re-print an ol
 SECS=${SECS:-10}
 REPS=${REPS:-3}
 SERVERS=${SERVERS:-"gslbd gslbd-cpu knot nsd gdnsd"}
-[ "${SKIP_GSLBD:-0}" = 1 ] && SERVERS=$(echo " $SERVERS " | sed 's/ gslbd / /; s/ gslbd-cpu / /; s/^ *//; s/ *$//')
+[ "${SKIP_GSLBD:-0}" = 1 ] && SERVERS=$(echo " $SERVERS " | sed 's/ gslbd / /; s/ gslbd-cpu / /; s/ gslbd-rrl / /; s/^ *//; s/ *$//')
 GDNSD_DYNA=${GDNSD_DYNA:-1}
 [[ " $SERVERS " == *" gdnsd "* ]] || GDNSD_DYNA=0
 OUT_DIR=${OUT_DIR:-$BENCH/results/$(date +%Y%m%d-%H%M%S)}
@@ -55,7 +56,7 @@ if [[ " $SERVERS " == *" gslbd"* ]] && [ ! -x "$GSLBD" ]; then
   die "no gslbd binary at $GSLBD: run 'cargo build --release', set GSLBD=path, or SKIP_GSLBD=1"
 fi
 pkgs="dnsperf bind9-dnsutils"
-for s in $SERVERS; do case $s in knot|nsd|gdnsd) pkgs="$pkgs $s";; gslbd|gslbd-cpu) ;; *) die "unknown server $s";; esac; done
+for s in $SERVERS; do case $s in knot|nsd|gdnsd) pkgs="$pkgs $s";; gslbd|gslbd-cpu|gslbd-rrl) ;; *) die "unknown server $s";; esac; done
 install_pkgs $pkgs
 
 RUN=$(mktemp -d /tmp/gslbd-bench.XXXXXX)
@@ -70,9 +71,10 @@ start_server() {
   port=$(free_port 5350); PORT[$s]=$port
   mkdir -p "$dir"
   case $s in
-    gslbd|gslbd-cpu)
+    gslbd|gslbd-cpu|gslbd-rrl)
       render "$BENCH/gslb.toml" "$dir/gslbd.toml" ZONES="$ZONES" GEOIP="$BENCH/../geoip/test-city.mmdb"
       [ "$s" = gslbd-cpu ] && printf '\n[dns]\nudp_steering = "cpu"\n' >> "$dir/gslbd.toml"
+      [ "$s" = gslbd-rrl ] && printf '\n[dns.rrl]\nresponses_per_second = 1000000\nerrors_per_second = 1000000\n' >> "$dir/gslbd.toml"
       start "$s" "$dir/gslbd.log" "$GSLBD" --config "$dir/gslbd.toml" --listen "$HOST:$port"
       t0=$(date +%s)
       until grep -q '^ready dns=' "$dir/gslbd.log"; do

@@ -133,7 +133,7 @@ fn main() {
     let source: IpAddr = "127.0.0.1".parse().unwrap();
     let t = median_ns(|i| {
         let p = &packets[i as usize % packets.len()];
-        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters));
+        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters, None));
     });
     println!("{:<52} {t:>10.1}", "whole query: geo.svc.test. A with ECS");
     // As resolvers send them: ECS from thousands of client networks, so most locations are
@@ -141,17 +141,49 @@ fn main() {
     let many = many_networks();
     let t = median_ns(|i| {
         let p = &many[i as usize % many.len()];
-        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters));
+        black_box(gslbd::frontend::respond(p, source, Transport::Udp, &snap, &mut out, counters, None));
     });
     println!("{:<52} {t:>10.1}", format!("whole query: geo A, ECS from {} networks", many.len()));
     let static_q = query("static.svc.test.", None);
     let t = median_ns(|_| {
-        black_box(gslbd::frontend::respond(&static_q, source, Transport::Udp, &snap, &mut out, counters));
+        black_box(gslbd::frontend::respond(&static_q, source, Transport::Udp, &snap, &mut out, counters, None));
     });
     println!("{:<52} {t:>10.1}", "whole query: static A");
     let nx = query("nx123.svc.test.", None);
     let t = median_ns(|_| {
-        black_box(gslbd::frontend::respond(&nx, source, Transport::Udp, &snap, &mut out, counters));
+        black_box(gslbd::frontend::respond(&nx, source, Transport::Udp, &snap, &mut out, counters, None));
     });
     println!("{:<52} {t:>10.1}", "whole query: NXDOMAIN");
+
+    // RRL on, at a rate never reached: every response goes through the limiter's table.
+    // The clock is read once per 32 queries, as a UDP worker does once per batch.
+    let rrl = gslbd::config::rrl::RrlConfig {
+        responses_per_second: 1_000_000,
+        errors_per_second: 1_000_000,
+        ..Default::default()
+    };
+    let mut limiter = gslbd::frontend::rrl::Limiter::new(
+        std::sync::Arc::new(rrl),
+        gslbd::frontend::rrl::random_seed(),
+        Instant::now(),
+        None,
+    );
+    let t = median_ns(|i| {
+        if i % 32 == 0 {
+            limiter.tick(Instant::now());
+        }
+        let l = Some(&mut limiter);
+        black_box(gslbd::frontend::respond(&static_q, source, Transport::Udp, &snap, &mut out, counters, l));
+    });
+    println!("{:<52} {t:>10.1}", "whole query: static A, RRL on (not limiting)");
+    // 100,000 client /24s in turn: more than the 65,536 entries, so most queries replace one.
+    let t = median_ns(|i| {
+        if i % 32 == 0 {
+            limiter.tick(Instant::now());
+        }
+        let client = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 | ((i % 100_000) << 8)));
+        let l = Some(&mut limiter);
+        black_box(gslbd::frontend::respond(&static_q, client, Transport::Udp, &snap, &mut out, counters, l));
+    });
+    println!("{:<52} {t:>10.1}", "whole query: static A, RRL on, 100,000 /24s");
 }

@@ -234,6 +234,10 @@ impl Control {
         if (cfg.dns.udp_workers, cfg.dns.udp_steering) != (inner.cfg.dns.udp_workers, inner.cfg.dns.udp_steering) {
             tracing::warn!("dns.udp_workers or dns.udp_steering changed; the change takes effect at the next restart");
         }
+        if cfg.dns.rrl != inner.cfg.dns.rrl {
+            // Applied by each UDP worker at its next batch (the settings ride in the snapshot).
+            tracing::info!(on = cfg.dns.rrl.is_some(), "dns.rrl changed; the new limits apply now");
+        }
         inner.prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
         let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow(), Some(&self.state.load()));
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());

@@ -19,7 +19,7 @@
 //!   restarts. [`overrides`]: operator overrides on disk.
 //! - [`control`]: where health, overrides and reloads become a new snapshot.
 //! - [`state`]: the [`state::Snapshot`] every query reads, and loading it.
-//! - [`frontend`]: UDP and TCP sockets. [`admin`], [`explain`], [`metrics`]: the admin API.
+//! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]). [`admin`], [`explain`], [`metrics`]: the admin API.
 pub mod admin;
 pub mod config;
 pub mod control;

@@ -324,6 +324,26 @@ fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
     let (dns_ready, admin_ready): (Vec<_>, Vec<_>) = ready.iter().cloned().partition(|r| !r.starts_with("admin="));
     let admin_addrs: Vec<&str> = admin_ready.iter().filter_map(|a| a.strip_prefix("admin=")).collect();
     tracing::info!(listen = %dns_ready.join(","), admin = %admin_addrs.join(","), zones = zones_count, udp_workers = workers, udp_steering = ?cfg.dns.udp_steering, "serving");
+    if let Some(r) = &cfg.dns.rrl {
+        tracing::info!(
+            responses_per_second = r.responses_per_second,
+            errors_per_second = r.errors_per_second,
+            window_s = r.window.as_secs(),
+            slip = r.slip,
+            ipv4_prefix_length = r.ipv4_prefix_length,
+            ipv6_prefix_length = r.ipv6_prefix_length,
+            exempt = r.exempt.len(),
+            log_only = r.log_only,
+            table_size = r.table_size,
+            "rrl: rate limiting UDP responses per client prefix"
+        );
+        if workers > 1 {
+            tracing::info!(
+                "rrl: each of the {workers} UDP workers per address limits on its own: a prefix whose queries \
+                 reach several may get up to {workers} x the rate (docs/operations.md)"
+            );
+        }
+    }
     // The machine-readable line scripts and tests wait for: every socket is bound.
     let mut stdout = std::io::stdout().lock();
     let mut line = format!("ready dns={}", dns_ready.join(","));

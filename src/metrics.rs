@@ -86,7 +86,22 @@ pub struct DnsShard {
     dropped: AtomicU64,
     /// Datagrams this UDP worker received (the spread over workers shows steering skew).
     datagrams: AtomicU64,
+    /// Response rate limiting, [`RRL_SERIES`] in order; the worker adds what changed once per
+    /// batch (wrapping: gauges may go down), as workers of several addresses share a shard.
+    rrl: [AtomicU64; 8],
 }
+
+/// The RRL series a shard keeps: (metric, labels, type). Counters first, then gauges.
+pub const RRL_SERIES: [(&str, &str, &str); 8] = [
+    ("gslbd_rrl_limited_responses_total", "action=\"dropped\"", "counter"),
+    ("gslbd_rrl_limited_responses_total", "action=\"slipped\"", "counter"),
+    ("gslbd_rrl_limited_responses_total", "action=\"would_drop\"", "counter"),
+    ("gslbd_rrl_limited_responses_total", "action=\"would_slip\"", "counter"),
+    ("gslbd_rrl_log_events_lost_total", "", "counter"),
+    ("gslbd_rrl_table_entries", "", "gauge"),
+    ("gslbd_rrl_limited_prefixes", "", "gauge"),
+    ("gslbd_rrl_table_capacity", "", "gauge"),
+];
 
 impl DnsShard {
     fn new(index: usize) -> Self {
@@ -95,6 +110,7 @@ impl DnsShard {
             responses: std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0)))),
             dropped: AtomicU64::new(0),
             datagrams: AtomicU64::new(0),
+            rrl: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -107,6 +123,16 @@ impl DnsShard {
     pub fn response(&self, transport: Transport, rc: u16, qtype: u16) {
         let t = usize::from(transport == Transport::Tcp);
         self.responses[t][rcode_index(rc)][qtype_index(qtype)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the change of a worker's RRL figures since it last published them (`now` and
+    /// `before` in [`RRL_SERIES`] order).
+    pub fn rrl_changed(&self, before: &[u64; 8], now: &[u64; 8]) {
+        for ((cell, b), n) in self.rrl.iter().zip(before).zip(now) {
+            if n != b {
+                cell.fetch_add(n.wrapping_sub(*b), Ordering::Relaxed);
+            }
+        }
     }
 
     /// Counts a packet dropped without an answer (too short, or a response).
@@ -246,6 +272,25 @@ pub fn render() -> String {
         );
     }
 
+    let rrl_help = [
+        (
+            "gslbd_rrl_limited_responses_total",
+            "UDP responses limited by RRL, by action (would_*: with log_only, sent anyway).",
+        ),
+        ("gslbd_rrl_log_events_lost_total", "RRL start/stop log lines lost because the log queue was full."),
+        ("gslbd_rrl_table_entries", "RRL table entries in use, all UDP workers."),
+        ("gslbd_rrl_limited_prefixes", "Client prefixes (accounts) being rate limited now."),
+        ("gslbd_rrl_table_capacity", "RRL table entries allocated, all UDP workers."),
+    ];
+    for (i, (name, l, kind)) in RRL_SERIES.iter().enumerate() {
+        if i == 0 || RRL_SERIES[i - 1].0 != *name {
+            let help = rrl_help.iter().find(|(n, _)| n == name).map_or("", |(_, h)| h);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        }
+        let v = REGISTRY.dns.iter().fold(0u64, |a, s| a.wrapping_add(s.rrl[i].load(Ordering::Relaxed)));
+        let _ = writeln!(out, "{name}{} {v}", braces(l));
+    }
+
     let _ = writeln!(
         out,
         "# HELP gslbd_answers_total Answers naming a region, by service and region: the distribution clients see."
@@ -326,5 +371,30 @@ mod tests {
         assert!(text.contains("gslbd_test_seconds_bucket{r=\"a\",le=\"0.005\"} 1"), "{text}");
         assert!(text.contains("gslbd_test_seconds_count{r=\"a\"} 1"), "{text}");
         assert!(text.contains("# TYPE gslbd_test_seconds histogram"), "{text}");
+    }
+
+    #[test]
+    fn rrl_figures_are_summed_over_workers_and_gauges_may_fall() {
+        // Two workers (say of two listen addresses) sharing shard 9 publish their changes.
+        let (a0, b0) = ([0; 8], [0; 8]);
+        let a1 = [5, 2, 0, 0, 0, 10, 1, 1024];
+        let b1 = [1, 1, 0, 0, 0, 4, 1, 1024];
+        dns_shard(9).rrl_changed(&a0, &a1);
+        dns_shard(9).rrl_changed(&b0, &b1);
+        let a2 = [6, 2, 0, 0, 0, 7, 0, 1024]; // entries replaced, the prefix no longer limited
+        dns_shard(9).rrl_changed(&a1, &a2);
+        let text = render();
+        for want in [
+            "gslbd_rrl_limited_responses_total{action=\"dropped\"} 7",
+            "gslbd_rrl_limited_responses_total{action=\"slipped\"} 3",
+            "gslbd_rrl_table_entries 11",
+            "gslbd_rrl_limited_prefixes 1",
+            "gslbd_rrl_table_capacity 2048",
+            "# TYPE gslbd_rrl_limited_responses_total counter",
+            "# TYPE gslbd_rrl_table_entries gauge",
+        ] {
+            assert!(text.contains(want), "{want} in:\n{text}");
+        }
+        assert_eq!(text.matches("# TYPE gslbd_rrl_limited_responses_total").count(), 1);
     }
 }

@@ -22,11 +22,14 @@ pub struct Settings {
     pub udp_payload: u16,
     /// Clients allowed to transfer zones (AXFR/IXFR over TCP).
     pub transfer_allow: Vec<IpNet>,
+    /// Response rate limiting on UDP (`[dns.rrl]`); None: off. Each UDP worker compares it
+    /// with its limiter's once per batch, so a reload changes the limits in flight.
+    pub rrl: Option<Arc<crate::config::rrl::RrlConfig>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { udp_payload: 1232, transfer_allow: Vec::new() }
+        Settings { udp_payload: 1232, transfer_allow: Vec::new(), rrl: None }
     }
 }
 
@@ -97,6 +100,7 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<St
         settings: Arc::new(Settings {
             udp_payload: cfg.dns.udp_payload,
             transfer_allow: cfg.dns.transfer_allow.clone(),
+            rrl: cfg.dns.rrl.clone().map(Arc::new),
         }),
         gslb: Arc::new(gslb),
         status: Arc::new(status),

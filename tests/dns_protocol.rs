@@ -306,6 +306,45 @@ fn any_over_udp_is_minimal() {
 }
 
 #[test]
+fn any_over_udp_is_never_more_than_four_times_the_query() {
+    // `mid` holds 300 bytes of TXT: within 512, so without the cap ANY over UDP would answer
+    // it in full, about ten times the query.
+    let dir = TempDir::new("any");
+    let mut zone = String::from(
+        "$ORIGIN amp.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nns IN A 192.0.2.53\n",
+    );
+    for i in 0..4 {
+        zone.push_str(&format!("mid IN TXT \"record {i} {}\"\n", "x".repeat(60)));
+    }
+    dir.write("amp.test.zone", &zone);
+    let s = Server::start(&["--zones", dir.path().to_str().unwrap()]);
+    // (name, answered in full over UDP?)
+    let cases = [("amp.test.", true), ("ns.amp.test.", true), ("mid.amp.test.", false)];
+    for (name, full) in cases {
+        for edns in [false, true] {
+            let q = query(name, RecordType::ANY);
+            let q = if edns { with_edns(q, 4096, None) } else { q };
+            let bytes = q.to_bytes().unwrap();
+            let raw = udp_raw(s.dns, &bytes, Duration::from_secs(3)).expect("an answer");
+            assert!(
+                raw.len() <= 4 * bytes.len(),
+                "{name} edns={edns}: {} bytes for a {}-byte query",
+                raw.len(),
+                bytes.len()
+            );
+            let r = Message::from_vec(&raw).unwrap();
+            assert_eq!((r.metadata.truncation, !r.answers.is_empty()), (!full, full), "{name} edns={edns}");
+        }
+        // Over TCP, the whole RRset.
+        let r = &tcp(s.dns, &[query(name, RecordType::ANY)])[0];
+        assert!(!r.metadata.truncation && !r.answers.is_empty(), "{name} over TCP");
+    }
+    assert_eq!(tcp(s.dns, &[query("mid.amp.test.", RecordType::ANY)])[0].answers.len(), 4);
+    // TXT asked by name is not capped: only ANY is.
+    assert_eq!(udp(s.dns, &query("mid.amp.test.", RecordType::TXT)).answers.len(), 4);
+}
+
+#[test]
 fn zone_transfer_refused_unless_allowed() {
     let s = server();
     let r = &tcp(s.dns, &[query("pub.test.", RecordType::AXFR)])[0];

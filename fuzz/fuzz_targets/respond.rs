@@ -53,7 +53,7 @@ fuzz_target!(|packet: &[u8]| {
         (Transport::Tcp, OTHER),
         (Transport::Tcp, ALLOWED),
     ] {
-        let reply = frontend::respond(packet, client, transport, snap, &mut out, gslbd::metrics::dns_shard(0));
+        let reply = frontend::respond(packet, client, transport, snap, &mut out, gslbd::metrics::dns_shard(0), None);
         check(packet, transport, client, reply, &out, snap);
     }
 });

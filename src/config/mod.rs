@@ -5,6 +5,7 @@
 
 pub mod gslb;
 pub mod health;
+pub mod rrl;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub struct Dns {
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
     pub transfer_allow: Vec<IpNet>,
+    /// `[dns.rrl]`: response rate limiting on UDP; None (the default) is off.
+    pub rrl: Option<rrl::RrlConfig>,
 }
 
 /// `dns.udp_steering`: which UDP worker (each has its own socket, SO_REUSEPORT) gets a
@@ -96,6 +99,7 @@ impl Default for Dns {
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 1024,
             transfer_allow: Vec::new(),
+            rrl: None,
         }
     }
 }
@@ -165,6 +169,7 @@ struct RawDns {
     tcp_idle_timeout: Option<Spanned<String>>,
     tcp_max_connections: Option<Spanned<i64>>,
     transfer_allow: Option<Vec<Spanned<String>>>,
+    rrl: Option<rrl::RawRrl>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -282,6 +287,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
                 )),
             }
         }
+    }
+    if let Some(r) = raw.dns.rrl {
+        let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
+        cfg.dns.rrl = Some(rrl::validate(r, &mut report));
     }
     if let Some(dir) = raw.zones.directory {
         cfg.zones_dir = base.join(dir.get_ref());

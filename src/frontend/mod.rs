@@ -1,6 +1,7 @@
 //! Sockets: UDP worker threads and the TCP server. No answer logic lives here: both
 //! transports hand each message to [`respond`].
 
+pub mod rrl;
 pub mod tcp;
 pub mod udp;
 
@@ -11,6 +12,11 @@ use crate::resolve::{self, Transport};
 use crate::rtype;
 use crate::state::Snapshot;
 use crate::wire::{self, Decoded, ErrorReply, rcode};
+
+/// An answer to ANY over UDP is at most this many times the size of the query (else it is
+/// sent truncated, TC=1, with the question only). Ordinary ANY answers on the demo zone are
+/// 1.4 to 2.4 times the query (docs/operations.md).
+pub const ANY_UDP_FACTOR: usize = 4;
 
 /// What to send back for one message.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,7 +29,9 @@ pub enum Reply {
     Transfer,
 }
 
-/// Decodes one message, answers it from `snap` and encodes the response into `out`.
+/// Decodes one message, answers it from `snap` and encodes the response into `out`. A UDP
+/// worker passes its rate limiter, which may drop the response or send it truncated
+/// (`rrl`); TCP passes None: TCP answers are never limited.
 pub fn respond(
     packet: &[u8],
     client: IpAddr,
@@ -31,14 +39,18 @@ pub fn respond(
     snap: &Snapshot,
     out: &mut Vec<u8>,
     counters: &DnsShard,
+    limiter: Option<&mut rrl::Limiter>,
 ) -> Reply {
     let payload = snap.settings.udp_payload;
     let query = match wire::decode(packet) {
         Decoded::Query(q) => q,
         Decoded::Error(reply) => {
+            let verdict = decide(limiter, client, reply.rcode);
+            if verdict == rrl::Verdict::Drop {
+                return Reply::Drop;
+            }
             wire::encode_error(&reply, payload, out);
-            counters.response(transport, reply.rcode, question_type(reply.question));
-            return Reply::Message;
+            return sent(verdict, reply.rcode, question_type(reply.question), transport, out, counters);
         }
         Decoded::Drop => {
             counters.dropped();
@@ -59,19 +71,62 @@ pub fn respond(
             question: Some(query.question),
             edns: query.edns,
         };
+        let verdict = decide(limiter, client, refuse.rcode);
+        if verdict == rrl::Verdict::Drop {
+            return Reply::Drop;
+        }
         wire::encode_error(&refuse, payload, out);
-        counters.response(transport, refuse.rcode, query.qtype);
-        return Reply::Message;
+        return sent(verdict, refuse.rcode, query.qtype, transport, out, counters);
     }
     let answer = resolve::answer(&query, client, snap);
-    let limit = wire::size_limit(query.edns.as_ref(), transport == Transport::Tcp, payload);
+    let mut limit = wire::size_limit(query.edns.as_ref(), transport == Transport::Tcp, payload);
+    if query.qtype == rtype::ANY && transport == Transport::Udp {
+        // RFC 8482 already answers ANY with one RRset; this keeps a large one (a long TXT
+        // set) from making ANY over UDP an amplifier: beyond the factor, TC and retry on TCP.
+        limit = limit.min(packet.len() * ANY_UDP_FACTOR);
+    }
+    // Decided before encoding: a dropped answer costs no encoding, and a slipped one is
+    // encoded with no room for records (header, question and OPT, TC=1).
+    let verdict = decide(limiter, client, answer.rcode);
+    match verdict {
+        rrl::Verdict::Send => {}
+        rrl::Verdict::Slip => limit = 0,
+        rrl::Verdict::Drop => return Reply::Drop,
+    }
     wire::encode_answer(&query, &answer, limit, payload, out);
-    counters.response(transport, answer.rcode, query.qtype);
-    if let Some((i, chosen)) = &answer.service
+    sent(verdict, answer.rcode, query.qtype, transport, out, counters);
+    if verdict == rrl::Verdict::Send
+        && let Some((i, chosen)) = &answer.service
         && let Some(service) = snap.gslb.services.get(*i)
     {
         service.count_answer(chosen, counters.index);
     }
+    Reply::Message
+}
+
+/// What the rate limiter, if any, says about a response with this rcode to `client`. The
+/// limiter counts what it limits; a dropped response is not counted as a response.
+fn decide(limiter: Option<&mut rrl::Limiter>, client: IpAddr, rc: u16) -> rrl::Verdict {
+    match limiter {
+        Some(limiter) => limiter.check(client, matches!(rc, rcode::NXDOMAIN | rcode::REFUSED | rcode::FORMERR)),
+        None => rrl::Verdict::Send,
+    }
+}
+
+/// Counts the response encoded in `out`, marking it truncated (TC=1) if it is a slip: then it
+/// carries no records (an error response never does; an answer was encoded without room).
+fn sent(
+    verdict: rrl::Verdict,
+    rc: u16,
+    qtype: u16,
+    transport: Transport,
+    out: &mut [u8],
+    counters: &DnsShard,
+) -> Reply {
+    if verdict == rrl::Verdict::Slip {
+        rrl::mark_truncated(out);
+    }
+    counters.response(transport, rc, qtype);
     Reply::Message
 }
 

@@ -116,7 +116,7 @@ async fn connection(
             Err(_) => return Ok(()),
         }
         let snap = state.load_full();
-        let reply = respond(body, peer.ip(), Transport::Tcp, &snap, &mut out, crate::metrics::tcp_shard());
+        let reply = respond(body, peer.ip(), Transport::Tcp, &snap, &mut out, crate::metrics::tcp_shard(), None);
         match reply {
             Reply::Drop => continue,
             Reply::Message => {

@@ -13,11 +13,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::rrl::{self, Limiter};
 use super::{Reply, respond};
 use crate::config::UdpSteering;
 use crate::resolve::Transport;
@@ -25,6 +27,13 @@ use crate::state::SharedState;
 
 /// How often an idle worker looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
+/// What each socket asks for as receive and send buffer: room for a burst, or a short stall
+/// of the worker, at a few hundred thousand queries per second.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+/// RRL start/stop events a worker may queue for the log between two reads of the queue
+/// (every [`EVENT_POLL`]): at most 640 lines a second per worker; more are lost and counted.
+const EVENT_QUEUE: usize = 64;
+const EVENT_POLL: Duration = Duration::from_millis(100);
 
 /// Binds one UDP socket for `addr` with SO_REUSEPORT set (port 0 picks a free port).
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -34,13 +43,52 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_port(true)?;
-    // Room for bursts: a full receive buffer drops queries silently.
-    let _ = socket.set_recv_buffer_size(4 << 20);
-    let _ = socket.set_send_buffer_size(4 << 20);
+    // Room for bursts: a full receive buffer drops queries silently. SO_RCVBUF is capped at
+    // net.core.rmem_max (often 208 KiB); SO_RCVBUFFORCE is not, but needs CAP_NET_ADMIN.
+    if force_recv_buffer(&socket, SOCKET_BUFFER).is_err() {
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    }
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     socket.bind(&addr.into())?;
     let socket: UdpSocket = socket.into();
     socket.set_read_timeout(Some(SHUTDOWN_POLL))?;
     Ok(socket)
+}
+
+/// SO_RCVBUFFORCE: a receive buffer above net.core.rmem_max (root or CAP_NET_ADMIN).
+fn force_recv_buffer(socket: &Socket, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: passes a c_int by pointer with its size; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Says at start what receive buffer the kernel granted (read back: Linux reports twice the
+/// payload it will queue, the rest being its bookkeeping), with the sysctl when it is short.
+fn log_recv_buffer(socket: &UdpSocket, addr: SocketAddr) {
+    let got = socket2::SockRef::from(socket).recv_buffer_size().unwrap_or(0);
+    if got >= SOCKET_BUFFER {
+        tracing::info!(listen = %addr, asked = SOCKET_BUFFER, got, "udp receive buffer");
+    } else {
+        tracing::warn!(
+            listen = %addr,
+            asked = SOCKET_BUFFER,
+            got,
+            "udp receive buffer smaller than asked: capped by net.core.rmem_max and no CAP_NET_ADMIN; \
+             a short stall will drop queries (sysctl -w net.core.rmem_max={SOCKET_BUFFER}, see docs/operations.md)"
+        );
+    }
 }
 
 /// Starts `workers` threads answering on `first` and on `workers - 1` more sockets bound to the
@@ -53,6 +101,7 @@ pub fn spawn_workers(
     shutdown: Arc<AtomicBool>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let addr = first.local_addr()?;
+    log_recv_buffer(&first, addr);
     let mut sockets = vec![first];
     for _ in 1..workers.max(1) {
         sockets.push(bind(addr)?);
@@ -79,16 +128,55 @@ pub fn spawn_workers(
     }
     crate::metrics::set_udp_workers(sockets.len());
     let mut handles = Vec::new();
+    let mut receivers = Vec::new();
+    let seed = rrl::random_seed();
+    let epoch = Instant::now();
     for (i, socket) in sockets.into_iter().enumerate() {
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let (events, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+        receivers.push(rx);
+        let rrl = RrlSetup { seed, epoch, events };
         handles.push(
             std::thread::Builder::new()
                 .name(format!("udp-{addr}-{i}"))
-                .spawn(move || serve(socket, state, shutdown, crate::metrics::dns_shard(i)))?,
+                .spawn(move || serve(socket, state, shutdown, crate::metrics::dns_shard(i), rrl))?,
         );
     }
+    let shutdown = shutdown.clone();
+    handles.push(
+        std::thread::Builder::new().name(format!("rrl-log-{addr}")).spawn(move || log_events(&receivers, &shutdown))?,
+    );
     Ok(handles)
+}
+
+/// What a worker needs to build its rate limiter when the configuration asks for one.
+struct RrlSetup {
+    seed: u64,
+    epoch: Instant,
+    events: SyncSender<rrl::Event>,
+}
+
+/// Writes the workers' RRL start/stop events to the log, off the query path: a worker only
+/// queues an event (never blocking; a full queue loses it, counted in
+/// `gslbd_rrl_log_events_lost_total`), and this thread does the writing.
+fn log_events(receivers: &[Receiver<rrl::Event>], shutdown: &AtomicBool) {
+    while !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(EVENT_POLL);
+        for e in receivers.iter().flat_map(Receiver::try_iter) {
+            let account = if e.errors { "errors" } else { "responses" };
+            match (e.started, e.log_only) {
+                (true, false) => tracing::warn!(prefix = %e.prefix, account, "rrl: limiting client prefix"),
+                (true, true) => {
+                    tracing::warn!(prefix = %e.prefix, account, "rrl (log_only): would limit client prefix")
+                }
+                (false, false) => tracing::info!(prefix = %e.prefix, account, "rrl: no longer limiting client prefix"),
+                (false, true) => {
+                    tracing::info!(prefix = %e.prefix, account, "rrl (log_only): would no longer limit client prefix")
+                }
+            }
+        }
+    }
 }
 
 /// Network cards whose receive work is not spread over the CPUs: one receive queue and no
@@ -181,8 +269,12 @@ fn serve(
     state: SharedState,
     shutdown: Arc<AtomicBool>,
     counters: &'static crate::metrics::DnsShard,
+    setup: RrlSetup,
 ) {
     let mut batch = Batch::new();
+    // Built when the configuration first asks for it, kept (and reconfigured) after.
+    let mut limiter: Option<Limiter> = None;
+    let mut published = [0u64; 8];
     while !shutdown.load(Ordering::Relaxed) {
         let received = match batch.receive(&socket) {
             Ok(n) => n,
@@ -192,7 +284,9 @@ fn serve(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) =>
             {
-                continue;
+                // Idle: go on with an empty batch, so the rate limiter's clock still moves
+                // and prefixes that stopped flooding are logged as no longer limited.
+                0
             }
             Err(e) => {
                 // ICMP errors from earlier sends surface here on some kernels; keep serving.
@@ -200,10 +294,42 @@ fn serve(
                 continue;
             }
         };
-        counters.received(received);
+        if received > 0 {
+            counters.received(received);
+        }
         // One snapshot load per batch: queries of one batch see the same data.
         let snap = state.load();
-        batch.answer(received, &snap, counters);
+        let mut active = match (snap.settings.rrl.as_ref(), limiter.as_mut()) {
+            (None, _) => None,
+            (Some(cfg), Some(l)) => {
+                if !Arc::ptr_eq(cfg, l.config()) {
+                    l.reconfigure(cfg.clone());
+                }
+                Some(l)
+            }
+            (Some(cfg), None) => {
+                let events = Some(setup.events.clone());
+                Some(limiter.insert(Limiter::new(cfg.clone(), setup.seed, setup.epoch, events)))
+            }
+        };
+        if let Some(l) = &mut active {
+            l.tick(Instant::now()); // the clock, once per batch
+        }
+        let is_active = active.is_some();
+        batch.answer(received, &snap, counters, active);
+        // Publish what changed; with RRL turned off by a reload, its gauges read 0.
+        let now = match (&limiter, is_active) {
+            (Some(l), true) => l.stats.as_array(),
+            _ => {
+                let mut counts = published;
+                counts[5..].fill(0);
+                counts
+            }
+        };
+        if now != published {
+            counters.rrl_changed(&published, &now);
+            published = now;
+        }
         if let Err(e) = batch.send(&socket) {
             tracing::debug!(error = %e, "udp send failed");
         }
@@ -294,14 +420,22 @@ impl Batch {
         Ok(n)
     }
 
-    fn answer(&mut self, received: usize, snap: &crate::state::Snapshot, counters: &crate::metrics::DnsShard) {
+    fn answer(
+        &mut self,
+        received: usize,
+        snap: &crate::state::Snapshot,
+        counters: &crate::metrics::DnsShard,
+        mut limiter: Option<&mut Limiter>,
+    ) {
         self.to_send.clear();
         for i in 0..received {
             let Some(peer) = peer_ip(&self.peers[i], self.recv_msgs[i].msg_hdr.msg_namelen) else {
                 continue;
             };
             let query = &self.queries[i][..self.query_lens[i]];
-            if respond(query, peer, Transport::Udp, snap, &mut self.answers[i], counters) == Reply::Message {
+            let reply =
+                respond(query, peer, Transport::Udp, snap, &mut self.answers[i], counters, limiter.as_deref_mut());
+            if reply == Reply::Message {
                 self.to_send.push(i);
             }
         }
