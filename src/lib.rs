@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod explain;
 pub mod frontend;
 pub mod geoip;

@@ -46,6 +46,71 @@ enum Command {
     /// GeoIP databases (.mmdb): build one from a CSV of networks.
     #[command(subcommand)]
     Geoip(GeoipCommand),
+    /// Control a running gslbd through its admin API (status, explain, drain, weight,
+    /// force, reload). Finds the admin address and token in the config file.
+    Ctl(CtlArgs),
+}
+
+/// `gslbd ctl`: where the admin API is, and what to ask it.
+#[derive(Args, Debug)]
+struct CtlArgs {
+    /// Configuration file to read [admin] listen and token_file from.
+    #[arg(long, short, value_name = "FILE", default_value = gslbd::ctl::DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Admin API base URL (e.g. http://127.0.0.1:8053), instead of the config file's.
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// File with the bearer token (`id:secret` or `secret`; the first one is used).
+    /// Default: $GSLBD_ADMIN_TOKEN, else the config's [admin] token_file.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Print the API's own JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlCommand {
+    /// Regions (health, up, weight, RTT, recent probes, override) and services (policy,
+    /// mode, TTL, answer set).
+    Status,
+    /// The answer a client would get now, and why.
+    Explain {
+        /// The name asked for.
+        name: String,
+        /// Record type (default A).
+        #[arg(default_value = "A")]
+        qtype: String,
+        /// The client's network, as an EDNS Client Subnet (e.g. 81.2.69.0/24).
+        #[arg(long, value_name = "NET")]
+        ecs: Option<String>,
+    },
+    /// Drain a region: weight 0, no new answers while other regions can take them.
+    Drain { region: String },
+    /// End a drain.
+    Undrain { region: String },
+    /// Replace a region's configured weight (0 to 1000000).
+    Weight { region: String, weight: u32 },
+    /// Force a region up or down over its health checks, or back to `auto`.
+    Force {
+        region: String,
+        /// up, down or auto.
+        #[arg(value_parser = ["up", "down", "auto"])]
+        state: String,
+        /// End the force by itself after this long (e.g. 15m, 1h).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_for)]
+        for_seconds: Option<u64>,
+    },
+    /// Reload configuration and zones (like SIGHUP); prints every error if refused.
+    Reload,
+}
+
+fn parse_for(s: &str) -> Result<u64, String> {
+    gslbd::config::parse_duration(s)
+        .map(|d| d.as_secs().max(1))
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 90s, 15m, 1h)"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +183,9 @@ impl Source {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Ctl(args)) = &cli.command {
+        return ctl(args);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -148,6 +216,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Geoip(GeoipCommand::Build { csv, out })) => geoip_build(&csv, &out),
+        Some(Command::Ctl(_)) => unreachable!("handled before logging starts"),
         None => match state::load(&cli.source.with_listen(&cli.listen)) {
             Err(errors) => {
                 for e in &errors {
@@ -164,6 +233,46 @@ fn main() -> ExitCode {
                 }
             },
         },
+    }
+}
+
+/// `gslbd ctl ...`: exit 0 on success; 1 with the API's message (or why it could not be
+/// reached) on failure. With `--json`, the API's own body goes to stdout either way.
+fn ctl(args: &CtlArgs) -> ExitCode {
+    use gslbd::ctl::{self, Request};
+    let request = match &args.command {
+        CtlCommand::Status => Request::Status,
+        CtlCommand::Explain { name, qtype, ecs } => {
+            Request::Explain { name: name.clone(), qtype: qtype.to_ascii_uppercase(), ecs: ecs.clone() }
+        }
+        CtlCommand::Drain { region } => Request::Drain { region: region.clone() },
+        CtlCommand::Undrain { region } => Request::Undrain { region: region.clone() },
+        CtlCommand::Weight { region, weight } => Request::Weight { region: region.clone(), weight: *weight },
+        CtlCommand::Force { region, state, for_seconds } => {
+            Request::Force { region: region.clone(), state: state.clone(), for_seconds: *for_seconds }
+        }
+        CtlCommand::Reload => Request::Reload,
+    };
+    let result = ctl::target(args.admin.as_deref(), Some(&args.config), args.token_file.as_deref())
+        .and_then(|target| ctl::send(&target, &request));
+    match result {
+        Ok(v) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            print!("{}", ctl::render(&request, &v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if args.json
+                && let Some(body) = e.api_body()
+            {
+                println!("{}", body.trim_end());
+            }
+            eprintln!("gslbd ctl: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
