@@ -37,6 +37,10 @@ struct Cli {
     /// Port 0 picks a free port, shown in the ready line.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
+    /// Log format on stderr: `text` (default) or `json` (one object per line per event,
+    /// with the same fields; also GSLBD_LOG_FORMAT=json).
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"], global = true)]
+    log_format: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,14 +190,22 @@ fn main() -> ExitCode {
     if let Some(Command::Ctl(args)) = &cli.command {
         return ctl(args);
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GSLBD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GSLBD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let format = cli.log_format.clone().or_else(|| std::env::var("GSLBD_LOG_FORMAT").ok());
+    if let Some(f) = format.as_deref().filter(|f| !matches!(*f, "text" | "json")) {
+        eprintln!("gslbd: error: GSLBD_LOG_FORMAT: {f:?} is not a log format\n  hint: use \"text\" or \"json\"");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    if format.as_deref() == Some("json") {
+        // One JSON object per line: timestamp, level, target, message and the event's
+        // fields at the top level, as a log pipeline (Loki, Elasticsearch, journald
+        // forwarders) wants them.
+        logs.json().flatten_event(true).with_current_span(false).with_span_list(false).init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
     match cli.command {
         Some(Command::Check(source)) => match state::load(&source.with_listen(&[])) {
             Ok((_, snap)) => {
