@@ -125,6 +125,26 @@ async fn auth(
     next.run(req).await
 }
 
+/// Rejections made by axum itself (a body over [`BODY_LIMIT`], a wrong content type) come as
+/// plain text; the API promises a JSON error for every 4xx, so they are turned into one.
+async fn json_rejections(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    match resp.status() {
+        StatusCode::PAYLOAD_TOO_LARGE if !is_json => {
+            error(StatusCode::PAYLOAD_TOO_LARGE, format!("body over {BODY_LIMIT} bytes"), Some("body"))
+        }
+        status if status.is_client_error() && !is_json => {
+            let text = axum::body::to_bytes(resp.into_body(), BODY_LIMIT).await.unwrap_or_default();
+            error(status, String::from_utf8_lossy(&text).trim().to_string(), None)
+        }
+        _ => resp,
+    }
+}
+
 async fn timeout(State(api): State<Api>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(api.request_timeout, next.run(req)).await {
         Ok(r) => r,
@@ -147,12 +167,14 @@ pub fn router(control: Arc<Control>, tokens: Vec<Token>, cfg: &crate::config::Ad
         .route("/v1/regions/{name}/force", post(force))
         .route("/v1/explain", get(explain))
         .route("/v1/reload", post(reload))
+        .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics_text))
         .route_layer(middleware::from_fn_with_state(api.clone(), auth))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint; see README.md, section Admin API", None) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(json_rejections))
         .layer(middleware::from_fn_with_state(api.clone(), timeout))
         .with_state(api)
 }
@@ -457,6 +479,18 @@ async fn force(
             })
             .await,
     )
+}
+
+/// docs/openapi.yaml, compiled in and turned into JSON once.
+static OPENAPI: std::sync::LazyLock<Result<Value, String>> = std::sync::LazyLock::new(|| {
+    serde_norway::from_str(include_str!("../docs/openapi.yaml")).map_err(|e| format!("docs/openapi.yaml: {e}"))
+});
+
+async fn openapi() -> Response {
+    match &*OPENAPI {
+        Ok(v) => Json(v.clone()).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.clone(), None),
+    }
 }
 
 async fn reload(State(api): State<Api>) -> Response {

@@ -25,6 +25,9 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 # A python3 other than Debian's (pyenv, a venv) does not see python3-yaml.
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+# tests/openapi.rs: the OpenAPI document and the server's responses are checked with these.
+python3 -c 'import openapi_spec_validator, jsonschema' 2>/dev/null \
+  || python3 -m pip install --quiet openapi-spec-validator jsonschema
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test
