@@ -32,6 +32,7 @@ pub mod health;
 pub mod metrics;
 pub mod name;
 pub mod overrides;
+pub mod page;
 pub mod policy;
 pub mod resolve;
 pub mod rtype;
