@@ -22,12 +22,15 @@ pub const SHARE_WINDOW: Duration = Duration::from_secs(300);
 /// One counter of answers naming a region: (service, region, total since start).
 pub type AnswerTotal = (String, String, u64);
 
+/// The answer counters at one moment, by (service, region).
+type Sample = BTreeMap<(String, String), u64>;
+
 /// Samples of the answer counters, so the page can show each region's share of a service's
 /// answers over the last [`SHARE_WINDOW`] rather than since start. Fed by the admin API
 /// (at most one sample per `min_gap`); not on the query path.
 #[derive(Debug)]
 pub struct ShareWindow {
-    samples: VecDeque<(Instant, BTreeMap<(String, String), u64>)>,
+    samples: VecDeque<(Instant, Sample)>,
     window: Duration,
     min_gap: Duration,
 }
@@ -41,7 +44,7 @@ impl ShareWindow {
     /// window (the newest sample less the oldest one still in the window; a counter that
     /// went backwards, after a reload renumbered it, counts from zero).
     pub fn update(&mut self, now: Instant, totals: &[AnswerTotal]) -> BTreeMap<String, Vec<(String, u64)>> {
-        let current: BTreeMap<(String, String), u64> =
+        let current: Sample =
             totals.iter().map(|(s, r, n)| ((s.clone(), r.clone()), *n)).collect();
         if self.samples.back().is_none_or(|(at, _)| now.duration_since(*at) >= self.min_gap) {
             self.samples.push_back((now, current.clone()));
