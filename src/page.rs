@@ -44,8 +44,7 @@ impl ShareWindow {
     /// window (the newest sample less the oldest one still in the window; a counter that
     /// went backwards, after a reload renumbered it, counts from zero).
     pub fn update(&mut self, now: Instant, totals: &[AnswerTotal]) -> BTreeMap<String, Vec<(String, u64)>> {
-        let current: Sample =
-            totals.iter().map(|(s, r, n)| ((s.clone(), r.clone()), *n)).collect();
+        let current: Sample = totals.iter().map(|(s, r, n)| ((s.clone(), r.clone()), *n)).collect();
         if self.samples.back().is_none_or(|(at, _)| now.duration_since(*at) >= self.min_gap) {
             self.samples.push_back((now, current.clone()));
         }
