@@ -348,22 +348,41 @@ fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -
     }
 }
 
-/// Parses a JSON object body, rejecting anything but the listed fields.
+/// `PUT /v1/regions/{name}/weight`. Values are checked by the handler, so a bad one is a 400
+/// that names the field and says what is accepted.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightRequest {
+    weight: Value,
+}
+
+/// `POST /v1/regions/{name}/force`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceRequest {
+    state: Option<Value>,
+    #[serde(default)]
+    ttl_seconds: Option<Value>,
+}
+
+/// Parses a JSON request body into `T`: not JSON, not an object, a missing field or one `T`
+/// does not have (`deny_unknown_fields`) is a 400 naming the field where there is one.
 #[allow(clippy::result_large_err)] // the error is the response itself, built once per bad request
-fn object(body: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, Value>, Response> {
+fn body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}"), None))?;
-    let Value::Object(map) = v else {
+    if !v.is_object() {
         return Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object", None));
-    };
-    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown field {k:?}; allowed: {}", allowed.join(", ")),
-            Some(k),
-        ));
     }
-    Ok(map)
+    serde_json::from_value(v).map_err(|e| {
+        // serde words these "unknown field `x`, expected ..." and "missing field `x`".
+        let message = e.to_string();
+        let field = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next());
+        error(StatusCode::BAD_REQUEST, message.replace('`', "\""), field)
+    })
 }
 
 async fn set_weight(
@@ -372,22 +391,19 @@ async fn set_weight(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let map = match object(&body, &["weight"]) {
-        Ok(m) => m,
+    let req: WeightRequest = match self::body(&body) {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let weight = match map.get("weight") {
-        None => return error(StatusCode::BAD_REQUEST, "missing field \"weight\"", Some("weight")),
-        Some(v) => match v.as_u64() {
-            Some(w) if w <= crate::config::gslb::MAX_WEIGHT as u64 => w as u32,
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("weight must be an integer from 0 to {}, got {v}", crate::config::gslb::MAX_WEIGHT),
-                    Some("weight"),
-                );
-            }
-        },
+    let weight = match req.weight.as_u64() {
+        Some(w) if w <= crate::config::gslb::MAX_WEIGHT as u64 => w as u32,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("weight must be an integer from 0 to {}, got {}", crate::config::gslb::MAX_WEIGHT, req.weight),
+                Some("weight"),
+            );
+        }
     };
     override_result(
         api.control.set_override(&name, &caller.client, &caller.token, "weight", |o| o.weight = Some(weight)).await,
@@ -418,17 +434,17 @@ async fn force(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let map = match object(&body, &["state", "ttl_seconds"]) {
-        Ok(m) => m,
+    let req: ForceRequest = match self::body(&body) {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let up = match map.get("state").and_then(Value::as_str) {
+    let up = match req.state.as_ref().and_then(Value::as_str) {
         Some("up") => Some(true),
         Some("down") => Some(false),
         Some("auto") => None,
         _ => return error(StatusCode::BAD_REQUEST, "state must be \"up\", \"down\" or \"auto\"", Some("state")),
     };
-    let ttl = match map.get("ttl_seconds") {
+    let ttl = match &req.ttl_seconds {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(t) if (1..=31_536_000).contains(&t) => Some(t),
@@ -462,11 +478,27 @@ async fn force(
 async fn reload(State(api): State<Api>) -> Response {
     match api.control.reload().await {
         Ok(()) => Json(json!({ "ok": true })).into_response(),
-        Err(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "ok": false, "error": "invalid configuration or zones; nothing changed", "errors": errors })),
-        )
-            .into_response(),
+        Err(errors) => {
+            // One object per error; line and column are null when the error is about a whole
+            // file (unreadable, no zones).
+            let errors: Vec<Value> = errors
+                .iter()
+                .map(|e| {
+                    json!({
+                        "file": e.location.file.display().to_string(),
+                        "line": e.location.line,
+                        "column": e.location.column,
+                        "message": e.message(),
+                        "hint": e.hint(),
+                    })
+                })
+                .collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "ok": false, "error": "invalid configuration or zones; nothing changed", "errors": errors })),
+            )
+                .into_response()
+        }
     }
 }
 

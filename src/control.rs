@@ -201,14 +201,17 @@ impl Control {
 
     /// Reloads config, zones, GeoIP and services: all or nothing. The prober gets the new
     /// checks first, so the stored snapshot's status already reflects the current health.
-    pub async fn reload(&self) -> Result<(), Vec<String>> {
+    pub async fn reload(&self) -> Result<(), Vec<crate::load_error::LoadError>> {
         use crate::health::RegionChecks;
         let mut inner = self.inner.lock().await;
         let source = self.source.clone();
         let started = std::time::Instant::now();
-        let loaded = tokio::task::spawn_blocking(move || crate::state::load(&source))
-            .await
-            .unwrap_or_else(|e| Err(vec![format!("error: reload task failed: {e}")]));
+        let loaded = tokio::task::spawn_blocking(move || crate::state::load(&source)).await.unwrap_or_else(|e| {
+            Err(vec![crate::load_error::LoadError {
+                location: crate::load_error::Location::default(),
+                kind: crate::load_error::LoadErrorKind::ReloadFailed(e.to_string()),
+            }])
+        });
         let (cfg, snap) = match loaded {
             Ok(x) => x,
             Err(errors) => {
