@@ -503,43 +503,87 @@ async fn reload(State(api): State<Api>) -> Response {
 }
 
 async fn metrics_text(State(api): State<Api>) -> Response {
-    let snap = api.control.state.load_full();
-    let health = api.control.health();
-    for (r, st) in snap.gslb.regions.iter().zip(&snap.status.regions) {
-        let l = metrics::labels(&[("region", &r.name)]);
-        metrics::gauge(
-            "gslbd_region_up",
-            "1 if answers may name the region (health and overrides).",
-            l.clone(),
-            if st.is_up { 1.0 } else { 0.0 },
-        );
-        metrics::gauge("gslbd_region_weight", "Effective weight of the region.", l.clone(), st.weight as f64);
-        let h = health.region(&r.name).map(|h| h.state);
-        metrics::gauge(
-            "gslbd_region_healthy",
-            "Probe verdict: 1 healthy, 0 unhealthy, -1 unknown or unchecked.",
-            l.clone(),
-            match h {
-                Some(Health::Healthy) => 1.0,
-                Some(Health::Unhealthy) => 0.0,
-                _ => -1.0,
-            },
-        );
-        if let Some(rtt) = health.region(&r.name).and_then(|h| h.rtt_ewma_ms) {
-            metrics::gauge("gslbd_region_rtt_ewma_seconds", "Smoothed probe RTT of the region.", l, rtt / 1000.0);
-        }
+    let state = SnapshotCollector { snap: api.control.state.load_full(), health: api.control.health() };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(state)).into_response()
+}
+
+/// The series that describe the serving snapshot — regions, services and the answers they
+/// gave — computed from it at each scrape: what a reload deleted is not exported at all.
+#[derive(Debug)]
+struct SnapshotCollector {
+    snap: Arc<crate::state::Snapshot>,
+    health: Arc<crate::health::HealthTable>,
+}
+
+impl SnapshotCollector {
+    /// Answers naming the `pos`-th region of service `service` so far. (Where the counters
+    /// live is this function's business alone.)
+    fn answers(&self, service: usize, pos: usize) -> u64 {
+        self.snap.gslb.services[service].answer_counts.get(pos).map_or(0, |c| c.total())
     }
-    for (s, st) in snap.gslb.services.iter().zip(&snap.status.services) {
-        for mode in [Mode::Normal, Mode::Degraded, Mode::FailOpen, Mode::AllDown] {
-            metrics::gauge(
-                "gslbd_service_mode",
-                "1 for the service's current mode.",
-                metrics::labels(&[("service", &s.name.to_string()), ("mode", mode.as_str())]),
-                if st.mode == mode { 1.0 } else { 0.0 },
-            );
+}
+
+impl prometheus_client::collector::Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::metrics::MetricType::{Counter, Gauge};
+        let (snap, health) = (&self.snap, &self.health);
+        let regions = || snap.gslb.regions.iter().zip(&snap.status.regions);
+        let mut m = encoder.encode_descriptor(
+            "region_up",
+            "1 if answers may name the region (health and overrides)",
+            None,
+            Gauge,
+        )?;
+        for (r, st) in regions() {
+            m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&i64::from(st.is_up))?;
         }
+        let mut m = encoder.encode_descriptor("region_weight", "Effective weight of the region", None, Gauge)?;
+        for (r, st) in regions() {
+            m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&i64::from(st.weight))?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "region_healthy",
+            "Probe verdict: 1 healthy, 0 unhealthy, -1 unknown or unchecked",
+            None,
+            Gauge,
+        )?;
+        for (r, _) in regions() {
+            let v: i64 = match health.region(&r.name).map(|h| h.state) {
+                Some(Health::Healthy) => 1,
+                Some(Health::Unhealthy) => 0,
+                _ => -1,
+            };
+            m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&v)?;
+        }
+        let mut m =
+            encoder.encode_descriptor("region_rtt_ewma_seconds", "Smoothed probe RTT of the region", None, Gauge)?;
+        for (r, _) in regions() {
+            if let Some(rtt) = health.region(&r.name).and_then(|h| h.rtt_ewma_ms) {
+                m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&(rtt / 1000.0))?;
+            }
+        }
+        let names: Vec<String> = snap.gslb.services.iter().map(|s| s.name.to_string()).collect();
+        let mut m = encoder.encode_descriptor("service_mode", "1 for the service's current mode", None, Gauge)?;
+        for (name, st) in names.iter().zip(&snap.status.services) {
+            for mode in [Mode::Normal, Mode::Degraded, Mode::FailOpen, Mode::AllDown] {
+                let labels = [("service", name.as_str()), ("mode", mode.as_str())];
+                m.encode_family(&labels)?.encode_gauge(&i64::from(st.mode == mode))?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "answers",
+            "Answers naming a region, by service and region: the distribution clients see",
+            None,
+            Counter,
+        )?;
+        for (i, (s, name)) in snap.gslb.services.iter().zip(&names).enumerate() {
+            for (pos, &r) in s.regions.iter().enumerate() {
+                let labels = [("service", name.as_str()), ("region", snap.gslb.regions[usize::from(r)].name.as_str())];
+                metrics::encode_counter(&mut m.encode_family(&labels)?, self.answers(i, pos))?;
+            }
+        }
+        Ok(())
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render()).into_response()
 }
 
 async fn readyz(State(api): State<Api>) -> Response {

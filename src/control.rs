@@ -104,11 +104,7 @@ pub fn log_mode_changes(prev: &Snapshot, next: &Snapshot) {
                 tracing::warn!(service = %name, from, to = now.mode.as_str(), healthy = now.healthy, regions = service.regions.len(), "service mode")
             }
         }
-        metrics::count(
-            "gslbd_service_mode_changes_total",
-            "Service mode changes (to normal, degraded, fail-open, all-down).",
-            metrics::labels(&[("service", &name), ("mode", now.mode.as_str())]),
-        );
+        metrics::service_mode_changed(&name, now.mode.as_str());
     }
 }
 
@@ -222,12 +218,7 @@ impl Control {
                     errors = errors.len(),
                     "reload failed; still serving the previous configuration and zones"
                 );
-                metrics::count(
-                    "gslbd_reloads_total",
-                    "Reloads of config and zones, by result.",
-                    metrics::labels(&[("result", "failed")]),
-                );
-                metrics::gauge("gslbd_reload_last_success", "1 if the last reload succeeded.", String::new(), 0.0);
+                metrics::reloaded(false);
                 return Err(errors);
             }
         };
@@ -248,12 +239,7 @@ impl Control {
         log_mode_changes(&prev, &self.state.load());
         inner.cfg = cfg;
         tracing::info!(zones, services, elapsed_ms = started.elapsed().as_millis() as u64, "reloaded");
-        metrics::count(
-            "gslbd_reloads_total",
-            "Reloads of config and zones, by result.",
-            metrics::labels(&[("result", "ok")]),
-        );
-        metrics::gauge("gslbd_reload_last_success", "1 if the last reload succeeded.", String::new(), 1.0);
+        metrics::reloaded(true);
         Ok(())
     }
 

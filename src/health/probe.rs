@@ -34,6 +34,14 @@ impl ProbeOutcome {
     pub fn is_ok(&self) -> bool {
         matches!(self, ProbeOutcome::Ok { .. })
     }
+
+    /// How long a passing probe took; None for a failure.
+    pub fn rtt(&self) -> Option<Duration> {
+        match self {
+            ProbeOutcome::Ok { rtt } => Some(*rtt),
+            ProbeOutcome::Fail(_) => None,
+        }
+    }
 }
 
 /// Why a probe failed, typed so logs, the admin API and tests agree on it.

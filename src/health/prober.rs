@@ -319,19 +319,9 @@ impl Shared {
             ProbeOutcome::Ok { .. } => "ok",
             ProbeOutcome::Fail(reason) => reason.kind(),
         };
-        crate::metrics::count(
-            "gslbd_probe_results_total",
-            "Health probe results by region and outcome (ok, timeout, refused, tls, status, ...).",
-            crate::metrics::labels(&[("region", region), ("result", result)]),
-        );
+        crate::metrics::probed(region, result, outcome.rtt());
         match &outcome {
             ProbeOutcome::Ok { rtt } => {
-                crate::metrics::observe(
-                    "gslbd_probe_duration_seconds",
-                    "Duration of successful health probes.",
-                    crate::metrics::labels(&[("region", region)]),
-                    rtt.as_secs_f64(),
-                );
                 e.health.rtt_ewma_ms = Some(ewma(e.health.rtt_ewma_ms, rtt.as_secs_f64() * 1000.0));
                 tracing::debug!(region, check = index, rtt_ms = rtt.as_secs_f64() * 1000.0, "probe ok");
             }
@@ -347,11 +337,7 @@ impl Shared {
             e.health.state = to;
             e.health.since = now;
             e.health.transitions += 1;
-            crate::metrics::count(
-                "gslbd_health_transitions_total",
-                "Region health changes, by the state entered.",
-                crate::metrics::labels(&[("region", region), ("to", to.as_str())]),
-            );
+            crate::metrics::health_changed(region, to.as_str());
             if to == State::Healthy {
                 e.health.reason = None;
                 tracing::info!(region, from = %from, to = %to, reason = "probes pass", "region health changed");
