@@ -422,8 +422,8 @@ mod tests {
         tcp_shard().response(Transport::Tcp, 77, 999);
         service_mode_changed("www.t.", "fail-open");
         health_changed("eu \"west\"", "unhealthy");
-        probed("a", "ok", Some(std::time::Duration::from_millis(3)));
-        probed("a", "timeout", None);
+        probed("metrics-test", "ok", Some(std::time::Duration::from_millis(3)));
+        probed("metrics-test", "timeout", None);
         let text = render(NoState);
         for want in [
             "gslbd_dns_responses_total{transport=\"udp\",rcode=\"NXDOMAIN\",qtype=\"AAAA\"} 2\n",
@@ -431,10 +431,10 @@ mod tests {
             "# TYPE gslbd_dns_responses_total counter\n",
             "gslbd_service_mode_changes_total{service=\"www.t.\",mode=\"fail-open\"} 1\n",
             "gslbd_health_transitions_total{region=\"eu \\\"west\\\"\",to=\"unhealthy\"} 1\n",
-            "gslbd_probe_results_total{region=\"a\",result=\"timeout\"} 1\n",
-            "gslbd_probe_duration_seconds_bucket{region=\"a\",le=\"0.0025\"} 0\n",
-            "gslbd_probe_duration_seconds_bucket{region=\"a\",le=\"0.005\"} 1\n",
-            "gslbd_probe_duration_seconds_count{region=\"a\"} 1\n",
+            "gslbd_probe_results_total{region=\"metrics-test\",result=\"timeout\"} 1\n",
+            "gslbd_probe_duration_seconds_bucket{region=\"metrics-test\",le=\"0.0025\"} 0\n",
+            "gslbd_probe_duration_seconds_bucket{region=\"metrics-test\",le=\"0.005\"} 1\n",
+            "gslbd_probe_duration_seconds_count{region=\"metrics-test\"} 1\n",
             "# TYPE gslbd_probe_duration_seconds histogram\n",
             "gslbd_reload_last_success 1\n",
             "# TYPE gslbd_build_info gauge\n",
