@@ -168,7 +168,7 @@ impl Control {
         source: crate::state::Source,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Control>, crate::overrides::StoreError> {
-        use crate::health::{Prober, RegionChecks};
+        use crate::health::Prober;
         let store = crate::overrides::Store::new(cfg.admin.state_dir.clone());
         let saved = store.load()?;
         if !saved.regions.is_empty() {
@@ -178,7 +178,7 @@ impl Control {
         let (mut prober, health_rx) = Prober::new(cfg.gslb.health.history, shutdown.clone());
         // Start from the verdicts saved before a restart (recent ones, same checks).
         prober.seed(crate::health::persist::restore(store.dir()));
-        prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
+        prober.apply(cfg.gslb.region_checks(), cfg.gslb.health.history);
         rebuild(&state, &prober.table(), &overrides_rx.borrow());
         let saver =
             tokio::spawn(crate::health::persist::run(store.dir().to_path_buf(), health_rx.clone(), shutdown.clone()));
@@ -198,7 +198,6 @@ impl Control {
     /// Reloads config, zones, GeoIP and services: all or nothing. The prober gets the new
     /// checks first, so the stored snapshot's status already reflects the current health.
     pub async fn reload(&self) -> Result<(), Vec<crate::load_error::LoadError>> {
-        use crate::health::RegionChecks;
         let mut inner = self.inner.lock().await;
         let source = self.source.clone();
         let started = std::time::Instant::now();
@@ -232,7 +231,7 @@ impl Control {
             // Applied by each UDP worker at its next batch (the settings ride in the snapshot).
             tracing::info!(on = cfg.dns.rrl.is_some(), "dns.rrl changed; the new limits apply now");
         }
-        inner.prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
+        inner.prober.apply(cfg.gslb.region_checks(), cfg.gslb.health.history);
         let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow(), Some(&self.state.load()));
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
         let prev = self.state.swap(Arc::new(snap));

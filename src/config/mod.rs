@@ -311,7 +311,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
         gslb::Pos { line, col }
     };
     let mut report = |span, message, hint: Option<&str>| errors.push(at(span, message, hint));
-    cfg.gslb = gslb::validate(raw.geoip, raw.health, raw.regions, raw.services, base, &pos_of, &mut report);
+    // The document again, with the span of every key and value: each check's table is
+    // handed to its kind (health::probe) as written. It parsed above, so it parses here.
+    let doc = match toml::de::DeTable::parse(text) {
+        Ok(t) => Spanned::new(t.span(), toml::de::DeValue::Table(t.into_inner())),
+        Err(_) => Spanned::new(0..0, toml::de::DeValue::Table(Default::default())),
+    };
+    cfg.gslb = gslb::validate(raw.geoip, raw.health, raw.regions, raw.services, base, &doc, &pos_of, &mut report);
     // In file order, however the checks happened to run.
     errors.sort_by_key(|e| (e.location.line, e.location.column));
     if errors.is_empty() { Ok(cfg) } else { Err(errors) }

@@ -20,9 +20,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::check::CheckConfig;
 use super::{HealthTable, Machine, Probe, ProbeOutcome, ProbeRecord, RegionHealth, State, quorum};
-use crate::config::gslb::GslbConfig;
-use crate::config::health::CheckConfig;
 
 /// Weight of the newest RTT sample in the average: 0.3 follows a real change within a few
 /// probes (half-life about 2 probes) while one slow answer moves it by less than a third.
@@ -41,15 +40,6 @@ pub struct RegionChecks {
 }
 
 impl RegionChecks {
-    /// The regions of a configuration that have checks.
-    pub fn from_config(cfg: &GslbConfig) -> Vec<RegionChecks> {
-        cfg.regions
-            .iter()
-            .filter(|r| !r.checks.is_empty())
-            .map(|r| RegionChecks { name: r.name.clone(), checks: r.checks.clone(), quorum: r.quorum })
-            .collect()
-    }
-
     fn need(&self) -> usize {
         self.quorum.unwrap_or(self.checks.len())
     }
@@ -270,7 +260,7 @@ fn resumed_machines(old: &RegionChecks, machines: &[Machine], new: &RegionChecks
     new.checks
         .iter()
         .map(|c| {
-            let same = (0..machines.len().min(old.checks.len())).find(|&j| !taken[j] && old.checks[j].kind == c.kind);
+            let same = (0..machines.len().min(old.checks.len())).find(|&j| !taken[j] && old.checks[j].is_same_probe(c));
             match same {
                 Some(j) => {
                     taken[j] = true;
