@@ -58,6 +58,7 @@ pub const BODY_LIMIT: usize = 4096;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Http(pub HttpCheck);
 
+/// `method`: GET (the default) or HEAD (no body: `body_contains` is refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
     Get,
@@ -69,17 +70,23 @@ pub enum HttpMethod {
 pub struct HttpCheck {
     /// What is probed: its host may differ from the addresses the region answers with.
     pub url: reqwest::Url,
+    /// GET unless set.
     pub method: HttpMethod,
-    /// Status codes that count as healthy.
+    /// Status codes that count as healthy. Default 200-399.
     pub expect_status: Vec<RangeInclusive<u16>>,
-    /// The first few KiB of the body must contain this.
+    /// The first [`BODY_LIMIT`] bytes of the body must contain this. Default: not read.
     pub body_contains: Option<String>,
+    /// The Host header (and, for https without `tls_server_name`, the SNI when it is a
+    /// name). Default: the url's host (or `tls_server_name`), with a non-default port.
     pub host_header: Option<String>,
+    /// Sent as well, in order. Default none; User-Agent is always gslbd/VERSION.
     pub headers: Vec<(String, String)>,
     /// SNI and certificate name, when the URL's host is an address or another name.
+    /// Default: from `host_header`, else the url's host.
     pub tls_server_name: Option<String>,
     /// The only roots trusted for this check (DER), from `tls_ca_file`; empty: the system's.
     pub tls_ca: Vec<CertificateDer<'static>>,
+    /// Where `tls_ca` was read from (relative to the config file). Default none.
     pub tls_ca_file: Option<PathBuf>,
     /// Accept any certificate (self-signed test setups). Off unless asked for by name.
     pub tls_insecure: bool,
