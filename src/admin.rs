@@ -370,22 +370,41 @@ fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -
     }
 }
 
-/// Parses a JSON object body, rejecting anything but the listed fields.
+/// `PUT /v1/regions/{name}/weight`. Values are checked by the handler, so a bad one is a 400
+/// that names the field and says what is accepted.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightRequest {
+    weight: Value,
+}
+
+/// `POST /v1/regions/{name}/force`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForceRequest {
+    state: Option<Value>,
+    #[serde(default)]
+    ttl_seconds: Option<Value>,
+}
+
+/// Parses a JSON request body into `T`: not JSON, not an object, a missing field or one `T`
+/// does not have (`deny_unknown_fields`) is a 400 naming the field where there is one.
 #[allow(clippy::result_large_err)] // the error is the response itself, built once per bad request
-fn object(body: &[u8], allowed: &[&str]) -> Result<serde_json::Map<String, Value>, Response> {
+fn body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}"), None))?;
-    let Value::Object(map) = v else {
+    if !v.is_object() {
         return Err(error(StatusCode::BAD_REQUEST, "body must be a JSON object", None));
-    };
-    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown field {k:?}; allowed: {}", allowed.join(", ")),
-            Some(k),
-        ));
     }
-    Ok(map)
+    serde_json::from_value(v).map_err(|e| {
+        // serde words these "unknown field `x`, expected ..." and "missing field `x`".
+        let message = e.to_string();
+        let field = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next());
+        error(StatusCode::BAD_REQUEST, message.replace('`', "\""), field)
+    })
 }
 
 async fn set_weight(
@@ -394,22 +413,19 @@ async fn set_weight(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let map = match object(&body, &["weight"]) {
-        Ok(m) => m,
+    let req: WeightRequest = match self::body(&body) {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let weight = match map.get("weight") {
-        None => return error(StatusCode::BAD_REQUEST, "missing field \"weight\"", Some("weight")),
-        Some(v) => match v.as_u64() {
-            Some(w) if w <= crate::config::gslb::MAX_WEIGHT as u64 => w as u32,
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("weight must be an integer from 0 to {}, got {v}", crate::config::gslb::MAX_WEIGHT),
-                    Some("weight"),
-                );
-            }
-        },
+    let weight = match req.weight.as_u64() {
+        Some(w) if w <= crate::config::gslb::MAX_WEIGHT as u64 => w as u32,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("weight must be an integer from 0 to {}, got {}", crate::config::gslb::MAX_WEIGHT, req.weight),
+                Some("weight"),
+            );
+        }
     };
     override_result(
         api.control.set_override(&name, &caller.client, &caller.token, "weight", |o| o.weight = Some(weight)).await,
@@ -440,17 +456,17 @@ async fn force(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let map = match object(&body, &["state", "ttl_seconds"]) {
-        Ok(m) => m,
+    let req: ForceRequest = match self::body(&body) {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let up = match map.get("state").and_then(Value::as_str) {
+    let up = match req.state.as_ref().and_then(Value::as_str) {
         Some("up") => Some(true),
         Some("down") => Some(false),
         Some("auto") => None,
         _ => return error(StatusCode::BAD_REQUEST, "state must be \"up\", \"down\" or \"auto\"", Some("state")),
     };
-    let ttl = match map.get("ttl_seconds") {
+    let ttl = match &req.ttl_seconds {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(t) if (1..=31_536_000).contains(&t) => Some(t),
@@ -496,52 +512,112 @@ async fn openapi() -> Response {
 async fn reload(State(api): State<Api>) -> Response {
     match api.control.reload().await {
         Ok(()) => Json(json!({ "ok": true })).into_response(),
-        Err(errors) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "ok": false, "error": "invalid configuration or zones; nothing changed", "errors": errors })),
-        )
-            .into_response(),
+        Err(errors) => {
+            // One object per error; line and column are null when the error is about a whole
+            // file (unreadable, no zones).
+            let errors: Vec<Value> = errors
+                .iter()
+                .map(|e| {
+                    json!({
+                        "file": e.location.file.display().to_string(),
+                        "line": e.location.line,
+                        "column": e.location.column,
+                        "message": e.message(),
+                        "hint": e.hint(),
+                    })
+                })
+                .collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "ok": false, "error": "invalid configuration or zones; nothing changed", "errors": errors })),
+            )
+                .into_response()
+        }
     }
 }
 
 async fn metrics_text(State(api): State<Api>) -> Response {
-    let snap = api.control.state.load_full();
-    let health = api.control.health();
-    for (r, st) in snap.gslb.regions.iter().zip(&snap.status.regions) {
-        let l = metrics::labels(&[("region", &r.name)]);
-        metrics::gauge(
-            "gslbd_region_up",
-            "1 if answers may name the region (health and overrides).",
-            l.clone(),
-            if st.is_up { 1.0 } else { 0.0 },
-        );
-        metrics::gauge("gslbd_region_weight", "Effective weight of the region.", l.clone(), st.weight as f64);
-        let h = health.region(&r.name).map(|h| h.state);
-        metrics::gauge(
-            "gslbd_region_healthy",
-            "Probe verdict: 1 healthy, 0 unhealthy, -1 unknown or unchecked.",
-            l.clone(),
-            match h {
-                Some(Health::Healthy) => 1.0,
-                Some(Health::Unhealthy) => 0.0,
-                _ => -1.0,
-            },
-        );
-        if let Some(rtt) = health.region(&r.name).and_then(|h| h.rtt_ewma_ms) {
-            metrics::gauge("gslbd_region_rtt_ewma_seconds", "Smoothed probe RTT of the region.", l, rtt / 1000.0);
-        }
+    let state = SnapshotCollector { snap: api.control.state.load_full(), health: api.control.health() };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(state)).into_response()
+}
+
+/// The series that describe the serving snapshot — regions, services and the answers they
+/// gave — computed from it at each scrape: what a reload deleted is not exported at all.
+#[derive(Debug)]
+struct SnapshotCollector {
+    snap: Arc<crate::state::Snapshot>,
+    health: Arc<crate::health::HealthTable>,
+}
+
+impl SnapshotCollector {
+    /// Answers naming the `pos`-th region of service `service` so far. (Where the counters
+    /// live is this function's business alone.)
+    fn answers(&self, service: usize, pos: usize) -> u64 {
+        self.snap.gslb.services[service].answer_counts.get(pos).map_or(0, |c| c.total())
     }
-    for (s, st) in snap.gslb.services.iter().zip(&snap.status.services) {
-        for mode in [Mode::Normal, Mode::Degraded, Mode::FailOpen, Mode::AllDown] {
-            metrics::gauge(
-                "gslbd_service_mode",
-                "1 for the service's current mode.",
-                metrics::labels(&[("service", &s.name.to_string()), ("mode", mode.as_str())]),
-                if st.mode == mode { 1.0 } else { 0.0 },
-            );
+}
+
+impl prometheus_client::collector::Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::metrics::MetricType::{Counter, Gauge};
+        let (snap, health) = (&self.snap, &self.health);
+        let regions = || snap.gslb.regions.iter().zip(&snap.status.regions);
+        let mut m = encoder.encode_descriptor(
+            "region_up",
+            "1 if answers may name the region (health and overrides)",
+            None,
+            Gauge,
+        )?;
+        for (r, st) in regions() {
+            m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&i64::from(st.is_up))?;
         }
+        let mut m = encoder.encode_descriptor("region_weight", "Effective weight of the region", None, Gauge)?;
+        for (r, st) in regions() {
+            m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&i64::from(st.weight))?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "region_healthy",
+            "Probe verdict: 1 healthy, 0 unhealthy, -1 unknown or unchecked",
+            None,
+            Gauge,
+        )?;
+        for (r, _) in regions() {
+            let v: i64 = match health.region(&r.name).map(|h| h.state) {
+                Some(Health::Healthy) => 1,
+                Some(Health::Unhealthy) => 0,
+                _ => -1,
+            };
+            m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&v)?;
+        }
+        let mut m =
+            encoder.encode_descriptor("region_rtt_ewma_seconds", "Smoothed probe RTT of the region", None, Gauge)?;
+        for (r, _) in regions() {
+            if let Some(rtt) = health.region(&r.name).and_then(|h| h.rtt_ewma_ms) {
+                m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&(rtt / 1000.0))?;
+            }
+        }
+        let names: Vec<String> = snap.gslb.services.iter().map(|s| s.name.to_string()).collect();
+        let mut m = encoder.encode_descriptor("service_mode", "1 for the service's current mode", None, Gauge)?;
+        for (name, st) in names.iter().zip(&snap.status.services) {
+            for mode in [Mode::Normal, Mode::Degraded, Mode::FailOpen, Mode::AllDown] {
+                let labels = [("service", name.as_str()), ("mode", mode.as_str())];
+                m.encode_family(&labels)?.encode_gauge(&i64::from(st.mode == mode))?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "answers",
+            "Answers naming a region, by service and region: the distribution clients see",
+            None,
+            Counter,
+        )?;
+        for (i, (s, name)) in snap.gslb.services.iter().zip(&names).enumerate() {
+            for (pos, &r) in s.regions.iter().enumerate() {
+                let labels = [("service", name.as_str()), ("region", snap.gslb.regions[usize::from(r)].name.as_str())];
+                metrics::encode_counter(&mut m.encode_family(&labels)?, self.answers(i, pos))?;
+            }
+        }
+        Ok(())
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render()).into_response()
 }
 
 async fn readyz(State(api): State<Api>) -> Response {

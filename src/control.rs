@@ -104,11 +104,7 @@ pub fn log_mode_changes(prev: &Snapshot, next: &Snapshot) {
                 tracing::warn!(service = %name, from, to = now.mode.as_str(), healthy = now.healthy, regions = service.regions.len(), "service mode")
             }
         }
-        metrics::count(
-            "gslbd_service_mode_changes_total",
-            "Service mode changes (to normal, degraded, fail-open, all-down).",
-            metrics::labels(&[("service", &name), ("mode", now.mode.as_str())]),
-        );
+        metrics::service_mode_changed(&name, now.mode.as_str());
     }
 }
 
@@ -172,7 +168,7 @@ impl Control {
         source: crate::state::Source,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Control>, crate::overrides::StoreError> {
-        use crate::health::{Prober, RegionChecks};
+        use crate::health::Prober;
         let store = crate::overrides::Store::new(cfg.admin.state_dir.clone());
         let saved = store.load()?;
         if !saved.regions.is_empty() {
@@ -182,7 +178,7 @@ impl Control {
         let (mut prober, health_rx) = Prober::new(cfg.gslb.health.history, shutdown.clone());
         // Start from the verdicts saved before a restart (recent ones, same checks).
         prober.seed(crate::health::persist::restore(store.dir()));
-        prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
+        prober.apply(cfg.gslb.region_checks(), cfg.gslb.health.history);
         rebuild(&state, &prober.table(), &overrides_rx.borrow());
         let saver =
             tokio::spawn(crate::health::persist::run(store.dir().to_path_buf(), health_rx.clone(), shutdown.clone()));
@@ -201,14 +197,16 @@ impl Control {
 
     /// Reloads config, zones, GeoIP and services: all or nothing. The prober gets the new
     /// checks first, so the stored snapshot's status already reflects the current health.
-    pub async fn reload(&self) -> Result<(), Vec<String>> {
-        use crate::health::RegionChecks;
+    pub async fn reload(&self) -> Result<(), Vec<crate::load_error::LoadError>> {
         let mut inner = self.inner.lock().await;
         let source = self.source.clone();
         let started = std::time::Instant::now();
-        let loaded = tokio::task::spawn_blocking(move || crate::state::load(&source))
-            .await
-            .unwrap_or_else(|e| Err(vec![format!("error: reload task failed: {e}")]));
+        let loaded = tokio::task::spawn_blocking(move || crate::state::load(&source)).await.unwrap_or_else(|e| {
+            Err(vec![crate::load_error::LoadError {
+                location: crate::load_error::Location::default(),
+                kind: crate::load_error::LoadErrorKind::ReloadFailed(e.to_string()),
+            }])
+        });
         let (cfg, snap) = match loaded {
             Ok(x) => x,
             Err(errors) => {
@@ -219,12 +217,7 @@ impl Control {
                     errors = errors.len(),
                     "reload failed; still serving the previous configuration and zones"
                 );
-                metrics::count(
-                    "gslbd_reloads_total",
-                    "Reloads of config and zones, by result.",
-                    metrics::labels(&[("result", "failed")]),
-                );
-                metrics::gauge("gslbd_reload_last_success", "1 if the last reload succeeded.", String::new(), 0.0);
+                metrics::reloaded(false);
                 return Err(errors);
             }
         };
@@ -238,19 +231,14 @@ impl Control {
             // Applied by each UDP worker at its next batch (the settings ride in the snapshot).
             tracing::info!(on = cfg.dns.rrl.is_some(), "dns.rrl changed; the new limits apply now");
         }
-        inner.prober.apply(RegionChecks::from_config(&cfg.gslb), cfg.gslb.health.history);
+        inner.prober.apply(cfg.gslb.region_checks(), cfg.gslb.health.history);
         let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow(), Some(&self.state.load()));
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
         let prev = self.state.swap(Arc::new(snap));
         log_mode_changes(&prev, &self.state.load());
         inner.cfg = cfg;
         tracing::info!(zones, services, elapsed_ms = started.elapsed().as_millis() as u64, "reloaded");
-        metrics::count(
-            "gslbd_reloads_total",
-            "Reloads of config and zones, by result.",
-            metrics::labels(&[("result", "ok")]),
-        );
-        metrics::gauge("gslbd_reload_last_success", "1 if the last reload succeeded.", String::new(), 1.0);
+        metrics::reloaded(true);
         Ok(())
     }
 

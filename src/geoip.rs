@@ -143,23 +143,43 @@ impl<const N: usize> fmt::Debug for Code<N> {
 }
 
 /// Why a GeoIP database cannot be used. Each names the file, so a config with several
-/// databases says which one is wrong.
+/// databases says which one is wrong; the message itself leaves the path to the caller
+/// (`LoadError` renders `path: error: message`).
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
-    #[error(
-        "{}: error: GeoIP database not found\n  hint: build one with `gslbd geoip build CSV OUT`, or use a GeoLite2-City.mmdb",
-        path.display()
-    )]
+    /// No file at the path.
+    #[error("GeoIP database not found")]
     Missing { path: PathBuf },
-    #[error("{}: error: cannot read GeoIP database: {error}", path.display())]
+    /// The file exists but cannot be read.
+    #[error("cannot read GeoIP database: {error}")]
     Unreadable { path: PathBuf, error: std::io::Error },
-    #[error("{}: error: not a MaxMind DB (.mmdb) file, or corrupt: {error}", path.display())]
+    /// Not a MaxMind DB file.
+    #[error("not a MaxMind DB (.mmdb) file, or corrupt: {error}")]
     Corrupt { path: PathBuf, error: MaxMindDbError },
-    #[error(
-        "{}: error: database type {database_type:?} has no country or location data\n  hint: use a GeoIP2 or GeoLite2 City or Country database",
-        path.display()
-    )]
+    /// A MaxMind DB without country or location data (e.g. an ASN database).
+    #[error("database type {database_type:?} has no country or location data")]
     NoGeoData { path: PathBuf, database_type: String },
+}
+
+impl GeoError {
+    /// The database file this is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            GeoError::Missing { path }
+            | GeoError::Unreadable { path, .. }
+            | GeoError::Corrupt { path, .. }
+            | GeoError::NoGeoData { path, .. } => path,
+        }
+    }
+
+    /// How to fix it, where there is more to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            GeoError::Missing { .. } => Some("build one with `gslbd geoip build CSV OUT`, or use a GeoLite2-City.mmdb"),
+            GeoError::NoGeoData { .. } => Some("use a GeoIP2 or GeoLite2 City or Country database"),
+            _ => None,
+        }
+    }
 }
 
 /// A GeoLite2/GeoIP2 City or Country database, read into memory.

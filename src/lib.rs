@@ -18,6 +18,7 @@
 //! - [`health`]: probes, rise/fall (and the window rule), the prober, verdicts saved for
 //!   restarts. [`overrides`]: operator overrides on disk.
 //! - [`control`]: where health, overrides and reloads become a new snapshot.
+//! - [`load_error`]: what can be wrong with config, zones or GeoIP at load, with where.
 //! - [`state`]: the [`state::Snapshot`] every query reads, and loading it.
 //! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]). [`admin`], [`explain`], [`metrics`]: the admin API.
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod frontend;
 pub mod geoip;
 pub mod gslb;
 pub mod health;
+pub mod load_error;
 pub mod metrics;
 pub mod name;
 pub mod notify;

@@ -1,16 +1,30 @@
-//! Counters for Prometheus, written by the query path without locks.
+//! Metrics for Prometheus, on the `prometheus-client` crate: one registry with the prefix
+//! `gslbd_`, typed label sets, encoded in the Prometheus text format (0.0.4).
 //!
-//! DNS response counters are sharded: each UDP worker (and the TCP server) owns a shard of
-//! plain atomics, so two workers never write the same cache line. Answer counters per
-//! (service, region) are atomics handed out by name from a registry that outlives reloads,
-//! so a reload does not reset them. Everything else (probes, health transitions, reloads,
-//! mode changes) happens off the query path and is counted in the registry directly.
-//! `render()` writes the Prometheus text exposition format.
+//! Three kinds of series, by who writes them:
+//! - The query path: DNS response, drop, datagram and RRL figures live in per-worker shards
+//!   of plain atomics ([`DnsShard`]), so two UDP workers never write the same cache line and
+//!   never take a lock; answer counters per (service, region) are [`Sharded`] the same way.
+//!   [`DnsCollector`] sums the shards when scraped.
+//! - Off the query path (probes, health transitions, reloads, mode changes): counters and a
+//!   histogram in prometheus-client families, written through the functions below.
+//! - State (regions and services of the serving snapshot): not stored here at all. The
+//!   admin API's collector computes them from the current snapshot at each scrape
+//!   ([`render`] takes it), so a region or service deleted by a reload is gone from the next
+//!   scrape instead of exporting its last value forever.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::resolve::Transport;
 use crate::rtype;
@@ -91,16 +105,26 @@ pub struct DnsShard {
     rrl: [AtomicU64; 8],
 }
 
-/// The RRL series a shard keeps: (metric, labels, type). Counters first, then gauges.
-pub const RRL_SERIES: [(&str, &str, &str); 8] = [
-    ("gslbd_rrl_limited_responses_total", "action=\"dropped\"", "counter"),
-    ("gslbd_rrl_limited_responses_total", "action=\"slipped\"", "counter"),
-    ("gslbd_rrl_limited_responses_total", "action=\"would_drop\"", "counter"),
-    ("gslbd_rrl_limited_responses_total", "action=\"would_slip\"", "counter"),
-    ("gslbd_rrl_log_events_lost_total", "", "counter"),
-    ("gslbd_rrl_table_entries", "", "gauge"),
-    ("gslbd_rrl_limited_prefixes", "", "gauge"),
-    ("gslbd_rrl_table_capacity", "", "gauge"),
+/// The RRL series a shard keeps, in order: (metric without prefix or `_total`, `action`
+/// label, type). Counters first, then gauges.
+pub const RRL_SERIES: [(&str, Option<&str>, MetricType); 8] = [
+    ("rrl_limited_responses", Some("dropped"), MetricType::Counter),
+    ("rrl_limited_responses", Some("slipped"), MetricType::Counter),
+    ("rrl_limited_responses", Some("would_drop"), MetricType::Counter),
+    ("rrl_limited_responses", Some("would_slip"), MetricType::Counter),
+    ("rrl_log_events_lost", None, MetricType::Counter),
+    ("rrl_table_entries", None, MetricType::Gauge),
+    ("rrl_limited_prefixes", None, MetricType::Gauge),
+    ("rrl_table_capacity", None, MetricType::Gauge),
+];
+
+/// HELP of each RRL metric.
+const RRL_HELP: [(&str, &str); 5] = [
+    ("rrl_limited_responses", "UDP responses limited by RRL, by action (would_*: with log_only, sent anyway)"),
+    ("rrl_log_events_lost", "RRL start/stop log lines lost because the log queue was full"),
+    ("rrl_table_entries", "RRL table entries in use, all UDP workers"),
+    ("rrl_limited_prefixes", "Client prefixes (accounts) being rate limited now"),
+    ("rrl_table_capacity", "RRL table entries allocated, all UDP workers"),
 ];
 
 impl DnsShard {
@@ -143,7 +167,7 @@ impl DnsShard {
 
 /// The shard for worker `i` (UDP workers count from 0; the TCP server uses the last shard).
 pub fn dns_shard(i: usize) -> &'static DnsShard {
-    &REGISTRY.dns[i % SHARDS]
+    &SHARDS_ALL[i % SHARDS]
 }
 
 /// UDP workers per listen address, for rendering the per-worker series (every worker gets
@@ -155,222 +179,271 @@ pub fn set_udp_workers(n: usize) {
 }
 
 pub fn tcp_shard() -> &'static DnsShard {
-    &REGISTRY.dns[SHARDS - 1]
+    &SHARDS_ALL[SHARDS - 1]
 }
 
-/// Counters and gauges outside the query path, by metric name and label set.
-#[derive(Default)]
-struct Slow {
-    counters: BTreeMap<(&'static str, String), u64>,
-    gauges: BTreeMap<(&'static str, String), f64>,
-    help: BTreeMap<&'static str, (&'static str, &'static str)>,
-    /// Histograms: (name, labels) -> (bucket counts, sum, count).
-    histograms: BTreeMap<(&'static str, String), (Vec<u64>, f64, u64)>,
-}
+/// Every worker's DNS counters.
+static SHARDS_ALL: LazyLock<Vec<DnsShard>> = LazyLock::new(|| (0..SHARDS).map(DnsShard::new).collect());
 
-struct Registry {
-    dns: Vec<DnsShard>,
-    answers: Mutex<BTreeMap<(String, String), Arc<Sharded>>>,
-    slow: Mutex<Slow>,
-}
-
-static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
-    dns: (0..SHARDS).map(DnsShard::new).collect(),
-    answers: Mutex::new(BTreeMap::new()),
-    slow: Mutex::new(Slow::default()),
-});
+/// Answer counters by (service, region) name, handed to each new [`crate::gslb::Service`]
+/// so a reload keeps counting where the last one stopped. Only the current snapshot's
+/// services are exported.
+type AnswerCounters = BTreeMap<(String, String), Arc<Sharded>>;
+static ANSWERS: LazyLock<Mutex<AnswerCounters>> = LazyLock::new(Mutex::default);
 
 /// The counter of answers naming `region` for `service` (same counter across reloads).
 pub fn answer_counter(service: &str, region: &str) -> Arc<Sharded> {
-    let mut map = REGISTRY.answers.lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = ANSWERS.lock().unwrap_or_else(|e| e.into_inner());
     map.entry((service.to_string(), region.to_string())).or_default().clone()
 }
 
-/// Label set rendering: `a="x",b="y"` with Prometheus escaping.
-pub fn labels(pairs: &[(&str, &str)]) -> String {
-    let mut s = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let _ = write!(s, "{k}=\"{v}\"");
-    }
-    s
+/// `{service, mode}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceModeLabels {
+    pub service: String,
+    pub mode: &'static str,
 }
 
-fn slow() -> std::sync::MutexGuard<'static, Slow> {
-    REGISTRY.slow.lock().unwrap_or_else(|e| e.into_inner())
+/// `{region}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegionLabels {
+    pub region: String,
 }
 
-/// Adds to a counter off the query path (probe results, reloads, transitions).
-pub fn count(name: &'static str, help: &'static str, label_set: String) {
-    let mut s = slow();
-    s.help.entry(name).or_insert(("counter", help));
-    *s.counters.entry((name, label_set)).or_default() += 1;
+/// `{region, result}`: a probe's outcome (`ok`, `timeout`, `refused`, `tls`, `status` ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeResultLabels {
+    pub region: String,
+    pub result: &'static str,
 }
 
-/// Sets a gauge off the query path.
-pub fn gauge(name: &'static str, help: &'static str, label_set: String, value: f64) {
-    let mut s = slow();
-    s.help.entry(name).or_insert(("gauge", help));
-    s.gauges.insert((name, label_set), value);
+/// `{region, to}`: the health state entered.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub region: String,
+    pub to: &'static str,
+}
+
+/// `{result}` of a reload: `ok` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub result: &'static str,
 }
 
 /// Upper bounds (seconds) of the probe duration histogram buckets.
 pub const DURATION_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
-/// Observes a duration in a histogram (seconds).
-pub fn observe(name: &'static str, help: &'static str, label_set: String, seconds: f64) {
-    let mut s = slow();
-    s.help.entry(name).or_insert(("histogram", help));
-    let h = s.histograms.entry((name, label_set)).or_insert_with(|| (vec![0; DURATION_BUCKETS.len()], 0.0, 0));
-    for (b, &le) in h.0.iter_mut().zip(&DURATION_BUCKETS) {
-        if seconds <= le {
-            *b += 1;
-        }
-    }
-    h.1 += seconds;
-    h.2 += 1;
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+/// The series written off the query path, and the registry that exports them.
+struct Slow {
+    registry: Registry,
+    service_mode_changes: Family<ServiceModeLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+    reload_last_success: Gauge,
+    probe_results: Family<ProbeResultLabels, Counter>,
+    probe_duration: HistogramFamily<RegionLabels>,
+    health_transitions: Family<TransitionLabels, Counter>,
 }
 
-/// The whole registry in the Prometheus text format (version 0.0.4).
-pub fn render() -> String {
-    let mut out = String::with_capacity(16 * 1024);
-    let _ = writeln!(out, "# HELP gslbd_build_info Version of the running gslbd.\n# TYPE gslbd_build_info gauge");
-    let _ = writeln!(out, "gslbd_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-
-    let _ = writeln!(out, "# HELP gslbd_dns_responses_total DNS responses sent, by transport, rcode and query type.");
-    let _ = writeln!(out, "# TYPE gslbd_dns_responses_total counter");
-    for (t, tname) in ["udp", "tcp"].iter().enumerate() {
-        for (r, (_, rname)) in RCODES.iter().enumerate() {
-            for (q, (_, qname)) in QTYPES.iter().enumerate() {
-                let total: u64 = REGISTRY.dns.iter().map(|s| s.responses[t][r][q].load(Ordering::Relaxed)).sum();
-                if total > 0 {
-                    let _ = writeln!(
-                        out,
-                        "gslbd_dns_responses_total{{transport=\"{tname}\",rcode=\"{rname}\",qtype=\"{qname}\"}} {total}"
-                    );
-                }
-            }
-        }
-    }
-    let dropped: u64 = REGISTRY.dns.iter().map(|s| s.dropped.load(Ordering::Relaxed)).sum();
-    let _ =
-        writeln!(out, "# HELP gslbd_dns_dropped_total Packets dropped without an answer (too short, or a response).");
-    let _ = writeln!(out, "# TYPE gslbd_dns_dropped_total counter\ngslbd_dns_dropped_total {dropped}");
-    let _ = writeln!(
-        out,
-        "# HELP gslbd_udp_worker_datagrams_total UDP datagrams received, by worker thread (all listen addresses)."
+static SLOW: LazyLock<Slow> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("gslbd");
+    let service_mode_changes = Family::default();
+    registry.register(
+        "service_mode_changes",
+        "Service mode changes (to normal, degraded, fail-open, all-down)",
+        Family::clone(&service_mode_changes),
     );
-    let _ = writeln!(out, "# TYPE gslbd_udp_worker_datagrams_total counter");
-    for (i, shard) in REGISTRY.dns.iter().take(UDP_WORKERS.load(Ordering::Relaxed)).enumerate() {
-        let _ = writeln!(
-            out,
-            "gslbd_udp_worker_datagrams_total{{worker=\"{i}\"}} {}",
-            shard.datagrams.load(Ordering::Relaxed)
-        );
-    }
-
-    let rrl_help = [
-        (
-            "gslbd_rrl_limited_responses_total",
-            "UDP responses limited by RRL, by action (would_*: with log_only, sent anyway).",
-        ),
-        ("gslbd_rrl_log_events_lost_total", "RRL start/stop log lines lost because the log queue was full."),
-        ("gslbd_rrl_table_entries", "RRL table entries in use, all UDP workers."),
-        ("gslbd_rrl_limited_prefixes", "Client prefixes (accounts) being rate limited now."),
-        ("gslbd_rrl_table_capacity", "RRL table entries allocated, all UDP workers."),
-    ];
-    for (i, (name, l, kind)) in RRL_SERIES.iter().enumerate() {
-        if i == 0 || RRL_SERIES[i - 1].0 != *name {
-            let help = rrl_help.iter().find(|(n, _)| n == name).map_or("", |(_, h)| h);
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        }
-        let v = REGISTRY.dns.iter().fold(0u64, |a, s| a.wrapping_add(s.rrl[i].load(Ordering::Relaxed)));
-        let _ = writeln!(out, "{name}{} {v}", braces(l));
-    }
-
-    let _ = writeln!(
-        out,
-        "# HELP gslbd_answers_total Answers naming a region, by service and region: the distribution clients see."
+    let reloads = Family::default();
+    registry.register("reloads", "Reloads of config and zones, by result", Family::clone(&reloads));
+    // 1 from the start: the data serving was loaded from the files at start.
+    let reload_last_success = Gauge::default();
+    reload_last_success.set(1);
+    registry.register("reload_last_success", "1 if the last reload succeeded", reload_last_success.clone());
+    let probe_results = Family::default();
+    registry.register(
+        "probe_results",
+        "Health probe results by region and outcome (ok, timeout, refused, tls, status, ...)",
+        Family::clone(&probe_results),
     );
-    let _ = writeln!(out, "# TYPE gslbd_answers_total counter");
-    for ((service, region), c) in REGISTRY.answers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let _ = writeln!(
-            out,
-            "gslbd_answers_total{{{}}} {}",
-            labels(&[("service", service), ("region", region)]),
-            c.total()
-        );
+    let probe_duration: HistogramFamily<RegionLabels> =
+        Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
+    registry.register("probe_duration_seconds", "Duration of successful health probes", Family::clone(&probe_duration));
+    let health_transitions = Family::default();
+    registry.register(
+        "health_transitions",
+        "Region health changes, by the state entered",
+        Family::clone(&health_transitions),
+    );
+    registry.register_collector(Box::new(DnsCollector));
+    Slow {
+        registry,
+        service_mode_changes,
+        reloads,
+        reload_last_success,
+        probe_results,
+        probe_duration,
+        health_transitions,
     }
+});
 
-    let s = slow();
-    for (&name, &(kind, help)) in &s.help {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        match kind {
-            "counter" => {
-                for ((n, l), v) in s.counters.range((name, String::new())..).take_while(|((n, _), _)| *n == name) {
-                    let _ = writeln!(out, "{n}{} {v}", braces(l));
-                }
-            }
-            "gauge" => {
-                for ((n, l), v) in s.gauges.range((name, String::new())..).take_while(|((n, _), _)| *n == name) {
-                    let _ = writeln!(out, "{n}{} {v}", braces(l));
-                }
-            }
-            _ => {
-                for ((n, l), (buckets, sum, count)) in
-                    s.histograms.range((name, String::new())..).take_while(|((n, _), _)| *n == name)
-                {
-                    let sep = if l.is_empty() { "" } else { "," };
-                    for (b, le) in buckets.iter().zip(DURATION_BUCKETS) {
-                        let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"{le}\"}} {b}");
+/// Counts a service entering `mode`.
+pub fn service_mode_changed(service: &str, mode: &'static str) {
+    SLOW.service_mode_changes.get_or_create(&ServiceModeLabels { service: service.to_string(), mode }).inc();
+}
+
+/// Counts a reload and records whether it succeeded.
+pub fn reloaded(ok: bool) {
+    let result = if ok { "ok" } else { "failed" };
+    SLOW.reloads.get_or_create(&ReloadLabels { result }).inc();
+    SLOW.reload_last_success.set(i64::from(ok));
+}
+
+/// Counts one probe of `region` with its result; a passing probe's duration goes into the
+/// histogram.
+pub fn probed(region: &str, result: &'static str, passed_in: Option<std::time::Duration>) {
+    SLOW.probe_results.get_or_create(&ProbeResultLabels { region: region.to_string(), result }).inc();
+    if let Some(d) = passed_in {
+        SLOW.probe_duration.get_or_create(&RegionLabels { region: region.to_string() }).observe(d.as_secs_f64());
+    }
+}
+
+/// Counts `region` entering health state `to`.
+pub fn health_changed(region: &str, to: &'static str) {
+    SLOW.health_transitions.get_or_create(&TransitionLabels { region: region.to_string(), to }).inc();
+}
+
+/// Encodes one counter value (no exemplar).
+pub fn encode_counter(m: &mut prometheus_client::encoding::MetricEncoder<'_>, v: u64) -> std::fmt::Result {
+    m.encode_counter::<NoLabelSet, u64, f64>(&v, None)
+}
+
+/// The query path's counters, summed over the worker shards at each scrape, and the build
+/// info.
+#[derive(Debug)]
+pub struct DnsCollector;
+
+impl Collector for DnsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let shards: &[DnsShard] = &SHARDS_ALL;
+        let mut m = encoder.encode_descriptor("build_info", "Version of the running gslbd", None, MetricType::Gauge)?;
+        m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?.encode_gauge(&1i64)?;
+
+        let mut m = encoder.encode_descriptor(
+            "dns_responses",
+            "DNS responses sent, by transport, rcode and query type",
+            None,
+            MetricType::Counter,
+        )?;
+        for (t, tname) in ["udp", "tcp"].iter().enumerate() {
+            for (r, (_, rname)) in RCODES.iter().enumerate() {
+                for (q, (_, qname)) in QTYPES.iter().enumerate() {
+                    let total: u64 = shards.iter().map(|s| s.responses[t][r][q].load(Ordering::Relaxed)).sum();
+                    if total > 0 {
+                        let labels = [("transport", *tname), ("rcode", *rname), ("qtype", *qname)];
+                        encode_counter(&mut m.encode_family(&labels)?, total)?;
                     }
-                    let _ = writeln!(out, "{n}_bucket{{{l}{sep}le=\"+Inf\"}} {count}");
-                    let _ = writeln!(out, "{n}_sum{} {sum}", braces(l));
-                    let _ = writeln!(out, "{n}_count{} {count}", braces(l));
                 }
             }
         }
+        let dropped: u64 = shards.iter().map(|s| s.dropped.load(Ordering::Relaxed)).sum();
+        let mut m = encoder.encode_descriptor(
+            "dns_dropped",
+            "Packets dropped without an answer (too short, or a response)",
+            None,
+            MetricType::Counter,
+        )?;
+        encode_counter(&mut m, dropped)?;
+
+        let mut m = encoder.encode_descriptor(
+            "udp_worker_datagrams",
+            "UDP datagrams received, by worker thread (all listen addresses)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, shard) in shards.iter().take(UDP_WORKERS.load(Ordering::Relaxed)).enumerate() {
+            let worker = i.to_string();
+            encode_counter(
+                &mut m.encode_family(&[("worker", worker.as_str())])?,
+                shard.datagrams.load(Ordering::Relaxed),
+            )?;
+        }
+
+        for (name, help) in RRL_HELP {
+            let series = || RRL_SERIES.iter().enumerate().filter(|(_, s)| s.0 == name);
+            let Some((_, (_, _, kind))) = series().next() else { continue };
+            let mut m = encoder.encode_descriptor(name, help, None, *kind)?;
+            for (i, (_, action, kind)) in series() {
+                let v = shards.iter().fold(0u64, |a, s| a.wrapping_add(s.rrl[i].load(Ordering::Relaxed)));
+                let one = |m: &mut prometheus_client::encoding::MetricEncoder<'_>| match kind {
+                    MetricType::Counter => encode_counter(m, v),
+                    _ => m.encode_gauge(&(v as i64)),
+                };
+                match action {
+                    Some(a) => one(&mut m.encode_family(&[("action", *a)])?)?,
+                    None => one(&mut m)?,
+                }
+            }
+        }
+        Ok(())
     }
-    out
 }
 
-fn braces(l: &str) -> String {
-    if l.is_empty() { String::new() } else { format!("{{{l}}}") }
+/// Everything in the Prometheus text format (0.0.4): the registry, then what `state`
+/// computes from the serving snapshot (regions, services, answers), so only what the
+/// snapshot holds is exported.
+pub fn render(state: impl Collector) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &SLOW.registry);
+    let mut scrape = Registry::with_prefix("gslbd");
+    scrape.register_collector(Box::new(state));
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &scrape);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// No snapshot: the registry's series only.
+    #[derive(Debug)]
+    struct NoState;
+
+    impl Collector for NoState {
+        fn encode(&self, _: DescriptorEncoder) -> std::fmt::Result {
+            Ok(())
+        }
+    }
+
     #[test]
     fn renders_counters_gauges_and_histograms() {
         dns_shard(3).response(Transport::Udp, rcode::NXDOMAIN, rtype::AAAA);
         dns_shard(4).response(Transport::Udp, rcode::NXDOMAIN, rtype::AAAA);
         tcp_shard().response(Transport::Tcp, 77, 999);
-        answer_counter("www.t.", "eu \"west\"").add(1, 1);
-        answer_counter("www.t.", "eu \"west\"").add(2, 1);
-        count("gslbd_test_events_total", "Test events.", labels(&[("kind", "x")]));
-        gauge("gslbd_test_level", "Test level.", String::new(), 1.5);
-        observe("gslbd_test_seconds", "Test durations.", labels(&[("r", "a")]), 0.003);
-        let text = render();
-        assert!(
-            text.contains("gslbd_dns_responses_total{transport=\"udp\",rcode=\"NXDOMAIN\",qtype=\"AAAA\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("gslbd_dns_responses_total{transport=\"tcp\",rcode=\"other\",qtype=\"other\"} 1"),
-            "{text}"
-        );
-        assert!(text.contains("gslbd_answers_total{service=\"www.t.\",region=\"eu \\\"west\\\"\"} 2"), "{text}");
-        assert!(text.contains("gslbd_test_events_total{kind=\"x\"} 1"), "{text}");
-        assert!(text.contains("gslbd_test_level 1.5"), "{text}");
-        assert!(text.contains("gslbd_test_seconds_bucket{r=\"a\",le=\"0.0025\"} 0"), "{text}");
-        assert!(text.contains("gslbd_test_seconds_bucket{r=\"a\",le=\"0.005\"} 1"), "{text}");
-        assert!(text.contains("gslbd_test_seconds_count{r=\"a\"} 1"), "{text}");
-        assert!(text.contains("# TYPE gslbd_test_seconds histogram"), "{text}");
+        service_mode_changed("www.t.", "fail-open");
+        health_changed("eu \"west\"", "unhealthy");
+        probed("metrics-test", "ok", Some(std::time::Duration::from_millis(3)));
+        probed("metrics-test", "timeout", None);
+        let text = render(NoState);
+        for want in [
+            "gslbd_dns_responses_total{transport=\"udp\",rcode=\"NXDOMAIN\",qtype=\"AAAA\"} 2\n",
+            "gslbd_dns_responses_total{transport=\"tcp\",rcode=\"other\",qtype=\"other\"} 1\n",
+            "# TYPE gslbd_dns_responses_total counter\n",
+            "gslbd_service_mode_changes_total{service=\"www.t.\",mode=\"fail-open\"} 1\n",
+            "gslbd_health_transitions_total{region=\"eu \\\"west\\\"\",to=\"unhealthy\"} 1\n",
+            "gslbd_probe_results_total{region=\"metrics-test\",result=\"timeout\"} 1\n",
+            "gslbd_probe_duration_seconds_bucket{region=\"metrics-test\",le=\"0.0025\"} 0\n",
+            "gslbd_probe_duration_seconds_bucket{region=\"metrics-test\",le=\"0.005\"} 1\n",
+            "gslbd_probe_duration_seconds_count{region=\"metrics-test\"} 1\n",
+            "# TYPE gslbd_probe_duration_seconds histogram\n",
+            "gslbd_reload_last_success 1\n",
+            "# TYPE gslbd_build_info gauge\n",
+            concat!("gslbd_build_info{version=\"", env!("CARGO_PKG_VERSION"), "\"} 1\n"),
+        ] {
+            assert!(text.contains(want), "{want} in:\n{text}");
+        }
+        // prometheus-client ends HELP with a period of its own.
+        assert!(!text.lines().any(|l| l.starts_with("# HELP") && l.ends_with("..")), "{text}");
     }
 
     #[test]
@@ -383,7 +456,7 @@ mod tests {
         dns_shard(9).rrl_changed(&b0, &b1);
         let a2 = [6, 2, 0, 0, 0, 7, 0, 1024]; // entries replaced, the prefix no longer limited
         dns_shard(9).rrl_changed(&a1, &a2);
-        let text = render();
+        let text = render(NoState);
         for want in [
             "gslbd_rrl_limited_responses_total{action=\"dropped\"} 7",
             "gslbd_rrl_limited_responses_total{action=\"slipped\"} 3",

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 
 use crate::gslb::Gslb;
 use crate::gslb::status::Status;
+use crate::load_error::{LoadError, LoadErrorKind, Location};
 use crate::zone::ZoneSet;
 
 /// Answer-shaping settings from the configuration.
@@ -62,11 +63,11 @@ pub struct Source {
 }
 
 /// Loads and validates config, zones, GeoIP database and services together: either all of it
-/// is good and a complete snapshot comes back, or every error found, as messages for a human
-/// (`path:line:col: error: ...`).
-pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<String>> {
+/// is good and a complete snapshot comes back, or every error found, each with its place
+/// (rendered `path:line:col: error: ...` by `Display`).
+pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<LoadError>> {
     let mut cfg = match &source.config {
-        Some(path) => crate::config::load(path).map_err(strings)?,
+        Some(path) => crate::config::load(path)?,
         None => crate::config::Config::default(),
     };
     if let Some(dir) = &source.zones {
@@ -81,15 +82,13 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<St
     if let Some(dir) = &source.state_dir {
         cfg.admin.state_dir = dir.clone();
     }
-    let zones = ZoneSet::load_dir(&cfg.zones_dir).map_err(strings)?;
+    let zones = ZoneSet::load_dir(&cfg.zones_dir)
+        .map_err(|errors| errors.into_iter().map(LoadError::from).collect::<Vec<_>>())?;
     if zones.is_empty() {
-        return Err(vec![format!(
-            "{}: error: no zone files (*.zone) to serve\n  hint: name each zone file after its origin, e.g. example.com.zone",
-            cfg.zones_dir.display()
-        )]);
+        return Err(vec![LoadError { location: Location::file(&cfg.zones_dir), kind: LoadErrorKind::NoZones }]);
     }
     let geo = match &cfg.gslb.geoip {
-        Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![e.to_string()])?),
+        Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![LoadError::from(e)])?),
         None => None,
     };
     let config_file = cfg.path.clone().unwrap_or_default();
@@ -106,8 +105,4 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<St
         status: Arc::new(status),
     };
     Ok((cfg, snapshot))
-}
-
-fn strings<E: ToString>(errors: Vec<E>) -> Vec<String> {
-    errors.iter().map(ToString::to_string).collect()
 }

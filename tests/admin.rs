@@ -328,8 +328,31 @@ fn reload_through_the_api_reports_errors_and_keeps_serving() {
     let (code, body) = http(admin, "POST", "/v1/reload", Some("tok"), None);
     assert_eq!(code, 422, "{body}");
     let v = json(&body);
-    assert!(v["errors"][0].as_str().unwrap().contains("r.test.zone:6:"), "{body}");
+    // One object per error, with its place and message apart.
+    let e = &v["errors"][0];
+    assert!(e["file"].as_str().unwrap().ends_with("zones/r.test.zone"), "{body}");
+    assert_eq!((e["line"].as_u64(), e["column"].as_u64()), (Some(6), Some(10)), "{body}");
+    assert_eq!(e["message"], "bad A record data: expected an IPv4 address, got \"192.0.2.300\"", "{body}");
+    assert!(e["hint"].is_null(), "{body}");
+    assert_eq!(v["errors"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(first_address(&s, "www.r.test.", None), "192.0.2.1");
+    // A config error carries its hint; an error about a whole file has no line or column.
+    dir.write("gslbd.toml", "[admin]\ntoken_file = \"admin.token\"\n[dns]\nudp_payload = 70000\n");
+    let (code, body) = http(admin, "POST", "/v1/reload", Some("tok"), None);
+    assert_eq!(code, 422, "{body}");
+    let e = &json(&body)["errors"][0];
+    assert_eq!((e["line"].as_u64(), e["column"].as_u64()), (Some(4), Some(15)), "{body}");
+    assert_eq!(e["message"], "dns.udp_payload: 70000 is out of range", "{body}");
+    assert_eq!(e["hint"], "use 512..=65535; 1232 avoids IP fragmentation", "{body}");
+    dir.write("gslbd.toml", "[admin]\ntoken_file = \"admin.token\"\n[zones]\ndirectory = \"empty\"\n");
+    std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let (code, body) = http(admin, "POST", "/v1/reload", Some("tok"), None);
+    assert_eq!(code, 422, "{body}");
+    let e = &json(&body)["errors"][0];
+    assert!(e["file"].as_str().unwrap().ends_with("empty"), "{body}");
+    assert!(e["line"].is_null() && e["column"].is_null(), "{body}");
+    assert_eq!(e["message"], "no zone files (*.zone) to serve", "{body}");
+    dir.write("gslbd.toml", "[admin]\ntoken_file = \"admin.token\"\n");
     dir.write("zones/r.test.zone", "$ORIGIN r.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\nwww IN A 192.0.2.2\n");
     assert_eq!(http(admin, "POST", "/v1/reload", Some("tok"), None).0, 200);
     assert_eq!(first_address(&s, "www.r.test.", None), "192.0.2.2");

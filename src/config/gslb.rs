@@ -11,9 +11,20 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::health::{CheckConfig, HealthConfig, RawCheck};
+use super::health::{CheckConfig, HealthConfig};
 use super::in_range;
 use crate::name::Name;
+
+impl GslbConfig {
+    /// The regions that have checks, as the prober runs them.
+    pub fn region_checks(&self) -> Vec<crate::health::RegionChecks> {
+        self.regions
+            .iter()
+            .filter(|r| !r.checks.is_empty())
+            .map(|r| crate::health::RegionChecks { name: r.name.clone(), checks: r.checks.clone(), quorum: r.quorum })
+            .collect()
+    }
+}
 
 /// A place in the config file, for errors found after parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,8 +160,9 @@ pub(super) struct RawRegion {
     weight: Option<Spanned<i64>>,
     priority: Option<Spanned<i64>>,
     bias_km: Option<Spanned<f64>>,
-    check: Option<Spanned<RawCheck>>,
-    checks: Option<Vec<Spanned<RawCheck>>>,
+    /// Read from the document by `health::check_table`, so each kind reads its own keys.
+    check: Option<Spanned<serde::de::IgnoredAny>>,
+    checks: Option<Vec<Spanned<serde::de::IgnoredAny>>>,
     quorum: Option<Spanned<i64>>,
 }
 
@@ -252,12 +264,14 @@ pub(super) type Report<'a> = dyn FnMut(Range<usize>, String, Option<&str>) + 'a;
 const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 const POLICIES: &str = "geo, nearest, latency, weighted, failover, multivalue, sticky";
 
+#[allow(clippy::too_many_arguments)] // one call site, in config::parse
 pub(super) fn validate(
     geoip: RawGeoip,
     health: super::health::RawHealth,
     regions: BTreeMap<Spanned<String>, RawRegion>,
     services: BTreeMap<Spanned<String>, RawService>,
     base: &std::path::Path,
+    doc: &Spanned<toml::de::DeValue<'_>>,
     pos_of: &dyn Fn(usize) -> Pos,
     report: &mut Report<'_>,
 ) -> GslbConfig {
@@ -268,7 +282,7 @@ pub(super) fn validate(
     };
     let history = out.health.history;
     for (name, raw) in regions {
-        if let Some(r) = region(&name, raw, base, history, pos_of, report) {
+        if let Some(r) = region(&name, raw, base, doc, history, pos_of, report) {
             if out.regions.len() == MAX_REGIONS {
                 report(
                     name.span(),
@@ -303,6 +317,7 @@ fn region(
     name: &Spanned<String>,
     raw: RawRegion,
     base: &std::path::Path,
+    doc: &Spanned<toml::de::DeValue<'_>>,
     history: usize,
     pos_of: &dyn Fn(usize) -> Pos,
     report: &mut Report<'_>,
@@ -385,17 +400,19 @@ fn region(
     }) {
         r.bias_km = b;
     }
-    checks(&mut r, raw.check, raw.checks, raw.quorum, base, history, report);
+    checks(&mut r, raw.check, raw.checks, raw.quorum, base, doc, history, report);
     Some(r)
 }
 
 /// `check` (one) or `checks` (several) and `quorum`.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn checks(
     r: &mut RegionConfig,
-    one: Option<Spanned<RawCheck>>,
-    many: Option<Vec<Spanned<RawCheck>>>,
+    one: Option<Spanned<serde::de::IgnoredAny>>,
+    many: Option<Vec<Spanned<serde::de::IgnoredAny>>>,
     quorum: Option<Spanned<i64>>,
     base: &std::path::Path,
+    doc: &Spanned<toml::de::DeValue<'_>>,
     history: usize,
     report: &mut Report<'_>,
 ) {
@@ -409,19 +426,16 @@ fn checks(
         return;
     }
     let mut count = 0;
-    if let Some(c) = one {
-        count = 1;
-        r.checks.extend(super::health::check(c.into_inner(), &format!("regions.{n}.check"), base, history, report));
+    let mut tables = Vec::new();
+    if one.is_some() {
+        tables.extend(super::health::check_table(doc, &n, None).map(|t| (t, format!("regions.{n}.check"))));
     }
-    for (i, c) in many.unwrap_or_default().into_iter().enumerate() {
+    for i in 0..many.map_or(0, |m| m.len()) {
+        tables.extend(super::health::check_table(doc, &n, Some(i)).map(|t| (t, format!("regions.{n}.checks[{i}]"))));
+    }
+    for (table, field) in tables {
         count += 1;
-        r.checks.extend(super::health::check(
-            c.into_inner(),
-            &format!("regions.{n}.checks[{i}]"),
-            base,
-            history,
-            report,
-        ));
+        r.checks.extend(super::health::check(table, &field, base, history, report));
     }
     if let Some(q) = quorum {
         match usize::try_from(*q.get_ref()) {

@@ -1,6 +1,10 @@
 //! `[health]` and the health checks of a region (`[regions.NAME.check]` or
 //! `[[regions.NAME.checks]]` with `quorum`), validated into plain values the prober runs.
 //!
+//! This file reads what every check has (`type` and the timing below) and which keys a
+//! check may have; the rest of the table goes to the kind its `type` names, which owns its
+//! keys, their validation and their defaults (`health::probe::{http, tcp}`).
+//!
 //! Defaults, chosen so a dead region leaves the answers in about `interval × fall + timeout`
 //! (2 s × 3 + 1 s = 7 s) while one lost packet never moves traffic:
 //!
@@ -11,20 +15,18 @@
 //! | `rise`     | 2                      | one lucky answer does not bring a region back         |
 //! | `fall`     | 3                      | one lost probe does not take a region out             |
 //! | `window`, `window_failures` | none  | opt-in: F failures of the last W probes, for endpoints that fail often but never `fall` in a row |
-//! | `expect_status` | 200-399           | what load balancers call "up" (redirects included)    |
 
-use std::collections::BTreeMap;
-use std::ops::{Range, RangeInclusive};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::DeValue;
 
 use super::gslb::Report;
 use super::{in_range, parse_duration};
+pub use crate::health::check::{CheckConfig, Window};
+use crate::health::probe::{self, COMMON_KEYS, KINDS};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -51,91 +53,6 @@ impl Default for HealthConfig {
     }
 }
 
-/// One health check of a region. Two checks are equal when they probe the same way, so a
-/// reload that leaves a region's checks equal keeps its health state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckConfig {
-    pub kind: CheckKind,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub rise: u32,
-    pub fall: u32,
-    /// `window` and `window_failures`: also unhealthy when this many of the latest probes
-    /// failed, consecutive or not. None (the default): `fall` consecutive failures only.
-    pub window: Option<Window>,
-}
-
-/// The window rule of a check: unhealthy when at least `failures` of the last `size`
-/// probes failed; healthy again after `rise` consecutive successes. Catches an endpoint
-/// that fails often but never `fall` times in a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    /// Probes looked at (`window`): 2 to `[health] history`.
-    pub size: u32,
-    /// Failures among them that make the check unhealthy (`window_failures`): 1 to `size`.
-    pub failures: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CheckKind {
-    Http(Box<HttpCheck>),
-    /// A TCP connect to `host:port`.
-    Tcp {
-        address: String,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpMethod {
-    Get,
-    Head,
-}
-
-/// An HTTP or HTTPS check (the URL's scheme says which).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpCheck {
-    /// What is probed: its host may differ from the addresses the region answers with.
-    pub url: reqwest::Url,
-    pub method: HttpMethod,
-    /// Status codes that count as healthy.
-    pub expect_status: Vec<RangeInclusive<u16>>,
-    /// The first few KiB of the body must contain this.
-    pub body_contains: Option<String>,
-    pub host_header: Option<String>,
-    pub headers: Vec<(String, String)>,
-    /// SNI and certificate name, when the URL's host is an address or another name.
-    pub tls_server_name: Option<String>,
-    /// The only roots trusted for this check (DER), from `tls_ca_file`; empty: the system's.
-    pub tls_ca: Vec<CertificateDer<'static>>,
-    pub tls_ca_file: Option<PathBuf>,
-    /// Accept any certificate (self-signed test setups). Off unless asked for by name.
-    pub tls_insecure: bool,
-}
-
-impl HttpCheck {
-    pub fn is_https(&self) -> bool {
-        self.url.scheme() == "https"
-    }
-
-    pub fn is_expected(&self, status: u16) -> bool {
-        self.expect_status.iter().any(|r| r.contains(&status))
-    }
-}
-
-/// The host part of a Host header value: `name`, `name:port`, `[v6]` or `[v6]:port`.
-pub fn host_part(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
-}
-
-/// How many bytes of a body `body_contains` searches.
-pub const BODY_LIMIT: usize = 4096;
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHealth {
@@ -143,27 +60,32 @@ pub(super) struct RawHealth {
     history: Option<Spanned<i64>>,
 }
 
+/// The keys every check has; the rest of its table belongs to its kind
+/// ([`crate::health::probe::KINDS`]), which reads it itself.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawCheck {
+struct RawCommon {
     #[serde(rename = "type")]
     kind: Spanned<String>,
-    url: Option<Spanned<String>>,
-    address: Option<Spanned<String>>,
-    method: Option<Spanned<String>>,
-    expect_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
-    body_contains: Option<Spanned<String>>,
-    host_header: Option<Spanned<String>>,
-    headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
-    tls_server_name: Option<Spanned<String>>,
-    tls_ca_file: Option<Spanned<String>>,
-    tls_insecure: Option<Spanned<bool>>,
     interval: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     rise: Option<Spanned<i64>>,
     fall: Option<Spanned<i64>>,
     window: Option<Spanned<i64>>,
     window_failures: Option<Spanned<i64>>,
+}
+
+/// The table of a region's check in the parsed document: `regions.NAME.check`
+/// (`index` None) or `regions.NAME.checks[index]`.
+pub(super) fn check_table<'a, 'i>(
+    doc: &'a Spanned<DeValue<'i>>,
+    region: &str,
+    index: Option<usize>,
+) -> Option<&'a Spanned<DeValue<'i>>> {
+    let r = doc.get_ref().get("regions")?.get_ref().get(region)?.get_ref();
+    match index {
+        None => r.get("check"),
+        Some(i) => r.get("checks")?.get_ref().get(i),
+    }
 }
 
 pub(super) fn health(raw: RawHealth, report: &mut Report<'_>) -> HealthConfig {
@@ -185,79 +107,50 @@ pub(super) fn health(raw: RawHealth, report: &mut Report<'_>) -> HealthConfig {
     h
 }
 
-/// Validates one check; `field` names it in errors (`regions.fra.checks[1]`), `base` anchors
-/// `tls_ca_file`, `history` (`[health] history`) bounds `window`.
+/// Validates one check table: its type, the keys every check has, which keys it may
+/// have; the rest goes to the kind its `type` names. `field` names it in errors
+/// (`regions.fra.checks[1]`), `base` anchors relative paths, `history` (`[health] history`)
+/// bounds `window`.
 pub(super) fn check(
-    raw: RawCheck,
+    table: &Spanned<DeValue<'_>>,
     field: &str,
     base: &Path,
     history: usize,
     report: &mut Report<'_>,
 ) -> Option<CheckConfig> {
+    let raw: RawCommon = probe::deserialize(table, report)?;
     let f = |k: &str| format!("{field}.{k}");
+    let type_name = raw.kind.get_ref().as_str();
+    let Some(kind) = probe::kind(type_name) else {
+        report(
+            raw.kind.span(),
+            format!("{}: {type_name:?} is not a check type", f("type")),
+            Some(&format!("use {}", probe::type_list())),
+        );
+        return None;
+    };
     let mut ok = true;
-    let mut bad = |span: Range<usize>, message: String, hint: Option<&str>| {
+    let mut bad = |span: std::ops::Range<usize>, message: String, hint: Option<&str>| {
         ok = false;
         report(span, message, hint);
     };
-    let kind_name = raw.kind.get_ref().as_str();
-    let is_http = match kind_name {
-        "http" | "https" => true,
-        "tcp" => false,
-        other => {
+    // Keys of another kind are mistakes, not silently ignored; keys of none are typos.
+    for (key, value) in table.get_ref().as_table().into_iter().flatten() {
+        let k: &str = key.get_ref().as_ref();
+        if COMMON_KEYS.contains(&k) || kind.keys.contains(&k) {
+            continue;
+        }
+        if KINDS.iter().any(|other| other.keys.contains(&k)) {
+            let (message, hint) = (kind.foreign_key)(type_name, k);
+            bad(value.span(), format!("{}: {message}", f(k)), Some(&hint));
+        } else {
+            let known: Vec<String> =
+                COMMON_KEYS.iter().chain(KINDS.iter().flat_map(|o| o.keys)).map(|k| format!("`{k}`")).collect();
             bad(
-                raw.kind.span(),
-                format!("{}: {other:?} is not a check type", f("type")),
-                Some("use \"http\", \"https\" or \"tcp\""),
+                key.span(),
+                format!("unknown field `{k}`, expected one of {}", known.join(", ")),
+                Some("see README.md, section Configuration, for every key"),
             );
-            return None;
-        }
-    };
-    // Keys that belong to the other kind of check are mistakes, not silently ignored.
-    let http_only: [(&str, Option<Range<usize>>); 9] = [
-        ("url", raw.url.as_ref().map(Spanned::span)),
-        ("method", raw.method.as_ref().map(Spanned::span)),
-        ("expect_status", raw.expect_status.as_ref().map(Spanned::span)),
-        ("body_contains", raw.body_contains.as_ref().map(Spanned::span)),
-        ("host_header", raw.host_header.as_ref().map(Spanned::span)),
-        ("headers", raw.headers.as_ref().and_then(|h| h.keys().next()).map(Spanned::span)),
-        ("tls_server_name", raw.tls_server_name.as_ref().map(Spanned::span)),
-        ("tls_ca_file", raw.tls_ca_file.as_ref().map(Spanned::span)),
-        ("tls_insecure", raw.tls_insecure.as_ref().map(Spanned::span)),
-    ];
-    if is_http {
-        if let Some(a) = &raw.address {
-            bad(
-                a.span(),
-                format!("{}: {kind_name} checks take a url, not an address", f("address")),
-                Some("write url = \"http://192.0.2.10/healthz\""),
-            );
-        }
-    } else {
-        for (key, span) in http_only {
-            if let Some(span) = span {
-                bad(
-                    span,
-                    format!("{}: tcp checks only connect; {key} is for http and https checks", f(key)),
-                    Some("remove it, or use type = \"http\""),
-                );
-            }
-        }
-    }
-    let tls_only = [
-        ("tls_server_name", raw.tls_server_name.as_ref().map(Spanned::span)),
-        ("tls_ca_file", raw.tls_ca_file.as_ref().map(Spanned::span)),
-        ("tls_insecure", raw.tls_insecure.as_ref().map(Spanned::span)),
-    ];
-    if kind_name == "http" {
-        for (key, span) in tls_only {
-            if let Some(span) = span {
-                bad(
-                    span,
-                    format!("{}: {key} is for https checks", f(key)),
-                    Some("use type = \"https\" with an https:// url"),
-                );
-            }
         }
     }
 
@@ -304,33 +197,8 @@ pub(super) fn check(
     let fall = count(&raw.fall, "fall", DEFAULT_FALL);
     let window = window(&raw, field, history, &mut bad);
 
-    let kind = if is_http {
-        http(&raw, kind_name, field, base, &mut bad)
-    } else {
-        match &raw.address {
-            None => {
-                bad(
-                    raw.kind.span(),
-                    format!("{field}: a tcp check needs an address"),
-                    Some("add address = \"192.0.2.10:443\""),
-                );
-                None
-            }
-            Some(a) => match a.get_ref().rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
-                    Some(CheckKind::Tcp { address: a.get_ref().clone() })
-                }
-                _ => {
-                    bad(
-                        a.span(),
-                        format!("{}: {:?} is not host:port", f("address"), a.get_ref()),
-                        Some("write e.g. \"192.0.2.10:443\", \"[2001:db8::1]:443\" or \"lb.example.net:443\""),
-                    );
-                    None
-                }
-            },
-        }
-    };
+    let table = probe::Table { type_name, type_span: raw.kind.span(), field, base, value: table };
+    let kind = (kind.parse)(&table, &mut bad);
     let kind = kind?;
     ok.then_some(CheckConfig { kind, interval, timeout, rise, fall, window })
 }
@@ -338,7 +206,7 @@ pub(super) fn check(
 /// `window` and `window_failures`: both or neither; 2 <= window <= history (the results
 /// kept are the ones the admin API shows, so the operator can see what the rule saw);
 /// 1 <= window_failures <= window.
-fn window(raw: &RawCheck, field: &str, history: usize, bad: &mut Report<'_>) -> Option<Window> {
+fn window(raw: &RawCommon, field: &str, history: usize, bad: &mut Report<'_>) -> Option<Window> {
     let f = |k: &str| format!("{field}.{k}");
     let (w, n) = match (&raw.window, &raw.window_failures) {
         (None, None) => return None,
@@ -382,199 +250,12 @@ fn window(raw: &RawCheck, field: &str, history: usize, bad: &mut Report<'_>) -> 
     Some(Window { size: size as u32, failures: failures as u32 })
 }
 
-fn http(raw: &RawCheck, kind_name: &str, field: &str, base: &Path, bad: &mut Report<'_>) -> Option<CheckKind> {
-    let f = |k: &str| format!("{field}.{k}");
-    let Some(u) = &raw.url else {
-        bad(
-            raw.kind.span(),
-            format!("{field}: an {kind_name} check needs a url"),
-            Some(&format!("add url = \"{kind_name}://192.0.2.10/healthz\"")),
-        );
-        return None;
-    };
-    let url = match reqwest::Url::parse(u.get_ref()) {
-        Ok(url) if url.scheme() != kind_name => {
-            bad(
-                u.span(),
-                format!("{}: scheme {:?} does not match type = {kind_name:?}", f("url"), url.scheme()),
-                Some(&format!("write {kind_name}://... or change the type")),
-            );
-            None
-        }
-        Ok(url) if url.host().is_none() => {
-            bad(u.span(), format!("{}: {:?} has no host", f("url"), u.get_ref()), None);
-            None
-        }
-        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
-            bad(
-                u.span(),
-                format!("{}: credentials in the url are not supported", f("url")),
-                Some("send them with headers = { Authorization = \"...\" }"),
-            );
-            None
-        }
-        Ok(url) => Some(url),
-        Err(e) => {
-            bad(
-                u.span(),
-                format!("{}: {:?} is not a url: {e}", f("url"), u.get_ref()),
-                Some(&format!("write e.g. \"{kind_name}://192.0.2.10:8080/healthz\"")),
-            );
-            None
-        }
-    };
-    let method = match raw.method.as_ref().map(|m| (m, m.get_ref().to_ascii_uppercase())) {
-        None => HttpMethod::Get,
-        Some((_, m)) if m == "GET" => HttpMethod::Get,
-        Some((_, m)) if m == "HEAD" => HttpMethod::Head,
-        Some((m, _)) => {
-            bad(m.span(), format!("{}: {:?} is not GET or HEAD", f("method"), m.get_ref()), None);
-            HttpMethod::Get
-        }
-    };
-    let mut expect_status = Vec::new();
-    if let Some(list) = &raw.expect_status {
-        if list.get_ref().is_empty() {
-            bad(list.span(), format!("{}: is empty: no answer could pass", f("expect_status")), None);
-        }
-        for item in list.get_ref() {
-            let range = match item.get_ref() {
-                toml::Value::Integer(n) => u16::try_from(*n).ok().map(|n| n..=n),
-                toml::Value::String(s) => match s.split_once('-') {
-                    Some((a, b)) => match (a.trim().parse::<u16>(), b.trim().parse::<u16>()) {
-                        (Ok(a), Ok(b)) if a <= b => Some(a..=b),
-                        _ => None,
-                    },
-                    None => s.trim().parse::<u16>().ok().map(|n| n..=n),
-                },
-                _ => None,
-            };
-            match range {
-                Some(r) if (100..=599).contains(r.start()) && (100..=599).contains(r.end()) => expect_status.push(r),
-                _ => bad(
-                    item.span(),
-                    format!("{}: {} is not a status code or range", f("expect_status"), item.get_ref()),
-                    Some("write codes 100-599 as numbers or ranges, e.g. [200, 204] or [\"200-299\"]"),
-                ),
-            }
-        }
-    } else {
-        expect_status.push(200..=399);
-    }
-    let body_contains = raw.body_contains.as_ref().and_then(|b| {
-        if b.get_ref().is_empty() || b.get_ref().len() > BODY_LIMIT {
-            bad(
-                b.span(),
-                format!("{}: must be 1 to {BODY_LIMIT} bytes", f("body_contains")),
-                Some(&format!("only the first {BODY_LIMIT} bytes of the body are read")),
-            );
-            return None;
-        }
-        if method == HttpMethod::Head {
-            bad(b.span(), format!("{}: a HEAD answer has no body", f("body_contains")), Some("use method = \"GET\""));
-        }
-        Some(b.get_ref().clone())
-    });
-    let host_header = raw.host_header.as_ref().and_then(|h| {
-        let valid = reqwest::header::HeaderValue::from_str(h.get_ref()).is_ok() && !h.get_ref().is_empty();
-        if !valid {
-            bad(h.span(), format!("{}: {:?} is not a valid Host", f("host_header"), h.get_ref()), None);
-        }
-        valid.then(|| h.get_ref().clone())
-    });
-    let mut headers = Vec::new();
-    for (k, v) in raw.headers.iter().flatten() {
-        if reqwest::header::HeaderName::from_bytes(k.get_ref().as_bytes()).is_err() {
-            bad(k.span(), format!("{}: {:?} is not a header name", f("headers"), k.get_ref()), None);
-        } else if k.get_ref().eq_ignore_ascii_case("host") {
-            bad(k.span(), format!("{}: set Host with host_header", f("headers")), Some("write host_header = \"...\""));
-        } else if reqwest::header::HeaderValue::from_str(v.get_ref()).is_err() {
-            bad(v.span(), format!("{}: {:?} is not a valid header value", f("headers"), v.get_ref()), None);
-        } else {
-            headers.push((k.get_ref().clone(), v.get_ref().clone()));
-        }
-    }
-    let tls_server_name = raw.tls_server_name.as_ref().and_then(|s| {
-        let valid = rustls::pki_types::ServerName::try_from(s.get_ref().as_str()).is_ok();
-        if !valid {
-            bad(
-                s.span(),
-                format!("{}: {:?} is not a DNS name", f("tls_server_name"), s.get_ref()),
-                Some("the name the certificate is for, e.g. \"www.example.com\""),
-            );
-        }
-        valid.then(|| s.get_ref().clone())
-    });
-    // Without tls_server_name an HTTPS probe takes its server name from host_header, so that
-    // must be one (or an address, which has no SNI and is not checked by name).
-    if let (Some(h), None, "https") = (&raw.host_header, &raw.tls_server_name, kind_name) {
-        let host = host_part(h.get_ref());
-        if host_header.is_some() && rustls::pki_types::ServerName::try_from(host).is_err() {
-            bad(
-                h.span(),
-                format!("{}: {host:?} cannot be the TLS server name of this https check", f("host_header")),
-                Some("set tls_server_name = \"...\" to the name the certificate is for"),
-            );
-        }
-    }
-    let tls_insecure = raw.tls_insecure.as_ref().is_some_and(|b| *b.get_ref());
-    let mut tls_ca = Vec::new();
-    let mut tls_ca_file = None;
-    if let Some(c) = &raw.tls_ca_file {
-        let path = base.join(c.get_ref());
-        match std::fs::read(&path) {
-            Err(e) => bad(
-                c.span(),
-                format!("{}: cannot read {}: {e}", f("tls_ca_file"), path.display()),
-                Some("a path relative to the config file's directory"),
-            ),
-            Ok(pem) => {
-                let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-                match certs {
-                    Ok(certs) if !certs.is_empty() => tls_ca = certs,
-                    Ok(_) => bad(
-                        c.span(),
-                        format!("{}: {} holds no certificate", f("tls_ca_file"), path.display()),
-                        Some("a PEM file with -----BEGIN CERTIFICATE----- blocks"),
-                    ),
-                    Err(e) => bad(
-                        c.span(),
-                        format!("{}: {} is not PEM: {e:?}", f("tls_ca_file"), path.display()),
-                        Some("a PEM file with -----BEGIN CERTIFICATE----- blocks"),
-                    ),
-                }
-                tls_ca_file = Some(path);
-            }
-        }
-        if tls_insecure {
-            bad(
-                c.span(),
-                format!(
-                    "{}: tls_insecure = true trusts every certificate; a CA file would be ignored",
-                    f("tls_ca_file")
-                ),
-                Some("keep one of the two"),
-            );
-        }
-    }
-    Some(CheckKind::Http(Box::new(HttpCheck {
-        url: url?,
-        method,
-        expect_status,
-        body_contains,
-        host_header,
-        headers,
-        tls_server_name,
-        tls_ca,
-        tls_ca_file,
-        tls_insecure,
-    })))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::parse;
+    use crate::health::probe::http::{Http, HttpMethod};
+    use crate::health::probe::tcp::Tcp;
 
     const FILE: &str = "/etc/gslbd/gslbd.toml";
     const REGION: &str = "[regions.fra]\naddresses = [\"192.0.2.10\"]\n";
@@ -595,7 +276,7 @@ mod tests {
         assert_eq!((r.checks.len(), r.quorum), (1, None));
         let check = &r.checks[0];
         assert_eq!((check.interval, check.timeout, check.rise, check.fall), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT, 2, 3));
-        let CheckKind::Http(h) = &check.kind else { panic!("not http: {check:?}") };
+        let Http(h) = check.kind.downcast_ref::<Http>().expect("http");
         assert_eq!(h.method, HttpMethod::Get);
         assert!(h.is_expected(200) && h.is_expected(399) && !h.is_expected(400) && !h.is_expected(503));
         assert_eq!(c.gslb.health, HealthConfig { unknown_is_up: true, history: 10 });
@@ -613,7 +294,7 @@ mod tests {
              [health]\nunknown = \"down\"\nhistory = 3\n");
         let r = &c.gslb.regions[0];
         assert_eq!((r.checks.len(), r.quorum), (3, Some(2)));
-        let CheckKind::Http(h) = &r.checks[0].kind else { panic!() };
+        let Http(h) = r.checks[0].kind.downcast_ref::<Http>().expect("http");
         assert_eq!(h.method, HttpMethod::Head);
         assert_eq!(h.expect_status, vec![200..=200, 300..=302]);
         assert_eq!(h.headers, vec![("X-Probe".to_string(), "1".to_string())]);
@@ -625,7 +306,7 @@ mod tests {
             (Duration::from_millis(500), Duration::from_millis(250))
         );
         assert_eq!((r.checks[0].rise, r.checks[0].fall), (1, 5));
-        assert_eq!(r.checks[1].kind, CheckKind::Tcp { address: "10.0.0.1:443".into() });
+        assert_eq!(r.checks[1].kind.downcast_ref::<Tcp>(), Some(&Tcp { address: "10.0.0.1:443".into() }));
         assert_eq!(r.checks[1].timeout, Duration::from_millis(300));
         assert_eq!(c.gslb.health, HealthConfig { unknown_is_up: false, history: 3 });
     }
@@ -704,6 +385,26 @@ mod tests {
                 "7:13: error: regions.fra.check.headers: \"bad name\" is not a header name",
                 "8:10: error: regions.fra.check.method: \"POST\" is not GET or HEAD",
                 "10:11: error: health.unknown: \"maybe\" is not a choice",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_does_not_hide_the_other_checks_errors() {
+        let e = errs(
+            "[[regions.fra.checks]]\ntype = \"tcp\"\naddress = \"10.0.0.1:80\"\nrise = \"two\"\n\
+             [[regions.fra.checks]]\ntype = \"tcp\"\naddress = \"10.0.0.1:80\"\nheaders = { X = \"1\" }\n\
+             [[regions.fra.checks]]\ntype = \"http\"\nurl = \"http://x/\"\naddress = \"1.2.3.4:80\"\n\
+             expect_status = \"200\"\n[[regions.fra.checks]]\nurl = \"http://x/\"\n",
+        );
+        assert_prefixes(
+            &e,
+            &[
+                "6:8: error: invalid type: string \"two\", expected i64",
+                "10:11: error: regions.fra.checks[1].headers: tcp checks only connect; headers is for http and https checks\n  hint: remove it, or use type = \"http\"",
+                "14:11: error: regions.fra.checks[2].address: http checks take a url, not an address\n  hint: write url = \"http://192.0.2.10/healthz\"",
+                "15:17: error: invalid type: string \"200\", expected a sequence",
+                "16:1: error: missing field `type`",
             ],
         );
     }

@@ -8,6 +8,8 @@ pub mod health;
 pub mod rrl;
 
 use std::fmt;
+
+use crate::load_error::{LoadError, LoadErrorKind, Location};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -116,30 +118,6 @@ impl Default for Config {
     }
 }
 
-/// One problem in a config file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: error: {}", self.file.display(), self.message)?;
-        } else {
-            write!(f, "{}:{}:{}: error: {}", self.file.display(), self.line, self.col, self.message)?;
-        }
-        if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
-        }
-        Ok(())
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -191,30 +169,27 @@ struct RawZones {
 }
 
 /// Reads and validates a config file. Relative paths in it are relative to its directory.
-pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            col: 0,
-            message: format!("cannot read config: {e}"),
-            hint: None,
-        }]
-    })?;
+pub fn load(path: &Path) -> Result<Config, Vec<LoadError>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![LoadError { location: Location::file(path), kind: LoadErrorKind::ConfigUnreadable(e) }])?;
     parse(&text, path)
 }
 
 /// Validates config text; `path` names it in errors and anchors relative paths.
-pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
+pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
     let at = |span: std::ops::Range<usize>, message: String, hint: Option<&str>| {
         let (line, col) = line_col(text, span.start);
-        ConfigError { file: path.to_path_buf(), line, col, message, hint: hint.map(str::to_string) }
+        LoadError::setting(path, line as u32, col as u32, message, hint)
     };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let msg = e.message().trim().to_string();
-        let hint = msg.starts_with("unknown field").then_some("see README.md, section Configuration, for every key");
-        vec![at(span, msg, hint)]
+        let (line, col) = line_col(text, e.span().unwrap_or(0..0).start);
+        let message = e.message().trim().to_string();
+        let hint =
+            message.starts_with("unknown field").then_some("see README.md, section Configuration, for every key");
+        vec![LoadError {
+            location: Location::at(path, line as u32, col as u32),
+            kind: LoadErrorKind::ConfigSyntax { message, hint },
+        }]
     })?;
     let mut errors = Vec::new();
     let mut cfg = Config { path: Some(path.to_path_buf()), ..Config::default() };
@@ -336,9 +311,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<ConfigError>> {
         gslb::Pos { line, col }
     };
     let mut report = |span, message, hint: Option<&str>| errors.push(at(span, message, hint));
-    cfg.gslb = gslb::validate(raw.geoip, raw.health, raw.regions, raw.services, base, &pos_of, &mut report);
+    // The document again, with the span of every key and value: each check's table is
+    // handed to its kind (health::probe) as written. It parsed above, so it parses here.
+    let doc = match toml::de::DeTable::parse(text) {
+        Ok(t) => Spanned::new(t.span(), toml::de::DeValue::Table(t.into_inner())),
+        Err(_) => Spanned::new(0..0, toml::de::DeValue::Table(Default::default())),
+    };
+    cfg.gslb = gslb::validate(raw.geoip, raw.health, raw.regions, raw.services, base, &doc, &pos_of, &mut report);
     // In file order, however the checks happened to run.
-    errors.sort_by_key(|e| (e.line, e.col));
+    errors.sort_by_key(|e| (e.location.line, e.location.column));
     if errors.is_empty() { Ok(cfg) } else { Err(errors) }
 }
 

@@ -7,6 +7,7 @@ use mmdb_writer::Writer;
 use serde::Serialize;
 
 use super::*;
+use crate::load_error::LoadError;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/test-city.mmdb")
@@ -147,6 +148,7 @@ fn database_without_country_data_is_refused_by_name() {
     let (_dir, file) = temp_file("asn", &w.to_bytes().unwrap());
     let e = MmdbGeo::open(&file).unwrap_err();
     assert!(matches!(e, GeoError::NoGeoData { .. }), "{e:?}");
+    let e = LoadError::from(e);
     assert_eq!(
         e.to_string(),
         format!(
@@ -161,6 +163,7 @@ fn missing_file_error_names_the_path() {
     let path = Path::new("/nonexistent/dir/GeoLite2-City.mmdb");
     let e = MmdbGeo::open(path).unwrap_err();
     assert!(matches!(e, GeoError::Missing { .. }), "{e:?}");
+    let e = LoadError::from(e);
     assert!(
         e.to_string().starts_with("/nonexistent/dir/GeoLite2-City.mmdb: error: GeoIP database not found\n  hint: "),
         "{e}"
@@ -172,6 +175,7 @@ fn garbage_file_error_names_the_path() {
     let (_dir, file) = temp_file("garbage", b"this is not a MaxMind database\n");
     let e = MmdbGeo::open(&file).unwrap_err();
     assert!(matches!(e, GeoError::Corrupt { .. }), "{e:?}");
+    let e = LoadError::from(e);
     let want = format!("{}: error: not a MaxMind DB (.mmdb) file, or corrupt: ", file.display());
     assert!(e.to_string().starts_with(&want), "{e}");
 }
@@ -181,6 +185,7 @@ fn directory_is_unreadable_and_named() {
     let dir = std::env::temp_dir();
     let e = MmdbGeo::open(&dir).unwrap_err();
     assert!(matches!(e, GeoError::Unreadable { .. }), "{e:?}");
+    let e = LoadError::from(e);
     let want = format!("{}: error: cannot read GeoIP database: ", dir.display());
     assert!(e.to_string().starts_with(&want), "{e}");
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::gslb::{AllDown, GslbConfig, MinHealthy};
 use crate::geoip::GeoLookup;
+use crate::load_error::{LoadError, LoadErrorKind, Location};
 use crate::name::Name;
 use crate::policy::Step;
 use crate::rtype;
@@ -106,7 +107,7 @@ impl Gslb {
         zones: &ZoneSet,
         geo: Option<Arc<dyn GeoLookup>>,
         config_file: &Path,
-    ) -> Result<Gslb, Vec<String>> {
+    ) -> Result<Gslb, Vec<LoadError>> {
         let mut errors = Vec::new();
         let regions: Vec<Region> = cfg
             .regions
@@ -128,24 +129,21 @@ impl Gslb {
             .collect();
         let mut gslb = Gslb { regions, geo, unknown_is_up: cfg.health.unknown_is_up, ..Default::default() };
         for (i, s) in cfg.services.iter().enumerate() {
-            let at = format!("{}:{}:{}", config_file.display(), s.pos.line, s.pos.col);
+            let at =
+                |kind| LoadError { location: Location::at(config_file, s.pos.line as u32, s.pos.col as u32), kind };
+            let service = s.name.to_string();
             match zones.find(s.name.as_wire()) {
-                None => errors.push(format!(
-                    "{at}: error: service {} is not inside any served zone\n  hint: add a zone file for its parent domain, or fix the name",
-                    s.name
-                )),
+                None => errors.push(at(LoadErrorKind::ServiceOutsideZones { service })),
                 Some(zone) => match zone.lookup(s.name.as_wire()) {
-                    Lookup::Delegation { .. } => {
-                        errors.push(format!("{at}: error: service {} is below a delegation in zone {}", s.name, zone.apex()))
-                    }
+                    Lookup::Delegation { .. } => errors
+                        .push(at(LoadErrorKind::ServiceBelowDelegation { service, zone: zone.apex().to_string() })),
                     Lookup::Found(node)
                         if node.rrsets().iter().any(|r| matches!(r.rtype, rtype::A | rtype::AAAA | rtype::CNAME)) =>
                     {
-                        errors.push(format!(
-                            "{at}: error: service {} collides with static A, AAAA or CNAME records in {}\n  hint: remove them from the zone file; the service answers A and AAAA at that name (other types, like the apex SOA and NS, may stay)",
-                            s.name,
-                            zone.source().display()
-                        ))
+                        errors.push(at(LoadErrorKind::ServiceCollides {
+                            service,
+                            zone_file: zone.source().to_path_buf(),
+                        }))
                     }
                     _ => {}
                 },

@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use super::State;
-pub use crate::config::health::Window;
+pub use super::check::Window;
 
 /// A change of state, reported once when it happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

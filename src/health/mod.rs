@@ -5,7 +5,8 @@
 //!   -> HealthTable (immutable, published on a watch channel) -> new Snapshot status
 //! ```
 //!
-//! - [`probe`]: one HTTP, HTTPS or TCP attempt, bounded by its timeout.
+//! - [`check`]: one configured check; [`probe`]: one attempt of it (a file per kind:
+//!   http/https, tcp), bounded by its timeout.
 //! - [`machine`]: the pure rise/fall state machine of one check.
 //! - [`prober`]: the tasks that probe on a jittered schedule, and `apply()` on reload,
 //!   which keeps what the checks know.
@@ -23,6 +24,7 @@
 //! they have proven healthy. A region without checks is not in the table and is
 //! always up.
 
+pub mod check;
 pub mod machine;
 pub mod persist;
 pub mod probe;

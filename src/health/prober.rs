@@ -20,9 +20,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::check::CheckConfig;
 use super::{HealthTable, Machine, Probe, ProbeOutcome, ProbeRecord, RegionHealth, State, quorum};
-use crate::config::gslb::GslbConfig;
-use crate::config::health::CheckConfig;
 
 /// Weight of the newest RTT sample in the average: 0.3 follows a real change within a few
 /// probes (half-life about 2 probes) while one slow answer moves it by less than a third.
@@ -41,15 +40,6 @@ pub struct RegionChecks {
 }
 
 impl RegionChecks {
-    /// The regions of a configuration that have checks.
-    pub fn from_config(cfg: &GslbConfig) -> Vec<RegionChecks> {
-        cfg.regions
-            .iter()
-            .filter(|r| !r.checks.is_empty())
-            .map(|r| RegionChecks { name: r.name.clone(), checks: r.checks.clone(), quorum: r.quorum })
-            .collect()
-    }
-
     fn need(&self) -> usize {
         self.quorum.unwrap_or(self.checks.len())
     }
@@ -270,7 +260,7 @@ fn resumed_machines(old: &RegionChecks, machines: &[Machine], new: &RegionChecks
     new.checks
         .iter()
         .map(|c| {
-            let same = (0..machines.len().min(old.checks.len())).find(|&j| !taken[j] && old.checks[j].kind == c.kind);
+            let same = (0..machines.len().min(old.checks.len())).find(|&j| !taken[j] && old.checks[j].is_same_probe(c));
             match same {
                 Some(j) => {
                     taken[j] = true;
@@ -319,19 +309,9 @@ impl Shared {
             ProbeOutcome::Ok { .. } => "ok",
             ProbeOutcome::Fail(reason) => reason.kind(),
         };
-        crate::metrics::count(
-            "gslbd_probe_results_total",
-            "Health probe results by region and outcome (ok, timeout, refused, tls, status, ...).",
-            crate::metrics::labels(&[("region", region), ("result", result)]),
-        );
+        crate::metrics::probed(region, result, outcome.rtt());
         match &outcome {
             ProbeOutcome::Ok { rtt } => {
-                crate::metrics::observe(
-                    "gslbd_probe_duration_seconds",
-                    "Duration of successful health probes.",
-                    crate::metrics::labels(&[("region", region)]),
-                    rtt.as_secs_f64(),
-                );
                 e.health.rtt_ewma_ms = Some(ewma(e.health.rtt_ewma_ms, rtt.as_secs_f64() * 1000.0));
                 tracing::debug!(region, check = index, rtt_ms = rtt.as_secs_f64() * 1000.0, "probe ok");
             }
@@ -347,11 +327,7 @@ impl Shared {
             e.health.state = to;
             e.health.since = now;
             e.health.transitions += 1;
-            crate::metrics::count(
-                "gslbd_health_transitions_total",
-                "Region health changes, by the state entered.",
-                crate::metrics::labels(&[("region", region), ("to", to.as_str())]),
-            );
+            crate::metrics::health_changed(region, to.as_str());
             if to == State::Healthy {
                 e.health.reason = None;
                 tracing::info!(region, from = %from, to = %to, reason = "probes pass", "region health changed");

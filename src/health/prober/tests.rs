@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use super::*;
-use crate::config::health::CheckKind;
 use crate::health::FailReason;
+use crate::health::probe::tcp::Tcp;
 
 const OK: u8 = 0;
 const FAIL: u8 = 1;
@@ -34,7 +34,7 @@ impl Script {
 /// A TCP check whose address names the script that answers it.
 fn check(name: &str, rise: u32, fall: u32) -> CheckConfig {
     CheckConfig {
-        kind: CheckKind::Tcp { address: name.into() },
+        kind: Arc::new(Tcp { address: name.into() }),
         interval: INTERVAL,
         timeout: TIMEOUT,
         rise,
@@ -59,7 +59,7 @@ impl Fixture {
         let scripts: Arc<Mutex<HashMap<String, Arc<Script>>>> = Arc::default();
         let s2 = scripts.clone();
         let factory: ProbeFactory = Arc::new(move |c: &CheckConfig| {
-            let CheckKind::Tcp { address } = &c.kind else { panic!("tcp checks only") };
+            let Some(Tcp { address }) = c.kind.downcast_ref::<Tcp>() else { panic!("tcp checks only") };
             let script = s2.lock().unwrap().entry(address.clone()).or_default().clone();
             Probe::scripted(
                 c.timeout,

@@ -1,119 +1,167 @@
-//! Probes: one HTTP, HTTPS or TCP attempt against a region's health endpoint, bounded by the
-//! check's timeout. A failure is a value ([`FailReason`]) that says what a human needs to
-//! know (refused? timed out? which status?), never an error to bubble up or ignore.
+//! `type = "http"` and `type = "https"`: one request, judged by its status and optionally
+//! the start of its body. HTTPS is HTTP with TLS (rustls, ring provider).
 //!
-//! HTTP probes open a fresh connection each time (no keep-alive pool): a health check must
-//! see a listener that stopped accepting, not a pooled socket that happens to live on. They
-//! never follow redirects (a 3xx is judged by `expect_status`) and never use a proxy.
+//! Each probe opens a fresh connection (no keep-alive pool): a health check must see a
+//! listener that stopped accepting, not a pooled socket that happens to live on. It never
+//! follows redirects (a 3xx is judged by `expect_status`) and never uses a proxy.
+//!
+//! | key               | default            | meaning                                          |
+//! |-------------------|--------------------|--------------------------------------------------|
+//! | `url`             | —                  | required; its scheme must match `type`           |
+//! | `method`          | `"GET"`            | or `"HEAD"`                                      |
+//! | `expect_status`   | `["200-399"]`     | codes and ranges that pass (redirects included)  |
+//! | `body_contains`   | none               | searched in the first [`BODY_LIMIT`] bytes (GET) |
+//! | `host_header`     | the url's host     | Host; for https also the SNI unless `tls_server_name` |
+//! | `headers`         | none               | more headers (not Host); User-Agent is gslbd/VERSION |
+//! | `tls_server_name` | the url's host     | https: SNI, certificate name and Host; the url's host is still dialled |
+//! | `tls_ca_file`     | the system's roots | https: trust only these (PEM, relative to the config) |
+//! | `tls_insecure`    | false              | https: accept any certificate (test setups only) |
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::time::Instant;
+use serde::Deserialize;
+use toml::Spanned;
 
-use crate::config::health::{BODY_LIMIT, CheckConfig, CheckKind, HttpCheck, HttpMethod};
+use super::{Attempt, Check, FailReason, Kind, Report, ScriptFn, Table, USER_AGENT};
 
-/// What one probe found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeOutcome {
-    /// Healthy; `rtt` from the start of the attempt to the verdict (connect, request,
-    /// status line, and the body when `body_contains` is set).
-    Ok {
-        rtt: Duration,
-    },
-    Fail(FailReason),
+/// The registry entry of HTTP and HTTPS checks.
+pub static KIND: Kind = Kind {
+    types: &["http", "https"],
+    keys: &[
+        "url",
+        "method",
+        "expect_status",
+        "body_contains",
+        "host_header",
+        "headers",
+        "tls_server_name",
+        "tls_ca_file",
+        "tls_insecure",
+    ],
+    parse,
+    foreign_key,
+};
+
+/// How many bytes of a body `body_contains` searches.
+pub const BODY_LIMIT: usize = 4096;
+
+/// An HTTP or HTTPS check, as the prober holds it. (A tuple named as the kind so that
+/// `Debug`, which the saved-verdict fingerprint digests, reads `Http(HttpCheck { .. })` as
+/// in earlier versions.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct Http(pub HttpCheck);
+
+/// `method`: GET (the default) or HEAD (no body: `body_contains` is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Head,
 }
 
-impl ProbeOutcome {
-    pub fn is_ok(&self) -> bool {
-        matches!(self, ProbeOutcome::Ok { .. })
+/// An HTTP or HTTPS check (the URL's scheme says which).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    /// What is probed: its host may differ from the addresses the region answers with.
+    pub url: reqwest::Url,
+    /// GET unless set.
+    pub method: HttpMethod,
+    /// Status codes that count as healthy. Default 200-399.
+    pub expect_status: Vec<RangeInclusive<u16>>,
+    /// The first [`BODY_LIMIT`] bytes of the body must contain this. Default: not read.
+    pub body_contains: Option<String>,
+    /// The Host header (and, for https without `tls_server_name`, the SNI when it is a
+    /// name). Default: the url's host (or `tls_server_name`), with a non-default port.
+    pub host_header: Option<String>,
+    /// Sent as well, in order. Default none; User-Agent is always gslbd/VERSION.
+    pub headers: Vec<(String, String)>,
+    /// SNI and certificate name, when the URL's host is an address or another name.
+    /// Default: from `host_header`, else the url's host.
+    pub tls_server_name: Option<String>,
+    /// The only roots trusted for this check (DER), from `tls_ca_file`; empty: the system's.
+    pub tls_ca: Vec<CertificateDer<'static>>,
+    /// Where `tls_ca` was read from (relative to the config file). Default none.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any certificate (self-signed test setups). Off unless asked for by name.
+    pub tls_insecure: bool,
+}
+
+impl HttpCheck {
+    pub fn is_https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+
+    pub fn is_expected(&self, status: u16) -> bool {
+        self.expect_status.iter().any(|r| r.contains(&status))
     }
 }
 
-/// Why a probe failed, typed so logs, the admin API and tests agree on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailReason {
-    /// No verdict within the check's timeout (including an endpoint that accepts and never
-    /// answers).
-    Timeout(Duration),
-    ConnectionRefused,
-    /// Any other failure to connect (unreachable, reset during connect ...).
-    Connect(String),
-    /// The probe target's name did not resolve.
-    Resolve(String),
-    /// The TLS handshake failed: bad certificate, wrong name, not TLS at all ...
-    Tls(String),
-    /// An answer whose status is not in `expect_status`.
-    Status(u16),
-    /// The first [`BODY_LIMIT`] bytes of the body lack `body_contains`.
-    BodyMismatch,
-    /// The connection broke or the answer was not HTTP.
-    Http(String),
-    /// The probe could not be set up (e.g. no system root certificates); it fails until
-    /// the configuration changes.
-    Setup(String),
-}
-
-impl FailReason {
-    /// A short label for metrics (`gslbd_probe_results_total{result=...}`).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            FailReason::Timeout(_) => "timeout",
-            FailReason::ConnectionRefused => "refused",
-            FailReason::Connect(_) => "connect",
-            FailReason::Resolve(_) => "resolve",
-            FailReason::Tls(_) => "tls",
-            FailReason::Status(_) => "status",
-            FailReason::BodyMismatch => "body",
-            FailReason::Http(_) => "http",
-            FailReason::Setup(_) => "setup",
-        }
+/// The host part of a Host header value: `name`, `name:port`, `[v6]` or `[v6]:port`.
+pub fn host_part(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
     }
 }
 
-impl fmt::Display for FailReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FailReason::Timeout(d) => write!(f, "timeout after {}ms", d.as_millis()),
-            FailReason::ConnectionRefused => f.write_str("connection refused"),
-            FailReason::Connect(e) => write!(f, "cannot connect: {e}"),
-            FailReason::Resolve(e) => write!(f, "cannot resolve: {e}"),
-            FailReason::Tls(e) => write!(f, "tls error: {e}"),
-            FailReason::Status(s) => write!(f, "status {s}"),
-            FailReason::BodyMismatch => f.write_str("body mismatch"),
-            FailReason::Http(e) => write!(f, "http error: {e}"),
-            FailReason::Setup(e) => write!(f, "probe setup failed: {e}"),
-        }
+/// The table as written.
+#[derive(Debug, Deserialize)]
+struct RawHttp {
+    url: Option<Spanned<String>>,
+    method: Option<Spanned<String>>,
+    expect_status: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    body_contains: Option<Spanned<String>>,
+    host_header: Option<Spanned<String>>,
+    headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    tls_server_name: Option<Spanned<String>>,
+    tls_ca_file: Option<Spanned<String>>,
+    tls_insecure: Option<Spanned<bool>>,
+}
+
+fn parse(table: &Table<'_, '_>, report: &mut Report<'_>) -> Option<Arc<dyn Check>> {
+    let raw: RawHttp = table.deserialize(report)?;
+    let mut ok = true;
+    let check = validate(&raw, table, &mut |span, message, hint| {
+        ok = false;
+        report(span, message, hint);
+    });
+    let check = check?;
+    ok.then(|| Arc::new(Http(check)) as Arc<dyn Check>)
+}
+
+fn foreign_key(type_name: &str, key: &str) -> (String, String) {
+    match key {
+        "address" => (
+            format!("{type_name} checks take a url, not an address"),
+            "write url = \"http://192.0.2.10/healthz\"".into(),
+        ),
+        _ => (format!("{key} is not a key of {type_name} checks"), "remove it, or change the type".into()),
     }
 }
 
-/// A hand-made probe attempt, for tests of everything around probes (and for embedding).
-pub type Attempt = Pin<Box<dyn Future<Output = Result<(), FailReason>> + Send>>;
-pub type ScriptFn = Arc<dyn Fn() -> Attempt + Send + Sync>;
+impl Check for Http {
+    fn build(&self) -> Result<ScriptFn, String> {
+        let probe = Arc::new(HttpProbe::build(&self.0)?);
+        Ok(Arc::new(move || -> Attempt {
+            let probe = probe.clone();
+            Box::pin(async move { probe.attempt().await })
+        }))
+    }
 
-/// A ready-to-run probe built from one check: HTTP clients and TLS settings are built once
-/// and reused for every attempt.
-#[derive(Clone)]
-pub struct Probe {
-    timeout: Duration,
-    kind: Kind,
+    fn type_name(&self) -> &'static str {
+        if self.0.is_https() { "https" } else { "http" }
+    }
 }
 
-#[derive(Clone)]
-enum Kind {
-    Http(Box<HttpProbe>),
-    Tcp(String),
-    Broken(FailReason),
-    Script(ScriptFn),
-}
-
-#[derive(Clone)]
 struct HttpProbe {
     check: HttpCheck,
     client: reqwest::Client,
@@ -122,71 +170,211 @@ struct HttpProbe {
     url: reqwest::Url,
 }
 
-impl fmt::Debug for Probe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.kind {
-            Kind::Http(h) => h.url.as_str().to_string(),
-            Kind::Tcp(a) => format!("tcp {a}"),
-            Kind::Broken(r) => format!("broken: {r}"),
-            Kind::Script(_) => "script".to_string(),
-        };
-        f.debug_struct("Probe").field("kind", &kind).field("timeout", &self.timeout).finish()
-    }
-}
-
-/// `gslbd/<version>`: lets balancer logs tell our probes from clients.
-pub const USER_AGENT: &str = concat!("gslbd/", env!("CARGO_PKG_VERSION"));
-
-impl Probe {
-    /// Builds the probe for a check. A probe that cannot be built (no system roots, a
-    /// client that does not build) fails every attempt with [`FailReason::Setup`].
-    pub fn build(check: &CheckConfig) -> Probe {
-        let kind = match &check.kind {
-            CheckKind::Tcp { address } => Kind::Tcp(address.clone()),
-            CheckKind::Http(h) => match HttpProbe::build(h) {
-                Ok(p) => Kind::Http(Box::new(p)),
-                Err(e) => Kind::Broken(FailReason::Setup(e)),
-            },
-        };
-        Probe { timeout: check.timeout, kind }
-    }
-
-    /// A probe whose attempts are made by `script`, still bounded by `timeout`.
-    pub fn scripted(timeout: Duration, script: ScriptFn) -> Probe {
-        Probe { timeout, kind: Kind::Script(script) }
-    }
-
-    /// One attempt, never longer than the timeout (a hung endpoint is a timeout).
-    pub async fn run(&self) -> ProbeOutcome {
-        let start = Instant::now();
-        let attempt = async {
-            match &self.kind {
-                Kind::Http(h) => h.attempt().await,
-                Kind::Tcp(a) => tcp(a).await,
-                Kind::Broken(r) => Err(r.clone()),
-                Kind::Script(s) => s().await,
+fn validate(raw: &RawHttp, table: &Table<'_, '_>, bad: &mut Report<'_>) -> Option<HttpCheck> {
+    let (kind_name, field, base) = (table.type_name, table.field, table.base);
+    let f = |k: &str| table.key(k);
+    // TLS settings on a plain http check are mistakes, not silently ignored.
+    if kind_name == "http" {
+        let tls_only = [
+            ("tls_server_name", raw.tls_server_name.as_ref().map(Spanned::span)),
+            ("tls_ca_file", raw.tls_ca_file.as_ref().map(Spanned::span)),
+            ("tls_insecure", raw.tls_insecure.as_ref().map(Spanned::span)),
+        ];
+        for (key, span) in tls_only {
+            if let Some(span) = span {
+                bad(
+                    span,
+                    format!("{}: {key} is for https checks", f(key)),
+                    Some("use type = \"https\" with an https:// url"),
+                );
             }
-        };
-        match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(Ok(())) => ProbeOutcome::Ok { rtt: start.elapsed() },
-            Ok(Err(r)) => ProbeOutcome::Fail(r),
-            Err(_) => ProbeOutcome::Fail(FailReason::Timeout(self.timeout)),
         }
     }
-}
-
-async fn tcp(address: &str) -> Result<(), FailReason> {
-    let addrs: Vec<_> =
-        tokio::net::lookup_host(address).await.map_err(|e| FailReason::Resolve(e.to_string()))?.collect();
-    let mut last = FailReason::Resolve(format!("{address}: no addresses"));
-    for a in addrs {
-        match tokio::net::TcpStream::connect(a).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => last = FailReason::ConnectionRefused,
-            Err(e) => last = FailReason::Connect(e.to_string()),
+    let Some(u) = &raw.url else {
+        bad(
+            table.type_span.clone(),
+            format!("{field}: an {kind_name} check needs a url"),
+            Some(&format!("add url = \"{kind_name}://192.0.2.10/healthz\"")),
+        );
+        return None;
+    };
+    let url = match reqwest::Url::parse(u.get_ref()) {
+        Ok(url) if url.scheme() != kind_name => {
+            bad(
+                u.span(),
+                format!("{}: scheme {:?} does not match type = {kind_name:?}", f("url"), url.scheme()),
+                Some(&format!("write {kind_name}://... or change the type")),
+            );
+            None
+        }
+        Ok(url) if url.host().is_none() => {
+            bad(u.span(), format!("{}: {:?} has no host", f("url"), u.get_ref()), None);
+            None
+        }
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            bad(
+                u.span(),
+                format!("{}: credentials in the url are not supported", f("url")),
+                Some("send them with headers = { Authorization = \"...\" }"),
+            );
+            None
+        }
+        Ok(url) => Some(url),
+        Err(e) => {
+            bad(
+                u.span(),
+                format!("{}: {:?} is not a url: {e}", f("url"), u.get_ref()),
+                Some(&format!("write e.g. \"{kind_name}://192.0.2.10:8080/healthz\"")),
+            );
+            None
+        }
+    };
+    let method = match raw.method.as_ref().map(|m| (m, m.get_ref().to_ascii_uppercase())) {
+        None => HttpMethod::Get,
+        Some((_, m)) if m == "GET" => HttpMethod::Get,
+        Some((_, m)) if m == "HEAD" => HttpMethod::Head,
+        Some((m, _)) => {
+            bad(m.span(), format!("{}: {:?} is not GET or HEAD", f("method"), m.get_ref()), None);
+            HttpMethod::Get
+        }
+    };
+    let mut expect_status = Vec::new();
+    if let Some(list) = &raw.expect_status {
+        if list.get_ref().is_empty() {
+            bad(list.span(), format!("{}: is empty: no answer could pass", f("expect_status")), None);
+        }
+        for item in list.get_ref() {
+            let range = match item.get_ref() {
+                toml::Value::Integer(n) => u16::try_from(*n).ok().map(|n| n..=n),
+                toml::Value::String(s) => match s.split_once('-') {
+                    Some((a, b)) => match (a.trim().parse::<u16>(), b.trim().parse::<u16>()) {
+                        (Ok(a), Ok(b)) if a <= b => Some(a..=b),
+                        _ => None,
+                    },
+                    None => s.trim().parse::<u16>().ok().map(|n| n..=n),
+                },
+                _ => None,
+            };
+            match range {
+                Some(r) if (100..=599).contains(r.start()) && (100..=599).contains(r.end()) => expect_status.push(r),
+                _ => bad(
+                    item.span(),
+                    format!("{}: {} is not a status code or range", f("expect_status"), item.get_ref()),
+                    Some("write codes 100-599 as numbers or ranges, e.g. [200, 204] or [\"200-299\"]"),
+                ),
+            }
+        }
+    } else {
+        expect_status.push(200..=399);
+    }
+    let body_contains = raw.body_contains.as_ref().and_then(|b| {
+        if b.get_ref().is_empty() || b.get_ref().len() > BODY_LIMIT {
+            bad(
+                b.span(),
+                format!("{}: must be 1 to {BODY_LIMIT} bytes", f("body_contains")),
+                Some(&format!("only the first {BODY_LIMIT} bytes of the body are read")),
+            );
+            return None;
+        }
+        if method == HttpMethod::Head {
+            bad(b.span(), format!("{}: a HEAD answer has no body", f("body_contains")), Some("use method = \"GET\""));
+        }
+        Some(b.get_ref().clone())
+    });
+    let host_header = raw.host_header.as_ref().and_then(|h| {
+        let valid = reqwest::header::HeaderValue::from_str(h.get_ref()).is_ok() && !h.get_ref().is_empty();
+        if !valid {
+            bad(h.span(), format!("{}: {:?} is not a valid Host", f("host_header"), h.get_ref()), None);
+        }
+        valid.then(|| h.get_ref().clone())
+    });
+    let mut headers = Vec::new();
+    for (k, v) in raw.headers.iter().flatten() {
+        if reqwest::header::HeaderName::from_bytes(k.get_ref().as_bytes()).is_err() {
+            bad(k.span(), format!("{}: {:?} is not a header name", f("headers"), k.get_ref()), None);
+        } else if k.get_ref().eq_ignore_ascii_case("host") {
+            bad(k.span(), format!("{}: set Host with host_header", f("headers")), Some("write host_header = \"...\""));
+        } else if reqwest::header::HeaderValue::from_str(v.get_ref()).is_err() {
+            bad(v.span(), format!("{}: {:?} is not a valid header value", f("headers"), v.get_ref()), None);
+        } else {
+            headers.push((k.get_ref().clone(), v.get_ref().clone()));
         }
     }
-    Err(last)
+    let tls_server_name = raw.tls_server_name.as_ref().and_then(|s| {
+        let valid = rustls::pki_types::ServerName::try_from(s.get_ref().as_str()).is_ok();
+        if !valid {
+            bad(
+                s.span(),
+                format!("{}: {:?} is not a DNS name", f("tls_server_name"), s.get_ref()),
+                Some("the name the certificate is for, e.g. \"www.example.com\""),
+            );
+        }
+        valid.then(|| s.get_ref().clone())
+    });
+    // Without tls_server_name an HTTPS probe takes its server name from host_header, so that
+    // must be one (or an address, which has no SNI and is not checked by name).
+    if let (Some(h), None, "https") = (&raw.host_header, &raw.tls_server_name, kind_name) {
+        let host = host_part(h.get_ref());
+        if host_header.is_some() && rustls::pki_types::ServerName::try_from(host).is_err() {
+            bad(
+                h.span(),
+                format!("{}: {host:?} cannot be the TLS server name of this https check", f("host_header")),
+                Some("set tls_server_name = \"...\" to the name the certificate is for"),
+            );
+        }
+    }
+    let tls_insecure = raw.tls_insecure.as_ref().is_some_and(|b| *b.get_ref());
+    let mut tls_ca = Vec::new();
+    let mut tls_ca_file = None;
+    if let Some(c) = &raw.tls_ca_file {
+        let path = base.join(c.get_ref());
+        match std::fs::read(&path) {
+            Err(e) => bad(
+                c.span(),
+                format!("{}: cannot read {}: {e}", f("tls_ca_file"), path.display()),
+                Some("a path relative to the config file's directory"),
+            ),
+            Ok(pem) => {
+                let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+                match certs {
+                    Ok(certs) if !certs.is_empty() => tls_ca = certs,
+                    Ok(_) => bad(
+                        c.span(),
+                        format!("{}: {} holds no certificate", f("tls_ca_file"), path.display()),
+                        Some("a PEM file with -----BEGIN CERTIFICATE----- blocks"),
+                    ),
+                    Err(e) => bad(
+                        c.span(),
+                        format!("{}: {} is not PEM: {e:?}", f("tls_ca_file"), path.display()),
+                        Some("a PEM file with -----BEGIN CERTIFICATE----- blocks"),
+                    ),
+                }
+                tls_ca_file = Some(path);
+            }
+        }
+        if tls_insecure {
+            bad(
+                c.span(),
+                format!(
+                    "{}: tls_insecure = true trusts every certificate; a CA file would be ignored",
+                    f("tls_ca_file")
+                ),
+                Some("keep one of the two"),
+            );
+        }
+    }
+    Some(HttpCheck {
+        url: url?,
+        method,
+        expect_status,
+        body_contains,
+        host_header,
+        headers,
+        tls_server_name,
+        tls_ca,
+        tls_ca_file,
+        tls_insecure,
+    })
 }
 
 impl HttpProbe {
@@ -269,7 +457,7 @@ pub fn server_name(check: &HttpCheck) -> Option<String> {
     if let Some(n) = &check.tls_server_name {
         return Some(n.clone());
     }
-    let host = crate::config::health::host_part(check.host_header.as_deref()?);
+    let host = host_part(check.host_header.as_deref()?);
     matches!(ServerName::try_from(host), Ok(ServerName::DnsName(_))).then(|| host.to_string())
 }
 
@@ -393,10 +581,11 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpListener};
     use std::sync::Mutex;
+    use std::time::Duration;
 
+    use super::super::ProbeOutcome;
+    use super::super::tests::{TIMEOUT, run};
     use super::*;
-
-    const TIMEOUT: Duration = Duration::from_millis(300);
 
     /// A one-response-per-connection HTTP server on loopback; keeps every request it read.
     fn server(response: &'static str) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
@@ -438,14 +627,8 @@ mod tests {
         }
     }
 
-    async fn run(kind: CheckKind) -> ProbeOutcome {
-        let check =
-            CheckConfig { kind, interval: Duration::from_secs(1), timeout: TIMEOUT, rise: 1, fall: 1, window: None };
-        Probe::build(&check).run().await
-    }
-
     async fn run_http(check: HttpCheck) -> ProbeOutcome {
-        run(CheckKind::Http(Box::new(check))).await
+        run(Arc::new(Http(check))).await
     }
 
     const OK_BODY: &str = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nall good\n";
@@ -513,7 +696,7 @@ mod tests {
         let parts =
             [("a.test", "a.test"), ("a.test:8443", "a.test"), ("[::1]:443", "::1"), ("[::1]", "::1"), ("a:b", "a:b")];
         for (host, want) in parts {
-            assert_eq!(crate::config::health::host_part(host), want);
+            assert_eq!(host_part(host), want);
         }
     }
 
@@ -529,27 +712,6 @@ mod tests {
         assert!(took >= TIMEOUT && took < TIMEOUT + Duration::from_millis(200), "{took:?}");
         assert_eq!(FailReason::Timeout(TIMEOUT).to_string(), "timeout after 300ms");
         drop(held);
-    }
-
-    #[tokio::test]
-    async fn a_closed_port_is_refused_fast() {
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let start = std::time::Instant::now();
-        assert_eq!(
-            run(CheckKind::Tcp { address: addr.to_string() }).await,
-            ProbeOutcome::Fail(FailReason::ConnectionRefused)
-        );
-        assert_eq!(run_http(http(&format!("http://{addr}/"))).await, ProbeOutcome::Fail(FailReason::ConnectionRefused));
-        assert!(start.elapsed() < Duration::from_millis(200), "{:?}", start.elapsed());
-        assert_eq!(FailReason::ConnectionRefused.to_string(), "connection refused");
-    }
-
-    #[tokio::test]
-    async fn tcp_connect_passes_with_rtt() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let outcome = run(CheckKind::Tcp { address: l.local_addr().unwrap().to_string() }).await;
-        let ProbeOutcome::Ok { rtt } = outcome else { panic!("{outcome:?}") };
-        assert!(rtt < TIMEOUT);
     }
 
     #[tokio::test]
