@@ -291,13 +291,13 @@ async fn status(State(api): State<Api>) -> Response {
         .map(|(s, st)| {
             json!({
                 "name": s.name.to_string(),
-                "policy": s.chain.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "policy": s.chain.names(),
                 "regions": names(&s.regions),
                 "mode": st.mode.as_str(),
                 "healthy_regions": st.healthy,
                 "ttl": st.ttl,
                 "answer_set": { "A": names(&st.candidates_a), "AAAA": names(&st.candidates_aaaa) },
-                "latency_choice": st.latency_choice.map(|r| snap.gslb.regions[r as usize].name.clone()),
+                "latency_choice": st.rechosen.map(|r| snap.gslb.regions[r as usize].name.clone()),
             })
         })
         .collect();

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::gslb::Gslb;
-use crate::gslb::status::{Mode, RegionStatus, Status};
+use crate::gslb::status::{Mode, Status};
 use crate::health::HealthTable;
 use crate::metrics;
 use crate::overrides::Overrides;
+use crate::region::RegionStatus;
 use crate::state::{SharedState, Snapshot};
 
 /// Each configured region's effective state: a force in effect wins; else up per its health
@@ -64,15 +65,15 @@ pub fn with_status(
     prev: Option<&Snapshot>,
 ) -> Snapshot {
     let new = &snapshot.gslb;
-    let latency_prev = |i: usize| -> Option<crate::gslb::RegionId> {
+    let prev_rechosen = |i: usize| -> Option<crate::region::RegionId> {
         let prev = prev?;
         let name = &new.services.get(i)?.name;
         let old = prev.gslb.services.iter().position(|s| s.name == *name)?;
-        let choice = prev.status.services.get(old)?.latency_choice?;
+        let choice = prev.status.services.get(old)?.rechosen?;
         new.region_id(&prev.gslb.regions.get(choice as usize)?.name)
     };
     let regions = region_inputs(new, health, new.unknown_is_up, overrides, crate::overrides::now());
-    let status = Arc::new(Status::build_with(new, regions, &latency_prev));
+    let status = Arc::new(Status::build_with(new, regions, &prev_rechosen));
     Snapshot { status, ..snapshot }
 }
 
@@ -367,8 +368,8 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::gslb::Region;
     use crate::health::{RegionHealth, State};
+    use crate::region::Region;
 
     fn gslb(unknown_is_up: bool) -> Gslb {
         let region = |name: &str| Region {
@@ -480,9 +481,8 @@ mod tests {
     #[test]
     fn a_reload_keeps_the_latency_choice_by_name() {
         let old = latency_gslb(&["a", "b"]);
-        let choice = |snap: &Snapshot| {
-            snap.status.services[0].latency_choice.map(|r| snap.gslb.regions[r as usize].name.clone())
-        };
+        let choice =
+            |snap: &Snapshot| snap.status.services[0].rechosen.map(|r| snap.gslb.regions[r as usize].name.clone());
         let ov = Overrides::default();
         let state = crate::state::shared(Snapshot {
             gslb: old.clone(),

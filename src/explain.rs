@@ -119,21 +119,20 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
         })
         .collect();
     let mut ctx = Ctx {
-        gslb: &snap.gslb,
-        service,
-        service_status: st,
-        status: &snap.status,
+        regions: &snap.gslb.regions,
+        status: &snap.status.regions,
+        rechosen: st.rechosen,
         client: Client::located(client, location),
     };
-    let (chosen, steps) = select_traced(&mut ctx, family);
+    let (chosen, steps) = select_traced(&service.chain, st.candidates(family), &mut ctx);
     result["service"] = json!({
         "name": service.name.to_string(),
-        "policy": service.chain.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "policy": service.chain.names(),
         "mode": st.mode.as_str(),
         "ttl": st.ttl,
         "depends_on_client": service.is_client_dependent,
         "regions": regions,
-        "steps": steps.iter().map(|t| json!({ "policy": t.step, "before": names(snap, &t.before), "after": names(snap, &t.after) })).collect::<Vec<_>>(),
+        "steps": steps.iter().map(|t| json!({ "policy": t.policy, "before": names(snap, &t.before), "after": names(snap, &t.after) })).collect::<Vec<_>>(),
         "chosen": names(snap, &chosen),
         "note": "random policies (weighted, multivalue) may choose differently on each query",
     });

@@ -20,9 +20,12 @@
 //! - [`control`]: where health, overrides and reloads become a new snapshot.
 //! - [`state`]: the [`state::Snapshot`] every query reads, and loading it.
 //! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]). [`admin`], [`explain`], [`metrics`]: the admin API.
+pub mod addr;
 pub mod admin;
+pub mod answer;
 pub mod config;
 pub mod control;
+pub mod diag;
 pub mod explain;
 pub mod frontend;
 pub mod geoip;
@@ -32,6 +35,7 @@ pub mod metrics;
 pub mod name;
 pub mod overrides;
 pub mod policy;
+pub mod region;
 pub mod resolve;
 pub mod rtype;
 pub mod state;

@@ -12,9 +12,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use crate::resolve::Transport;
+use crate::answer::{Transport, rcode};
 use crate::rtype;
-use crate::wire::rcode;
 
 /// Query types counted by name; the rest are `other`.
 const QTYPES: [(u16, &str); 12] = [

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use gslbd::frontend::{self, Reply};
-use gslbd::resolve::Transport;
+use gslbd::answer::Transport;
 use gslbd::state::{Settings, Snapshot};
 use gslbd::wire::{self, Decoded, Edns};
 use gslbd::zone::ZoneSet;

@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::timeout;
 
 use super::{Reply, respond};
-use crate::resolve::Transport;
+use crate::answer::Transport;
 use crate::state::SharedState;
 use crate::wire;
 

@@ -21,8 +21,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::rrl::{self, Limiter};
 use super::{Reply, respond};
+use crate::answer::Transport;
 use crate::config::UdpSteering;
-use crate::resolve::Transport;
 use crate::state::SharedState;
 
 /// How often an idle worker looks at the shutdown flag.

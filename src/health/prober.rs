@@ -379,7 +379,7 @@ pub fn ewma(prev: Option<f64>, sample_ms: f64) -> f64 {
 /// A uniformly random fraction in [0, 1).
 fn unit() -> f64 {
     const STEPS: u64 = 1 << 20;
-    crate::policy::pick::random_below(STEPS) as f64 / STEPS as f64
+    fastrand::u64(..STEPS) as f64 / STEPS as f64
 }
 
 /// The wait before the next probe: interval ± [`JITTER`].

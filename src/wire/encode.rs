@@ -4,7 +4,7 @@
 use smallvec::SmallVec;
 
 use super::{Edns, ErrorReply, HEADER_LEN, MIN_UDP_PAYLOAD, Query};
-use crate::resolve::{Answer, Owner, Rr};
+use crate::answer::{Answer, Owner, PlacedRRset};
 use crate::rtype;
 
 /// Octets the OPT record takes without options: root name, type, class, TTL, RDLENGTH.
@@ -105,7 +105,7 @@ fn write_rdata<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rtype: u16, rd: &'
 }
 
 /// Writes one RRset; returns false (with `out` unchanged) when it does not fit in `limit`.
-fn write_rr<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rr: &Rr<'a>, limit: usize) -> bool {
+fn write_rr<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rr: &PlacedRRset<'a>, limit: usize) -> bool {
     let start = out.len();
     let saved = c.entries.len();
     let ttl = rr.ttl_override.unwrap_or(rr.rrset.ttl).to_be_bytes();
@@ -258,15 +258,16 @@ const TRANSFER_MESSAGE_LEN: usize = 16 * 1024;
 /// the SOA again last. The question goes in the first message only.
 pub fn encode_transfer(query: &Query<'_>, zone: &crate::zone::Zone) -> Vec<Vec<u8>> {
     let apex = zone.apex().as_wire();
-    let mut rrs: Vec<Rr<'_>> = vec![Rr { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None }];
+    let mut rrs: Vec<PlacedRRset<'_>> =
+        vec![PlacedRRset { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None }];
     for (owner, node) in zone.iter() {
         for set in node.rrsets() {
             if !(set.rtype == rtype::SOA && owner == apex) {
-                rrs.push(Rr { owner: Owner::Name(owner), rrset: set, ttl_override: None });
+                rrs.push(PlacedRRset { owner: Owner::Name(owner), rrset: set, ttl_override: None });
             }
         }
     }
-    rrs.push(Rr { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None });
+    rrs.push(PlacedRRset { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None });
 
     let mut messages = Vec::new();
     let mut rest = &rrs[..];
