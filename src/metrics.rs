@@ -185,6 +185,33 @@ pub fn answer_counter(service: &str, region: &str) -> Arc<Sharded> {
     map.entry((service.to_string(), region.to_string())).or_default().clone()
 }
 
+/// Answers per (service, region) for one snapshot's services: `[service index][position of
+/// the region in the service's list]`, built with the snapshot and swapped with it, so the
+/// query path indexes without a lookup or a lock. The cells are the registry's, shared by
+/// name, so a reload does not reset them.
+#[derive(Debug, Default)]
+pub struct AnswerCounts(Vec<Vec<Arc<Sharded>>>);
+
+impl AnswerCounts {
+    /// From each service's name and its regions' names, in the snapshot's order.
+    pub fn new<'a>(services: impl IntoIterator<Item = (String, Vec<&'a str>)>) -> AnswerCounts {
+        AnswerCounts(
+            services
+                .into_iter()
+                .map(|(service, regions)| regions.iter().map(|r| answer_counter(&service, r)).collect())
+                .collect(),
+        )
+    }
+
+    /// Counts one answer naming the region at `position` of service `service`, in worker
+    /// `shard`'s cells. Out-of-range indices (a snapshot built without counters) count nothing.
+    pub fn add(&self, service: usize, position: usize, shard: usize) {
+        if let Some(c) = self.0.get(service).and_then(|s| s.get(position)) {
+            c.add(shard, 1);
+        }
+    }
+}
+
 /// Label set rendering: `a="x",b="y"` with Prometheus escaping.
 pub fn labels(pairs: &[(&str, &str)]) -> String {
     let mut s = String::new();

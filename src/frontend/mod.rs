@@ -101,7 +101,11 @@ pub fn respond(
         && let Some((i, chosen)) = &answer.service
         && let Some(service) = snap.gslb.services.get(*i)
     {
-        service.count_answer(chosen, counters.index);
+        for r in chosen {
+            if let Some(position) = service.regions.iter().position(|x| x == r) {
+                snap.answer_counts.add(*i, position, counters.index);
+            }
+        }
     }
     Reply::Message
 }

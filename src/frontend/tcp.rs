@@ -130,7 +130,7 @@ async fn connection(
                     wire::Decoded::Query(q) => snap
                         .zones
                         .get(q.qname_lower.as_wire())
-                        .map(|zone| wire::encode_transfer(&q, zone))
+                        .map(|zone| wire::encode_transfer(&q, &crate::resolve::transfer(zone)))
                         .unwrap_or_default(),
                     _ => Vec::new(),
                 };

@@ -34,8 +34,6 @@ pub struct Service {
     /// True when some policy reads the client's address: the answer's ECS scope is then the
     /// query's source prefix, else 0.
     pub is_client_dependent: bool,
-    /// Answers naming each region, parallel to `regions` (shared across reloads by name).
-    pub answer_counts: Vec<Arc<crate::metrics::Sharded>>,
 }
 
 /// Services, regions and the GeoIP database, as configured.
@@ -136,11 +134,6 @@ impl Gslb {
                 fallback_a: rrset_of(rtype::A, &s.fallback),
                 fallback_aaaa: rrset_of(rtype::AAAA, &s.fallback),
                 is_client_dependent,
-                answer_counts: s
-                    .regions
-                    .iter()
-                    .map(|&r| crate::metrics::answer_counter(&s.name.to_string(), &cfg.regions[r].name))
-                    .collect(),
             });
             gslb.by_name.insert(s.name.as_wire().into(), i);
             let wire = s.name.as_wire();
@@ -173,16 +166,5 @@ impl Gslb {
 
     pub fn region_id(&self, name: &str) -> Option<RegionId> {
         self.regions.iter().position(|r| r.name == name).map(|i| i as RegionId)
-    }
-}
-
-impl Service {
-    /// Counts one answer naming these regions, in worker `shard`'s cells.
-    pub fn count_answer(&self, chosen: &[RegionId], shard: usize) {
-        for r in chosen {
-            if let Some(i) = self.regions.iter().position(|x| x == r) {
-                self.answer_counts[i].add(shard, 1);
-            }
-        }
     }
 }

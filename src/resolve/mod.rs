@@ -12,6 +12,9 @@ use crate::state::Snapshot;
 use crate::wire::{NameBuf, Query};
 use crate::zone::store::{Lookup, Node, RRset, Zone};
 
+mod transfer;
+pub use transfer::transfer;
+
 /// Most CNAMEs followed for one answer (loops end here too).
 const MAX_CNAME_CHAIN: usize = 12;
 
@@ -19,7 +22,7 @@ const MAX_CNAME_CHAIN: usize = 12;
 static HINFO_RFC8482: LazyLock<RRset> = LazyLock::new(|| RRset::new(rtype::HINFO, 3600, [&b"\x07RFC8482\x00"[..]]));
 
 /// Answers `query` from `snap` for a query that came from `source` (the packet's sender).
-/// Zone transfers are not answered here (see `wire::encode_transfer`).
+/// Zone transfers are not answered here (see [`transfer()`]).
 pub fn answer<'a>(query: &'a Query<'a>, source: IpAddr, snap: &'a Snapshot) -> Answer<'a> {
     if query.qclass != rtype::CLASS_IN && query.qclass != rtype::CLASS_ANY {
         return Answer::rcode(rcode::REFUSED);

@@ -254,23 +254,12 @@ pub fn encode_error(reply: &ErrorReply<'_>, our_payload: u16, out: &mut Vec<u8>)
 /// Target size of one zone-transfer message: well under the 64 KiB TCP limit.
 const TRANSFER_MESSAGE_LEN: usize = 16 * 1024;
 
-/// A full zone transfer (RFC 5936) as a list of messages: the SOA first, every other RRset,
-/// the SOA again last. The question goes in the first message only.
-pub fn encode_transfer(query: &Query<'_>, zone: &crate::zone::Zone) -> Vec<Vec<u8>> {
-    let apex = zone.apex().as_wire();
-    let mut rrs: Vec<PlacedRRset<'_>> =
-        vec![PlacedRRset { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None }];
-    for (owner, node) in zone.iter() {
-        for set in node.rrsets() {
-            if !(set.rtype == rtype::SOA && owner == apex) {
-                rrs.push(PlacedRRset { owner: Owner::Name(owner), rrset: set, ttl_override: None });
-            }
-        }
-    }
-    rrs.push(PlacedRRset { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None });
-
+/// A zone transfer's records (which ones and in which order is answer logic:
+/// `resolve::transfer`) as a list of messages of about 16 KiB. The question goes in the
+/// first message only.
+pub fn encode_transfer(query: &Query<'_>, rrs: &[PlacedRRset<'_>]) -> Vec<Vec<u8>> {
     let mut messages = Vec::new();
-    let mut rest = &rrs[..];
+    let mut rest = rrs;
     while !rest.is_empty() {
         let first = messages.is_empty();
         let mut out = Vec::with_capacity(TRANSFER_MESSAGE_LEN + 1024);
