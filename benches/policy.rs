@@ -14,7 +14,7 @@ use gslbd::answer::Transport;
 use gslbd::metrics;
 use gslbd::policy::{Client, Ctx, select};
 use gslbd::rtype;
-use gslbd::state::{Snapshot, Source, load};
+use gslbd::snapshot::{Snapshot, Source, load};
 
 const ITERS: u32 = 200_000;
 const RUNS: usize = 15;

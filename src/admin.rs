@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::control::{Control, OverrideError};
 use crate::gslb::status::Mode;
-use crate::health::State as Health;
+use crate::health::Verdict;
 use crate::metrics;
 use crate::overrides::Force;
 
@@ -488,8 +488,8 @@ async fn metrics_text(State(api): State<Api>) -> Response {
             "Probe verdict: 1 healthy, 0 unhealthy, -1 unknown or unchecked.",
             l.clone(),
             match h {
-                Some(Health::Healthy) => 1.0,
-                Some(Health::Unhealthy) => 0.0,
+                Some(Verdict::Healthy) => 1.0,
+                Some(Verdict::Unhealthy) => 0.0,
                 _ => -1.0,
             },
         );

@@ -19,7 +19,7 @@ use crate::health::HealthTable;
 use crate::metrics;
 use crate::overrides::Overrides;
 use crate::region::RegionStatus;
-use crate::state::{SharedState, Snapshot};
+use crate::snapshot::{SharedState, Snapshot};
 
 /// Each configured region's effective state: a force in effect wins; else up per its health
 /// (regions without checks always; `Unknown` per `unknown_is_up`); the weight after the
@@ -148,7 +148,7 @@ pub enum OverrideError {
 /// its lock one at a time; the query path never does.
 pub struct Control {
     pub state: SharedState,
-    source: crate::state::Source,
+    source: crate::snapshot::Source,
     store: crate::overrides::Store,
     overrides_tx: watch::Sender<Arc<Overrides>>,
     health_rx: watch::Receiver<Arc<HealthTable>>,
@@ -170,7 +170,7 @@ impl Control {
     pub fn start(
         cfg: crate::config::Config,
         state: SharedState,
-        source: crate::state::Source,
+        source: crate::snapshot::Source,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Control>, crate::overrides::StoreError> {
         use crate::health::{Prober, RegionChecks};
@@ -207,7 +207,7 @@ impl Control {
         let mut inner = self.inner.lock().await;
         let source = self.source.clone();
         let started = std::time::Instant::now();
-        let loaded = tokio::task::spawn_blocking(move || crate::state::load(&source))
+        let loaded = tokio::task::spawn_blocking(move || crate::snapshot::load(&source))
             .await
             .unwrap_or_else(|e| Err(vec![format!("error: reload task failed: {e}")]));
         let (cfg, snap) = match loaded {
@@ -368,7 +368,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::health::{RegionHealth, State};
+    use crate::health::{RegionHealth, Verdict};
     use crate::region::Region;
 
     fn gslb(unknown_is_up: bool) -> Gslb {
@@ -398,8 +398,8 @@ mod tests {
             transitions: 0,
         };
         let mut t = HealthTable::default();
-        t.regions.insert("checked".into(), h(State::Unhealthy, Some(12.5)));
-        t.regions.insert("unknown".into(), h(State::Unknown, None));
+        t.regions.insert("checked".into(), h(Verdict::Unhealthy, Some(12.5)));
+        t.regions.insert("unknown".into(), h(Verdict::Unknown, None));
         t
     }
 
@@ -429,7 +429,7 @@ mod tests {
     #[test]
     fn rebuild_swaps_only_the_status() {
         let g = Arc::new(gslb(true));
-        let state = crate::state::shared(Snapshot {
+        let state = crate::snapshot::shared(Snapshot {
             gslb: g.clone(),
             status: Arc::new(Status::initial(&g)),
             ..Default::default()
@@ -466,7 +466,7 @@ mod tests {
         let mut t = HealthTable::default();
         for (name, rtt) in pairs {
             let h = RegionHealth {
-                state: State::Healthy,
+                state: Verdict::Healthy,
                 since: SystemTime::UNIX_EPOCH,
                 reason: None,
                 rtt_ewma_ms: Some(*rtt),
@@ -484,7 +484,7 @@ mod tests {
         let choice =
             |snap: &Snapshot| snap.status.services[0].rechosen.map(|r| snap.gslb.regions[r as usize].name.clone());
         let ov = Overrides::default();
-        let state = crate::state::shared(Snapshot {
+        let state = crate::snapshot::shared(Snapshot {
             gslb: old.clone(),
             status: Arc::new(Status::initial(&old)),
             ..Default::default()

@@ -13,7 +13,7 @@ use crate::name::Name;
 use crate::policy::{Client, Ctx, select_traced};
 use crate::resolve;
 use crate::rtype;
-use crate::state::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::wire::{self, Decoded};
 
 /// A query packet for (name, type) with EDNS and, optionally, a Client Subnet option.

@@ -5,7 +5,7 @@
 //!                                        |  service name? policy chain over healthy regions
 //! prober -ProbeOutcome-> health (rise/fall) -HealthTable-> control ─┐
 //! admin API -> overrides (weight, drain, force; saved, audited) -> control ├─> new Snapshot
-//! SIGHUP / POST /v1/reload -> state::load (config, zones, GeoIP) -> control ┘   (arc-swap)
+//! SIGHUP / POST /v1/reload -> snapshot::load (config, zones, GeoIP) -> control ┘   (arc-swap)
 //! ```
 //!
 //! - [`name`]: domain names in wire form. [`rtype`]: record type numbers.
@@ -18,7 +18,7 @@
 //! - [`health`]: probes, rise/fall (and the window rule), the prober, verdicts saved for
 //!   restarts. [`overrides`]: operator overrides on disk.
 //! - [`control`]: where health, overrides and reloads become a new snapshot.
-//! - [`state`]: the [`state::Snapshot`] every query reads, and loading it.
+//! - [`snapshot`]: the [`snapshot::Snapshot`] every query reads, and loading it.
 //! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]). [`admin`], [`explain`], [`metrics`]: the admin API.
 pub mod addr;
 pub mod admin;
@@ -38,7 +38,7 @@ pub mod policy;
 pub mod region;
 pub mod resolve;
 pub mod rtype;
-pub mod state;
+pub mod snapshot;
 #[cfg(test)]
 mod testutil;
 pub mod wire;

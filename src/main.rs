@@ -19,7 +19,7 @@ use gslbd::config::{Config, UdpSteering};
 use gslbd::control::Control;
 use gslbd::frontend::{self, tcp, udp};
 use gslbd::geoip;
-use gslbd::state::{self, SharedState, Snapshot};
+use gslbd::snapshot::{self, SharedState, Snapshot};
 
 /// Exit status for a configuration or zone data error (and for a listener that cannot bind).
 const EXIT_INVALID: u8 = 2;
@@ -105,8 +105,8 @@ struct Source {
 }
 
 impl Source {
-    fn with_listen(&self, listen: &[SocketAddr]) -> state::Source {
-        state::Source {
+    fn with_listen(&self, listen: &[SocketAddr]) -> snapshot::Source {
+        snapshot::Source {
             config: self.config.clone(),
             zones: self.zones.clone(),
             listen: listen.to_vec(),
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
         )
         .init();
     match cli.command {
-        Some(Command::Check(source)) => match state::load(&source.with_listen(&[])) {
+        Some(Command::Check(source)) => match snapshot::load(&source.with_listen(&[])) {
             Ok((_, snap)) => {
                 let records: usize = snap.zones.iter().map(|z| z.record_count()).sum();
                 println!(
@@ -148,7 +148,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Geoip(GeoipCommand::Build { csv, out })) => geoip_build(&csv, &out),
-        None => match state::load(&cli.source.with_listen(&cli.listen)) {
+        None => match snapshot::load(&cli.source.with_listen(&cli.listen)) {
             Err(errors) => {
                 for e in &errors {
                     eprintln!("{e}");
@@ -226,7 +226,7 @@ fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Vec<(UdpSocket, std::net::Tc
 
 fn serve(cli: Cli, cfg: Config, snap: Snapshot) -> anyhow::Result<()> {
     let bound = bind_all(&cfg.dns.listen)?;
-    let state: SharedState = state::shared(snap);
+    let state: SharedState = snapshot::shared(snap);
     let shutdown_flag = Arc::new(AtomicBool::new(false));
     let workers = match cfg.dns.udp_workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -19,7 +19,7 @@ use std::sync::{Arc, LazyLock};
 
 use gslbd::frontend::{self, Reply};
 use gslbd::answer::Transport;
-use gslbd::state::{Settings, Snapshot};
+use gslbd::snapshot::{Settings, Snapshot};
 use gslbd::wire::{self, Decoded, Edns};
 use gslbd::zone::ZoneSet;
 use hickory_proto::op::Message;

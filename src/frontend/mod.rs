@@ -12,7 +12,7 @@ use crate::answer::Transport;
 use crate::metrics::DnsShard;
 use crate::resolve;
 use crate::rtype;
-use crate::state::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::wire::{self, Decoded, ErrorReply, rcode};
 
 /// An answer to ANY over UDP is at most this many times the size of the query (else it is

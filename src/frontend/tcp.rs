@@ -15,7 +15,7 @@ use tokio::time::timeout;
 
 use super::{Reply, respond};
 use crate::answer::Transport;
-use crate::state::SharedState;
+use crate::snapshot::SharedState;
 use crate::wire;
 
 /// TCP limits from the configuration.

@@ -23,7 +23,7 @@ use super::rrl::{self, Limiter};
 use super::{Reply, respond};
 use crate::answer::Transport;
 use crate::config::UdpSteering;
-use crate::state::SharedState;
+use crate::snapshot::SharedState;
 
 /// How often an idle worker looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -423,7 +423,7 @@ impl Batch {
     fn answer(
         &mut self,
         received: usize,
-        snap: &crate::state::Snapshot,
+        snap: &crate::snapshot::Snapshot,
         counters: &crate::metrics::DnsShard,
         mut limiter: Option<&mut Limiter>,
     ) {

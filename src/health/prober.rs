@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{HealthTable, Machine, Probe, ProbeOutcome, ProbeRecord, RegionHealth, State, quorum};
+use super::{HealthTable, Machine, Probe, ProbeOutcome, ProbeRecord, RegionHealth, Verdict, quorum};
 use crate::config::gslb::GslbConfig;
 use crate::config::health::CheckConfig;
 
@@ -194,7 +194,7 @@ impl Prober {
                     }
                     same
                 });
-                let state = seed.as_ref().map_or(State::Unknown, |s| s.state);
+                let state = seed.as_ref().map_or(Verdict::Unknown, |s| s.state);
                 seeded += usize::from(seed.is_some());
                 Entry {
                     generation,
@@ -249,7 +249,7 @@ impl Prober {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seed {
     /// Healthy or unhealthy (an unknown verdict is not worth saving).
-    pub state: State,
+    pub state: Verdict,
     pub since: SystemTime,
     pub rtt_ewma_ms: Option<f64>,
     /// [`RegionChecks::fingerprint`] of the checks that reached it.
@@ -265,7 +265,7 @@ fn machine(c: &CheckConfig) -> Machine {
 /// old check with the same probe target (the first one not taken yet: a check whose
 /// timing, thresholds or expectations changed); a check with a new target starts from the
 /// region's last verdict, with no streak.
-fn resumed_machines(old: &RegionChecks, machines: &[Machine], new: &RegionChecks, region: State) -> Vec<Machine> {
+fn resumed_machines(old: &RegionChecks, machines: &[Machine], new: &RegionChecks, region: Verdict) -> Vec<Machine> {
     let mut taken = vec![false; machines.len()];
     new.checks
         .iter()
@@ -340,7 +340,7 @@ impl Shared {
                 tracing::debug!(region, check = index, reason = %reason, "probe failed");
             }
         }
-        let states: Vec<State> = e.machines.iter().map(Machine::state).collect();
+        let states: Vec<Verdict> = e.machines.iter().map(Machine::state).collect();
         let to = quorum(&states, e.need);
         let from = e.health.state;
         if to != from {
@@ -352,7 +352,7 @@ impl Shared {
                 "Region health changes, by the state entered.",
                 crate::metrics::labels(&[("region", region), ("to", to.as_str())]),
             );
-            if to == State::Healthy {
+            if to == Verdict::Healthy {
                 e.health.reason = None;
                 tracing::info!(region, from = %from, to = %to, reason = "probes pass", "region health changed");
             } else {

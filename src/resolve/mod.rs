@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use crate::answer::{Answer, Owner, PlacedRRset, rcode};
 use crate::rtype;
-use crate::state::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::wire::{NameBuf, Query};
 use crate::zone::store::{Lookup, Node, RRset, Zone};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::name::Name;
-use crate::state::{Settings, Snapshot};
+use crate::snapshot::{Settings, Snapshot};
 use crate::wire::{Decoded, decode};
 use crate::zone::{Zone, ZoneSet, parse};
 
