@@ -24,5 +24,7 @@ fi
 # A python3 other than Debian's (pyenv, a venv) does not see python3-yaml.
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 cargo fmt --check
+# The module graph points one way (tests/architecture.rs); first, as it fails in seconds.
+cargo test --quiet --test architecture
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test
