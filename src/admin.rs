@@ -165,13 +165,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     idle: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: crate::shutdown::Shutdown,
 ) -> std::io::Result<()> {
     let listener = TimedListener { inner: listener, idle };
     axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
+        .with_graceful_shutdown(async move { shutdown.recv().await })
         .await
 }
 

@@ -19,6 +19,7 @@ use crate::health::HealthTable;
 use crate::metrics;
 use crate::overrides::Overrides;
 use crate::region::RegionStatus;
+use crate::shutdown::Shutdown;
 use crate::snapshot::{SharedState, Snapshot};
 
 /// Each configured region's effective state: a force in effect wins; else up per its health
@@ -120,13 +121,13 @@ pub async fn follow(
     state: SharedState,
     mut health: watch::Receiver<Arc<HealthTable>>,
     mut overrides: watch::Receiver<Arc<Overrides>>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     loop {
         tokio::select! {
             changed = health.changed() => if changed.is_err() { return },
             changed = overrides.changed() => if changed.is_err() { return },
-            _ = shutdown.wait_for(|&stop| stop) => return,
+            _ = shutdown.recv() => return,
         }
         let table = health.borrow_and_update().clone();
         let ov = overrides.borrow_and_update().clone();
@@ -171,7 +172,7 @@ impl Control {
         cfg: crate::config::Config,
         state: SharedState,
         source: crate::snapshot::Source,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
     ) -> Result<Arc<Control>, crate::overrides::StoreError> {
         use crate::health::{Prober, RegionChecks};
         let store = crate::overrides::Store::new(cfg.admin.state_dir.clone());

@@ -38,6 +38,8 @@ pub mod policy;
 pub mod region;
 pub mod resolve;
 pub mod rtype;
+pub mod server;
+pub mod shutdown;
 pub mod snapshot;
 #[cfg(test)]
 mod testutil;

@@ -22,6 +22,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::shutdown::Shutdown;
+
 use super::{HealthTable, Seed, Verdict};
 
 /// The file in the state directory.
@@ -159,7 +161,7 @@ fn verdicts(saved: &Saved) -> Vec<(&String, SavedVerdict, u64, &String)> {
 
 /// Saves the verdicts of every published table whenever one changes, every [`REFRESH`],
 /// and once more at shutdown. A failed write is logged and retried with the next one.
-pub async fn run(dir: PathBuf, mut health: watch::Receiver<Arc<HealthTable>>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(dir: PathBuf, mut health: watch::Receiver<Arc<HealthTable>>, mut shutdown: Shutdown) {
     let mut last: Option<Saved> = None;
     let mut current = health.borrow_and_update().clone();
     let mut refresh = tokio::time::interval(REFRESH);
@@ -173,9 +175,9 @@ pub async fn run(dir: PathBuf, mut health: watch::Receiver<Arc<HealthTable>>, mu
                 false
             }
             _ = refresh.tick() => true,
-            _ = shutdown.wait_for(|&stop| stop) => true,
+            _ = shutdown.recv() => true,
         };
-        if *shutdown.borrow() {
+        if shutdown.is_shutdown() {
             // The prober stops now and publishes an empty table: what it knew before is
             // what the next start should begin from.
             save(&dir, snapshot(&current, secs(SystemTime::now()))).await;

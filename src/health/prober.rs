@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use super::{HealthTable, Machine, Probe, ProbeOutcome, ProbeRecord, RegionHealth, Verdict, quorum};
 use crate::config::gslb::GslbConfig;
 use crate::config::health::CheckConfig;
+use crate::shutdown::Shutdown;
 
 /// Weight of the newest RTT sample in the average: 0.3 follows a real change within a few
 /// probes (half-life about 2 probes) while one slow answer moves it by less than a third.
@@ -76,7 +77,7 @@ pub type ProbeFactory = Arc<dyn Fn(&CheckConfig) -> Probe + Send + Sync>;
 pub struct Prober {
     shared: Arc<Shared>,
     running: HashMap<String, Running>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     factory: ProbeFactory,
     next_generation: u64,
     /// Verdicts from before a restart, used by the next [`Prober::apply`].
@@ -111,13 +112,13 @@ struct Entry {
 
 impl Prober {
     /// A prober with no regions; tasks it starts stop when `shutdown` turns true.
-    pub fn new(history: usize, shutdown: watch::Receiver<bool>) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
+    pub fn new(history: usize, shutdown: Shutdown) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
         Prober::with_factory(history, shutdown, Arc::new(Probe::build))
     }
 
     pub fn with_factory(
         history: usize,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
         factory: ProbeFactory,
     ) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
         let (tx, rx) = watch::channel(Arc::new(HealthTable::default()));
@@ -397,28 +398,22 @@ struct CheckJob {
 }
 
 impl CheckJob {
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, mut shutdown: Shutdown) {
         let mut next = Instant::now() + self.interval.mul_f64(unit());
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.recv() => return,
             }
             let started = Instant::now();
             let outcome = tokio::select! {
                 o = self.probe.run() => o,
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.recv() => return,
             };
             self.shared.record(&self.region, self.generation, self.index, outcome);
             next = started + jittered(self.interval);
         }
     }
-}
-
-/// Resolves when shutdown is signalled (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone: nobody is left to keep the tasks going for.
-    let _ = rx.wait_for(|&stop| stop).await;
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ fn region(name: &str, checks: Vec<CheckConfig>, quorum: Option<usize>) -> Region
 struct Fixture {
     prober: Prober,
     rx: watch::Receiver<Arc<HealthTable>>,
-    stop: watch::Sender<bool>,
+    stop: crate::shutdown::Trigger,
     scripts: Arc<Mutex<HashMap<String, Arc<Script>>>>,
 }
 
@@ -78,7 +78,7 @@ impl Fixture {
                 }),
             )
         });
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = crate::shutdown::Shutdown::new();
         let (prober, rx) = Prober::with_factory(history, stop_rx, factory);
         Fixture { prober, rx, stop, scripts }
     }
@@ -227,7 +227,7 @@ async fn shutdown_stops_every_probe() {
     f.script("a").set(OK);
     f.prober.apply(vec![region("a", vec![check("a", 2, 3)], None)], 10);
     tokio::time::sleep(INTERVAL * 3).await;
-    f.stop.send_replace(true);
+    f.stop.fire();
     tokio::time::sleep(INTERVAL).await;
     let calls = f.script("a").calls();
     tokio::time::sleep(INTERVAL * 10).await;
