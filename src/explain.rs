@@ -2,7 +2,7 @@
 //!
 //! The answer part runs the real query path (decode -> resolve -> encode) on a synthesized
 //! query, so it cannot disagree with what `dig` gets; the reasoning part replays the
-//! service's policy chain step by step on the same snapshot.
+//! service's policy chain one policy at a time on the same snapshot.
 
 use std::net::IpAddr;
 
@@ -124,7 +124,7 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
         rechosen: st.rechosen,
         client: Client::located(client, location),
     };
-    let (chosen, steps) = select_traced(&service.chain, st.candidates(family), &mut ctx);
+    let (chosen, trace) = select_traced(&service.chain, st.candidates(family), &mut ctx);
     result["service"] = json!({
         "name": service.name.to_string(),
         "policy": service.chain.names(),
@@ -132,7 +132,7 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
         "ttl": st.ttl,
         "depends_on_client": service.is_client_dependent,
         "regions": regions,
-        "steps": steps.iter().map(|t| json!({ "policy": t.policy, "before": names(snap, &t.before), "after": names(snap, &t.after) })).collect::<Vec<_>>(),
+        "steps": trace.iter().map(|t| json!({ "policy": t.policy, "before": names(snap, &t.before), "after": names(snap, &t.after) })).collect::<Vec<_>>(),
         "chosen": names(snap, &chosen),
         "note": "random policies (weighted, multivalue) may choose differently on each query",
     });

@@ -8,18 +8,29 @@
 //! SIGHUP / POST /v1/reload -> snapshot::load (config, zones, GeoIP) -> control ┘   (arc-swap)
 //! ```
 //!
-//! - [`name`]: domain names in wire form. [`rtype`]: record type numbers.
-//! - [`zone`]: zone files -> immutable zone index.
-//! - [`wire`]: packets <-> [`wire::Query`] / [`resolve::Answer`], the protocol gates.
-//! - [`resolve`]: the authoritative answer algorithm, pure; services answered via [`policy`].
-//! - [`gslb`]: services and regions; [`gslb::status`]: what each service may answer now.
-//! - [`policy`]: the steering steps (geo, nearest, latency, weighted, failover, ...).
-//! - [`geoip`]: MaxMind lookups and the `.mmdb` builder.
-//! - [`health`]: probes, rise/fall (and the window rule), the prober, verdicts saved for
-//!   restarts. [`overrides`]: operator overrides on disk.
-//! - [`control`]: where health, overrides and reloads become a new snapshot.
+//! Modules, bottom layer first; each imports only its own layer or lower ones
+//! (`tests/architecture.rs` checks it; `docs/design.md` says why each boundary is there):
+//!
+//! - vocabulary: [`rtype`] record type numbers, [`name`] domain names in wire form,
+//!   [`addr`] client addresses, [`diag`] config error reporting, [`shutdown`] the one stop
+//!   signal.
+//! - data: [`zone`] zone files -> immutable zone index; [`geoip`] MaxMind lookups and the
+//!   `.mmdb` builder; [`region`] the regions policies read; [`answer`] the [`answer::Answer`]
+//!   value between lookup and encoder.
+//! - [`metrics`]: counters with plain labels, Prometheus text.
+//! - [`policy`]: the steering policies, one file each, and the [`policy::Chain`] of a service.
+//! - [`config`]: TOML -> validated configuration, errors with `file:line:col`.
+//! - model: [`gslb`] services ([`gslb::status`]: what each may answer now); [`health`]
+//!   probes, rise/fall (and the window rule), the prober, verdicts saved for restarts;
+//!   [`overrides`] operator overrides on disk.
 //! - [`snapshot`]: the [`snapshot::Snapshot`] every query reads, and loading it.
-//! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]). [`admin`], [`explain`], [`metrics`]: the admin API.
+//! - [`wire`]: packets <-> [`wire::Query`] / [`answer::Answer`], the protocol gates.
+//! - [`resolve`]: the authoritative answer algorithm and zone transfer contents, pure;
+//!   [`explain`]: the same, traced, for the admin API.
+//! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]);
+//!   [`control`]: where health, overrides and reloads become a new snapshot; [`admin`]: the
+//!   admin API.
+//! - [`server`]: starts everything and stops it on one [`shutdown::Shutdown`].
 pub mod addr;
 pub mod admin;
 pub mod answer;

@@ -451,11 +451,11 @@ fn service(
     if raw.regions.get_ref().is_empty() {
         report(raw.regions.span(), format!("service {sname} has no regions"), Some("list at least one region"));
     }
-    let steps: Vec<Spanned<String>> = match raw.policy.get_ref() {
+    let named: Vec<Spanned<String>> = match raw.policy.get_ref() {
         RawPolicy::One(s) => vec![Spanned::new(raw.policy.span(), s.clone())],
         RawPolicy::Chain(v) => v.clone(),
     };
-    if steps.is_empty() {
+    if named.is_empty() {
         report(
             raw.policy.span(),
             format!("service {sname} has an empty policy chain"),
@@ -466,18 +466,18 @@ fn service(
     let coordinates: Vec<Option<(f64, f64)>> = regions.iter().map(|r| r.coordinates).collect();
     let mut chain = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let s = step.get_ref().as_str();
-        let last = i + 1 == steps.len();
+    for (i, entry) in named.iter().enumerate() {
+        let s = entry.get_ref().as_str();
+        let last = i + 1 == named.len();
         if seen.contains(&s) {
-            report(step.span(), format!("policy {s} appears twice in service {sname}'s chain"), None);
+            report(entry.span(), format!("policy {s} appears twice in service {sname}'s chain"), None);
             continue;
         }
         seen.push(s);
         let mut setup = policy::Setup {
             service: &service_name,
             key: text,
-            span: step.span(),
+            span: entry.span(),
             names,
             coordinates: &coordinates,
             members: &members,
@@ -489,7 +489,7 @@ fn service(
         };
         if !last && p.picks_answer() {
             report(
-                step.span(),
+                entry.span(),
                 format!("policy {s} picks the answer, so it must come last in service {sname}'s chain"),
                 None,
             );

@@ -7,7 +7,7 @@
 //!
 //! One file per policy (as pingora's `selection/`): it owns its settings table (serde, with
 //! spans for `file:line:col` errors), their validation, its build ([`Configure`]) and its
-//! per-query work ([`Policy`]). [`registry!`] lists them; a new policy is one file and one
+//! per-query work ([`Policy`]). `registry!` lists them; a new policy is one file and one
 //! line there.
 //!
 //! Policies are built once per configuration and are pure functions of (candidates, client,

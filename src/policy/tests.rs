@@ -1,4 +1,4 @@
-//! Each policy step as a table of cases: candidates in, candidates out, for clients placed
+//! Each policy as a table of cases: candidates in, candidates out, for clients placed
 //! by a stub GeoIP lookup. No sockets, no files.
 
 use std::net::IpAddr;

@@ -5,7 +5,7 @@
 //! not build a general message object, so a query costs no allocation. It also holds the
 //! gates: packets too short for a header and responses are dropped, other opcodes get
 //! NOTIMP, anything malformed FORMERR, EDNS versions above 0 BADVERS. Encoding writes
-//! [`Answer`](crate::resolve::Answer)s with name compression and truncates (TC) when the answer does not fit.
+//! [`Answer`](crate::answer::Answer)s with name compression and truncates (TC) when the answer does not fit.
 //! Nothing here panics on any input: every index is checked.
 
 mod encode;
