@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::gslb::status::Candidates;
 use crate::name::Name;
+use crate::policy::Candidates;
 use crate::policy::{Client, Ctx, select_traced};
 use crate::resolve;
 use crate::rtype;

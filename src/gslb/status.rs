@@ -3,10 +3,9 @@
 //! failing open, all down) and its TTL. Computed once per change, off the query path, so a
 //! query only reads a ready list.
 
-use smallvec::SmallVec;
-
 use super::{Gslb, Service};
 use crate::config::gslb::{AllDown, MinHealthy};
+use crate::policy::Candidates;
 use crate::region::{RegionId, RegionStatus};
 use crate::rtype;
 
@@ -34,8 +33,6 @@ impl Mode {
         }
     }
 }
-
-pub type Candidates = SmallVec<[RegionId; 8]>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceStatus {
