@@ -210,6 +210,11 @@ impl AnswerCounts {
             c.add(shard, 1);
         }
     }
+
+    /// Answers counted so far naming the region at `position` of service `service`.
+    pub fn total(&self, service: usize, position: usize) -> u64 {
+        self.0.get(service).and_then(|s| s.get(position)).map_or(0, |c| c.total())
+    }
 }
 
 /// Label set rendering: `a="x",b="y"` with Prometheus escaping.
@@ -422,5 +427,18 @@ mod tests {
             assert!(text.contains(want), "{want} in:\n{text}");
         }
         assert_eq!(text.matches("# TYPE gslbd_rrl_limited_responses_total").count(), 1);
+    }
+
+    #[test]
+    fn answer_counts_survive_a_rebuilt_table_and_ignore_unknown_indices() {
+        let build = || AnswerCounts::new([("counts.t.".to_string(), vec!["r1", "r2"])]);
+        let before = build();
+        before.add(0, 1, 3);
+        before.add(0, 9, 3);
+        before.add(5, 0, 3);
+        // A reload builds a new table from the same names: the same cells.
+        let after = build();
+        after.add(0, 1, 4);
+        assert_eq!((after.total(0, 0), after.total(0, 1), after.total(0, 9)), (0, 2, 0));
     }
 }
