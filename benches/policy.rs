@@ -10,11 +10,11 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Instant;
 
+use gslbd::answer::Transport;
 use gslbd::metrics;
 use gslbd::policy::{Client, Ctx, select};
-use gslbd::resolve::Transport;
 use gslbd::rtype;
-use gslbd::state::{Snapshot, Source, load};
+use gslbd::snapshot::{Snapshot, Source, load};
 
 const ITERS: u32 = 200_000;
 const RUNS: usize = 15;
@@ -112,13 +112,12 @@ fn main() {
         let t = median_ns(|i| {
             let (addr, loc) = located[i as usize % located.len()];
             let mut ctx = Ctx {
-                gslb: &snap.gslb,
-                service,
-                service_status: status,
-                status: &snap.status,
+                regions: &snap.gslb.regions,
+                status: &snap.status.regions,
+                rechosen: status.rechosen,
                 client: Client::located(addr, loc),
             };
-            black_box(select(&mut ctx, rtype::A));
+            black_box(select(&service.chain, status.candidates(rtype::A), &mut ctx));
         });
         let chain: Vec<&str> = service.chain.iter().map(|s| s.name()).collect();
         println!("{:<52} {t:>10.1}", format!("decision {} ({}), location known", name, chain.join("->")));

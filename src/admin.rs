@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::control::{Control, OverrideError};
 use crate::gslb::status::Mode;
-use crate::health::State as Health;
+use crate::health::Verdict;
 use crate::metrics;
 use crate::overrides::Force;
 
@@ -187,13 +187,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     idle: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: crate::shutdown::Shutdown,
 ) -> std::io::Result<()> {
     let listener = TimedListener { inner: listener, idle };
     axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        })
+        .with_graceful_shutdown(async move { shutdown.recv().await })
         .await
 }
 
@@ -313,13 +311,13 @@ async fn status(State(api): State<Api>) -> Response {
         .map(|(s, st)| {
             json!({
                 "name": s.name.to_string(),
-                "policy": s.chain.iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "policy": s.chain.names(),
                 "regions": names(&s.regions),
                 "mode": st.mode.as_str(),
                 "healthy_regions": st.healthy,
                 "ttl": st.ttl,
                 "answer_set": { "A": names(&st.candidates_a), "AAAA": names(&st.candidates_aaaa) },
-                "latency_choice": st.latency_choice.map(|r| snap.gslb.regions[r as usize].name.clone()),
+                "latency_choice": st.rechosen.map(|r| snap.gslb.regions[r as usize].name.clone()),
             })
         })
         .collect();
@@ -545,7 +543,7 @@ async fn metrics_text(State(api): State<Api>) -> Response {
 /// gave — computed from it at each scrape: what a reload deleted is not exported at all.
 #[derive(Debug)]
 struct SnapshotCollector {
-    snap: Arc<crate::state::Snapshot>,
+    snap: Arc<crate::snapshot::Snapshot>,
     health: Arc<crate::health::HealthTable>,
 }
 
@@ -553,7 +551,7 @@ impl SnapshotCollector {
     /// Answers naming the `pos`-th region of service `service` so far. (Where the counters
     /// live is this function's business alone.)
     fn answers(&self, service: usize, pos: usize) -> u64 {
-        self.snap.gslb.services[service].answer_counts.get(pos).map_or(0, |c| c.total())
+        self.snap.answer_counts.total(service, pos)
     }
 }
 
@@ -583,8 +581,8 @@ impl prometheus_client::collector::Collector for SnapshotCollector {
         )?;
         for (r, _) in regions() {
             let v: i64 = match health.region(&r.name).map(|h| h.state) {
-                Some(Health::Healthy) => 1,
-                Some(Health::Unhealthy) => 0,
+                Some(Verdict::Healthy) => 1,
+                Some(Verdict::Unhealthy) => 0,
                 _ => -1,
             };
             m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&v)?;

@@ -14,11 +14,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::gslb::Gslb;
-use crate::gslb::status::{Mode, RegionStatus, Status};
+use crate::gslb::status::{Mode, Status};
 use crate::health::HealthTable;
 use crate::metrics;
 use crate::overrides::Overrides;
-use crate::state::{SharedState, Snapshot};
+use crate::region::RegionStatus;
+use crate::shutdown::Shutdown;
+use crate::snapshot::{SharedState, Snapshot};
 
 /// Each configured region's effective state: a force in effect wins; else up per its health
 /// (regions without checks always; `Unknown` per `unknown_is_up`); the weight after the
@@ -64,15 +66,15 @@ pub fn with_status(
     prev: Option<&Snapshot>,
 ) -> Snapshot {
     let new = &snapshot.gslb;
-    let latency_prev = |i: usize| -> Option<crate::gslb::RegionId> {
+    let prev_rechosen = |i: usize| -> Option<crate::region::RegionId> {
         let prev = prev?;
         let name = &new.services.get(i)?.name;
         let old = prev.gslb.services.iter().position(|s| s.name == *name)?;
-        let choice = prev.status.services.get(old)?.latency_choice?;
+        let choice = prev.status.services.get(old)?.rechosen?;
         new.region_id(&prev.gslb.regions.get(choice as usize)?.name)
     };
     let regions = region_inputs(new, health, new.unknown_is_up, overrides, crate::overrides::now());
-    let status = Arc::new(Status::build_with(new, regions, &latency_prev));
+    let status = Arc::new(Status::build_with(new, regions, &prev_rechosen));
     Snapshot { status, ..snapshot }
 }
 
@@ -115,13 +117,13 @@ pub async fn follow(
     state: SharedState,
     mut health: watch::Receiver<Arc<HealthTable>>,
     mut overrides: watch::Receiver<Arc<Overrides>>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     loop {
         tokio::select! {
             changed = health.changed() => if changed.is_err() { return },
             changed = overrides.changed() => if changed.is_err() { return },
-            _ = shutdown.wait_for(|&stop| stop) => return,
+            _ = shutdown.recv() => return,
         }
         let table = health.borrow_and_update().clone();
         let ov = overrides.borrow_and_update().clone();
@@ -143,7 +145,7 @@ pub enum OverrideError {
 /// its lock one at a time; the query path never does.
 pub struct Control {
     pub state: SharedState,
-    source: crate::state::Source,
+    source: crate::snapshot::Source,
     store: crate::overrides::Store,
     overrides_tx: watch::Sender<Arc<Overrides>>,
     health_rx: watch::Receiver<Arc<HealthTable>>,
@@ -165,8 +167,8 @@ impl Control {
     pub fn start(
         cfg: crate::config::Config,
         state: SharedState,
-        source: crate::state::Source,
-        shutdown: watch::Receiver<bool>,
+        source: crate::snapshot::Source,
+        shutdown: Shutdown,
     ) -> Result<Arc<Control>, crate::overrides::StoreError> {
         use crate::health::Prober;
         let store = crate::overrides::Store::new(cfg.admin.state_dir.clone());
@@ -201,7 +203,7 @@ impl Control {
         let mut inner = self.inner.lock().await;
         let source = self.source.clone();
         let started = std::time::Instant::now();
-        let loaded = tokio::task::spawn_blocking(move || crate::state::load(&source)).await.unwrap_or_else(|e| {
+        let loaded = tokio::task::spawn_blocking(move || crate::snapshot::load(&source)).await.unwrap_or_else(|e| {
             Err(vec![crate::load_error::LoadError {
                 location: crate::load_error::Location::default(),
                 kind: crate::load_error::LoadErrorKind::ReloadFailed(e.to_string()),
@@ -355,8 +357,8 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::gslb::Region;
-    use crate::health::{RegionHealth, State};
+    use crate::health::{RegionHealth, Verdict};
+    use crate::region::Region;
 
     fn gslb(unknown_is_up: bool) -> Gslb {
         let region = |name: &str| Region {
@@ -385,8 +387,8 @@ mod tests {
             transitions: 0,
         };
         let mut t = HealthTable::default();
-        t.regions.insert("checked".into(), h(State::Unhealthy, Some(12.5)));
-        t.regions.insert("unknown".into(), h(State::Unknown, None));
+        t.regions.insert("checked".into(), h(Verdict::Unhealthy, Some(12.5)));
+        t.regions.insert("unknown".into(), h(Verdict::Unknown, None));
         t
     }
 
@@ -416,7 +418,7 @@ mod tests {
     #[test]
     fn rebuild_swaps_only_the_status() {
         let g = Arc::new(gslb(true));
-        let state = crate::state::shared(Snapshot {
+        let state = crate::snapshot::shared(Snapshot {
             gslb: g.clone(),
             status: Arc::new(Status::initial(&g)),
             ..Default::default()
@@ -453,7 +455,7 @@ mod tests {
         let mut t = HealthTable::default();
         for (name, rtt) in pairs {
             let h = RegionHealth {
-                state: State::Healthy,
+                state: Verdict::Healthy,
                 since: SystemTime::UNIX_EPOCH,
                 reason: None,
                 rtt_ewma_ms: Some(*rtt),
@@ -468,11 +470,10 @@ mod tests {
     #[test]
     fn a_reload_keeps_the_latency_choice_by_name() {
         let old = latency_gslb(&["a", "b"]);
-        let choice = |snap: &Snapshot| {
-            snap.status.services[0].latency_choice.map(|r| snap.gslb.regions[r as usize].name.clone())
-        };
+        let choice =
+            |snap: &Snapshot| snap.status.services[0].rechosen.map(|r| snap.gslb.regions[r as usize].name.clone());
         let ov = Overrides::default();
-        let state = crate::state::shared(Snapshot {
+        let state = crate::snapshot::shared(Snapshot {
             gslb: old.clone(),
             status: Arc::new(Status::initial(&old)),
             ..Default::default()

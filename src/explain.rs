@@ -2,18 +2,18 @@
 //!
 //! The answer part runs the real query path (decode -> resolve -> encode) on a synthesized
 //! query, so it cannot disagree with what `dig` gets; the reasoning part replays the
-//! service's policy chain step by step on the same snapshot.
+//! service's policy chain one policy at a time on the same snapshot.
 
 use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::gslb::status::Candidates;
 use crate::name::Name;
+use crate::policy::Candidates;
 use crate::policy::{Client, Ctx, select_traced};
 use crate::resolve;
 use crate::rtype;
-use crate::state::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::wire::{self, Decoded};
 
 /// A query packet for (name, type) with EDNS and, optionally, a Client Subnet option.
@@ -119,21 +119,20 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
         })
         .collect();
     let mut ctx = Ctx {
-        gslb: &snap.gslb,
-        service,
-        service_status: st,
-        status: &snap.status,
+        regions: &snap.gslb.regions,
+        status: &snap.status.regions,
+        rechosen: st.rechosen,
         client: Client::located(client, location),
     };
-    let (chosen, steps) = select_traced(&mut ctx, family);
+    let (chosen, trace) = select_traced(&service.chain, st.candidates(family), &mut ctx);
     result["service"] = json!({
         "name": service.name.to_string(),
-        "policy": service.chain.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "policy": service.chain.names(),
         "mode": st.mode.as_str(),
         "ttl": st.ttl,
         "depends_on_client": service.is_client_dependent,
         "regions": regions,
-        "steps": steps.iter().map(|t| json!({ "policy": t.step, "before": names(snap, &t.before), "after": names(snap, &t.after) })).collect::<Vec<_>>(),
+        "steps": trace.iter().map(|t| json!({ "policy": t.policy, "before": names(snap, &t.before), "after": names(snap, &t.after) })).collect::<Vec<_>>(),
         "chosen": names(snap, &chosen),
         "note": "random policies (weighted, multivalue) may choose differently on each query",
     });

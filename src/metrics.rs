@@ -26,9 +26,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::resolve::Transport;
+use crate::answer::{Transport, rcode};
 use crate::rtype;
-use crate::wire::rcode;
 
 /// Query types counted by name; the rest are `other`.
 const QTYPES: [(u16, &str); 12] = [
@@ -195,6 +194,38 @@ static ANSWERS: LazyLock<Mutex<AnswerCounters>> = LazyLock::new(Mutex::default);
 pub fn answer_counter(service: &str, region: &str) -> Arc<Sharded> {
     let mut map = ANSWERS.lock().unwrap_or_else(|e| e.into_inner());
     map.entry((service.to_string(), region.to_string())).or_default().clone()
+}
+
+/// Answers per (service, region) for one snapshot's services: `[service index][position of
+/// the region in the service's list]`, built with the snapshot and swapped with it, so the
+/// query path indexes without a lookup or a lock. The cells are the registry's, shared by
+/// name, so a reload does not reset them.
+#[derive(Debug, Default)]
+pub struct AnswerCounts(Vec<Vec<Arc<Sharded>>>);
+
+impl AnswerCounts {
+    /// From each service's name and its regions' names, in the snapshot's order.
+    pub fn new<'a>(services: impl IntoIterator<Item = (String, Vec<&'a str>)>) -> AnswerCounts {
+        AnswerCounts(
+            services
+                .into_iter()
+                .map(|(service, regions)| regions.iter().map(|r| answer_counter(&service, r)).collect())
+                .collect(),
+        )
+    }
+
+    /// Counts one answer naming the region at `position` of service `service`, in worker
+    /// `shard`'s cells. Out-of-range indices (a snapshot built without counters) count nothing.
+    pub fn add(&self, service: usize, position: usize, shard: usize) {
+        if let Some(c) = self.0.get(service).and_then(|s| s.get(position)) {
+            c.add(shard, 1);
+        }
+    }
+
+    /// Answers counted so far naming the region at `position` of service `service`.
+    pub fn total(&self, service: usize, position: usize) -> u64 {
+        self.0.get(service).and_then(|s| s.get(position)).map_or(0, |c| c.total())
+    }
 }
 
 /// `{service, mode}`.
@@ -469,5 +500,18 @@ mod tests {
             assert!(text.contains(want), "{want} in:\n{text}");
         }
         assert_eq!(text.matches("# TYPE gslbd_rrl_limited_responses_total").count(), 1);
+    }
+
+    #[test]
+    fn answer_counts_survive_a_rebuilt_table_and_ignore_unknown_indices() {
+        let build = || AnswerCounts::new([("counts.t.".to_string(), vec!["r1", "r2"])]);
+        let before = build();
+        before.add(0, 1, 3);
+        before.add(0, 9, 3);
+        before.add(5, 0, 3);
+        // A reload builds a new table from the same names: the same cells.
+        let after = build();
+        after.add(0, 1, 4);
+        assert_eq!((after.total(0, 0), after.total(0, 1), after.total(0, 9)), (0, 2, 0));
     }
 }

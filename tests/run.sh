@@ -29,5 +29,7 @@ python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 python3 -c 'import openapi_spec_validator, jsonschema' 2>/dev/null \
   || python3 -m pip install --quiet openapi-spec-validator jsonschema
 cargo fmt --check
+# The module graph points one way (tests/architecture.rs); first, as it fails in seconds.
+cargo test --quiet --test architecture
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test

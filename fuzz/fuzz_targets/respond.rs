@@ -18,8 +18,8 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use gslbd::frontend::{self, Reply};
-use gslbd::resolve::Transport;
-use gslbd::state::{Settings, Snapshot};
+use gslbd::answer::Transport;
+use gslbd::snapshot::{Settings, Snapshot};
 use gslbd::wire::{self, Decoded, Edns};
 use gslbd::zone::ZoneSet;
 use hickory_proto::op::Message;
@@ -104,7 +104,7 @@ fn check(
                 .zones
                 .get(q.qname_lower.as_wire())
                 .expect("transfer of a served zone apex");
-            let messages = wire::encode_transfer(&q, zone);
+            let messages = wire::encode_transfer(&q, &gslbd::resolve::transfer(zone));
             assert!(!messages.is_empty(), "transfer with no messages");
             for m in &messages {
                 check_message(packet, m, u16::MAX as usize, transport);

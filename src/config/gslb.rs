@@ -5,15 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::ops::Range;
 
-use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::health::{CheckConfig, HealthConfig};
 use super::in_range;
+use crate::diag::region_list;
 use crate::name::Name;
+use crate::policy::{self, Chain};
 
 impl GslbConfig {
     /// The regions that have checks, as the prober runs them.
@@ -57,43 +57,6 @@ pub struct RegionConfig {
     pub pos: Pos,
 }
 
-/// One steering step of a service's policy chain.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PolicyConfig {
-    Geo(GeoConfig),
-    Nearest { default: Vec<usize> },
-    Latency { margin_percent: f64, margin_ms: f64 },
-    Weighted,
-    Failover { weighted_ties: bool },
-    MultiValue { count: usize },
-    Sticky { ipv4_prefix: u8, ipv6_prefix: u8 },
-}
-
-impl PolicyConfig {
-    pub fn name(&self) -> &'static str {
-        match self {
-            PolicyConfig::Geo(_) => "geo",
-            PolicyConfig::Nearest { .. } => "nearest",
-            PolicyConfig::Latency { .. } => "latency",
-            PolicyConfig::Weighted => "weighted",
-            PolicyConfig::Failover { .. } => "failover",
-            PolicyConfig::MultiValue { .. } => "multivalue",
-            PolicyConfig::Sticky { .. } => "sticky",
-        }
-    }
-}
-
-/// The geo policy's map from client location to regions (indices into the config's regions).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct GeoConfig {
-    pub nets: Vec<(IpNet, Vec<usize>)>,
-    /// `CC-SUB` (ISO 3166-2), upper case.
-    pub subdivisions: Vec<(String, Vec<usize>)>,
-    pub countries: Vec<(String, Vec<usize>)>,
-    pub continents: Vec<(String, Vec<usize>)>,
-    pub default: Vec<usize>,
-}
-
 /// What a service answers when none of its regions is healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllDown {
@@ -118,7 +81,8 @@ pub struct ServiceConfig {
     pub name: Name,
     /// Indices into the config's regions, in the order given.
     pub regions: Vec<usize>,
-    pub policy: Vec<PolicyConfig>,
+    /// The `policy = [...]` chain, built.
+    pub policy: Chain,
     pub ttl: u32,
     pub degraded_ttl: Option<u32>,
     pub min_healthy: MinHealthy,
@@ -196,8 +160,9 @@ impl<'de> Deserialize<'de> for RawPolicy {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[services."NAME"]`: its own keys, and each policy's settings table under the policy's
+/// name (read by the policy's file, `policy::read_table`).
+#[derive(Debug)]
 pub(super) struct RawService {
     regions: Spanned<Vec<Spanned<String>>>,
     policy: Spanned<RawPolicy>,
@@ -206,63 +171,85 @@ pub(super) struct RawService {
     min_healthy: Option<Spanned<toml::Value>>,
     when_all_down: Option<Spanned<String>>,
     fallback: Option<Vec<Spanned<String>>>,
-    geo: Option<Spanned<RawGeo>>,
-    nearest: Option<Spanned<RawNearest>>,
-    latency: Option<Spanned<RawLatency>>,
-    failover: Option<Spanned<RawFailover>>,
-    multivalue: Option<Spanned<RawMultiValue>>,
-    sticky: Option<Spanned<RawSticky>>,
+    tables: Vec<policy::Table>,
 }
 
-type RawMap = BTreeMap<Spanned<String>, Vec<Spanned<String>>>;
+/// The service's own keys; policy tables follow (`policy::TABLE_NAMES`).
+const SERVICE_KEYS: [&str; 7] =
+    ["regions", "policy", "ttl", "degraded_ttl", "min_healthy", "when_all_down", "fallback"];
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGeo {
-    nets: Option<RawMap>,
-    subdivisions: Option<RawMap>,
-    countries: Option<RawMap>,
-    continents: Option<RawMap>,
-    default: Option<Vec<Spanned<String>>>,
+/// Every key a service table may have, for "unknown field" errors.
+static SERVICE_FIELDS: std::sync::LazyLock<Vec<&'static str>> =
+    std::sync::LazyLock::new(|| SERVICE_KEYS.iter().chain(policy::TABLE_NAMES.iter()).copied().collect());
+
+/// A key of a service table, checked as it is read, so an unknown one is reported at the key
+/// (as `deny_unknown_fields` does).
+struct ServiceKey(&'static str);
+
+impl<'de> Deserialize<'de> for ServiceKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ServiceKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a service setting")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ServiceKey, E> {
+                let fields: &'static [&'static str] = SERVICE_FIELDS.as_slice();
+                match fields.iter().find(|f| **f == v) {
+                    Some(f) => Ok(ServiceKey(f)),
+                    None => Err(E::unknown_field(v, fields)),
+                }
+            }
+        }
+        d.deserialize_identifier(V)
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNearest {
-    default: Option<Vec<Spanned<String>>>,
+impl<'de> Deserialize<'de> for RawService {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawService;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("struct RawService")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawService, A::Error> {
+                use serde::de::Error;
+                let mut regions = None;
+                let mut policy = None;
+                let (mut ttl, mut degraded_ttl, mut min_healthy, mut when_all_down, mut fallback) =
+                    (None, None, None, None, None);
+                let mut tables = Vec::new();
+                while let Some(ServiceKey(key)) = map.next_key()? {
+                    match key {
+                        "regions" => regions = Some(map.next_value()?),
+                        "policy" => policy = Some(map.next_value()?),
+                        "ttl" => ttl = Some(map.next_value()?),
+                        "degraded_ttl" => degraded_ttl = Some(map.next_value()?),
+                        "min_healthy" => min_healthy = Some(map.next_value()?),
+                        "when_all_down" => when_all_down = Some(map.next_value()?),
+                        "fallback" => fallback = Some(map.next_value()?),
+                        table => tables.push(policy::read_table(table, &mut map)?),
+                    }
+                }
+                Ok(RawService {
+                    regions: regions.ok_or_else(|| A::Error::missing_field("regions"))?,
+                    policy: policy.ok_or_else(|| A::Error::missing_field("policy"))?,
+                    ttl,
+                    degraded_ttl,
+                    min_healthy,
+                    when_all_down,
+                    fallback,
+                    tables,
+                })
+            }
+        }
+        d.deserialize_struct("RawService", &SERVICE_KEYS, V)
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLatency {
-    margin_percent: Option<Spanned<f64>>,
-    margin_ms: Option<Spanned<f64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFailover {
-    ties: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMultiValue {
-    count: Option<Spanned<i64>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSticky {
-    ipv4_prefix: Option<Spanned<i64>>,
-    ipv6_prefix: Option<Spanned<i64>>,
-}
-
-/// Collects errors as (span, message, hint).
-pub(super) type Report<'a> = dyn FnMut(Range<usize>, String, Option<&str>) + 'a;
-
-const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
-const POLICIES: &str = "geo, nearest, latency, weighted, failover, multivalue, sticky";
+pub(super) use crate::diag::Report;
 
 #[allow(clippy::too_many_arguments)] // one call site, in config::parse
 pub(super) fn validate(
@@ -454,22 +441,6 @@ fn checks(
     }
 }
 
-fn region_list(items: &[Spanned<String>], names: &[&str], field: &str, report: &mut Report<'_>) -> Vec<usize> {
-    let mut out = Vec::new();
-    for item in items {
-        match names.iter().position(|n| n == item.get_ref()) {
-            Some(i) if !out.contains(&i) => out.push(i),
-            Some(_) => report(item.span(), format!("{field}: region {:?} is listed twice", item.get_ref()), None),
-            None => report(
-                item.span(),
-                format!("{field} names unknown region {:?}", item.get_ref()),
-                Some("define it as [regions.NAME] or remove it from the list"),
-            ),
-        }
-    }
-    out
-}
-
 #[allow(clippy::too_many_arguments)]
 fn service(
     name: &Spanned<String>,
@@ -494,224 +465,57 @@ fn service(
     if raw.regions.get_ref().is_empty() {
         report(raw.regions.span(), format!("service {sname} has no regions"), Some("list at least one region"));
     }
-    // Regions of the pool, by config index: a policy map may only name members.
-    let in_pool = |list: Vec<usize>, items: &[Spanned<String>], f: &str, report: &mut Report<'_>| -> Vec<usize> {
-        for (i, item) in list.iter().zip(items) {
-            if !members.contains(i) {
-                report(
-                    item.span(),
-                    format!("{f}: region {:?} is not in service {sname}'s regions", item.get_ref()),
-                    Some("add it to the service's regions list"),
-                );
-            }
-        }
-        list
-    };
-
-    let steps: Vec<Spanned<String>> = match raw.policy.get_ref() {
+    let named: Vec<Spanned<String>> = match raw.policy.get_ref() {
         RawPolicy::One(s) => vec![Spanned::new(raw.policy.span(), s.clone())],
         RawPolicy::Chain(v) => v.clone(),
     };
-    if steps.is_empty() {
+    if named.is_empty() {
         report(
             raw.policy.span(),
             format!("service {sname} has an empty policy chain"),
-            Some(&format!("use one of: {POLICIES}")),
+            Some(&format!("use one of: {}", policy::NAMES.join(", "))),
         );
     }
-    let mut policy = Vec::new();
+    let service_name = sname.to_string();
+    let coordinates: Vec<Option<(f64, f64)>> = regions.iter().map(|r| r.coordinates).collect();
+    let mut chain = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let s = step.get_ref().as_str();
-        let last = i + 1 == steps.len();
+    for (i, entry) in named.iter().enumerate() {
+        let s = entry.get_ref().as_str();
+        let last = i + 1 == named.len();
         if seen.contains(&s) {
-            report(step.span(), format!("policy {s} appears twice in service {sname}'s chain"), None);
+            report(entry.span(), format!("policy {s} appears twice in service {sname}'s chain"), None);
             continue;
         }
         seen.push(s);
-        let p = match s {
-            "geo" => {
-                let g = raw.geo.as_ref().map(|g| g.get_ref());
-                let mut geo = GeoConfig::default();
-                if let Some(g) = g {
-                    let map = |m: &Option<RawMap>,
-                               f: &str,
-                               report: &mut Report<'_>,
-                               key_ok: &dyn Fn(&str) -> Option<String>| {
-                        let mut out = Vec::new();
-                        for (k, v) in m.iter().flatten() {
-                            let Some(key) = key_ok(k.get_ref()) else {
-                                report(
-                                    k.span(),
-                                    format!("{}: {:?} is not a valid key", field(f), k.get_ref()),
-                                    Some(match f {
-                                        "geo.continents" => "continent codes: AF AN AS EU NA OC SA",
-                                        "geo.countries" => "ISO 3166-1 alpha-2 country codes, e.g. GB",
-                                        "geo.subdivisions" => "ISO 3166-2 codes, e.g. US-CA",
-                                        _ => "CIDR prefixes, e.g. 10.0.0.0/8",
-                                    }),
-                                );
-                                continue;
-                            };
-                            let list = region_list(v, names, &field(f), report);
-                            out.push((key, in_pool(list, v, &field(f), report)));
-                        }
-                        out
-                    };
-                    let up = |s: &str| s.to_ascii_uppercase();
-                    geo.continents = map(&g.continents, "geo.continents", report, &|k| {
-                        CONTINENTS.contains(&up(k).as_str()).then(|| up(k))
-                    });
-                    geo.countries = map(&g.countries, "geo.countries", report, &|k| {
-                        (k.len() == 2 && k.chars().all(|c| c.is_ascii_alphabetic())).then(|| up(k))
-                    });
-                    geo.subdivisions = map(&g.subdivisions, "geo.subdivisions", report, &|k| {
-                        let (c, s) = k.split_once('-')?;
-                        (c.len() == 2
-                            && (1..=3).contains(&s.len())
-                            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-                        .then(|| up(k))
-                    });
-                    let nets =
-                        map(&g.nets, "geo.nets", report, &|k| super::parse_net(k).map(|n| n.trunc().to_string()));
-                    geo.nets = nets.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect();
-                    geo.nets.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
-                    if let Some(d) = &g.default {
-                        let list = region_list(d, names, &field("geo.default"), report);
-                        geo.default = in_pool(list, d, &field("geo.default"), report);
-                    }
-                }
-                let has_location_rules =
-                    !(geo.continents.is_empty() && geo.countries.is_empty() && geo.subdivisions.is_empty());
-                if has_location_rules && !has_geoip {
-                    report(
-                        step.span(),
-                        format!("service {sname} uses geo by location but no GeoIP database is configured"),
-                        Some("set [geoip] database = \"PATH.mmdb\""),
-                    );
-                }
-                if g.is_none() {
-                    report(
-                        step.span(),
-                        format!("service {sname} uses geo but has no [services.\"{text}\".geo] map"),
-                        Some("map continents, countries, subdivisions or nets to regions"),
-                    );
-                }
-                PolicyConfig::Geo(geo)
-            }
-            "nearest" => {
-                if !has_geoip {
-                    report(
-                        step.span(),
-                        format!("service {sname} uses nearest but no GeoIP database is configured"),
-                        Some("set [geoip] database = \"PATH.mmdb\" (a City database: it has coordinates)"),
-                    );
-                }
-                for &m in &members {
-                    if regions[m].coordinates.is_none() {
-                        report(
-                            step.span(),
-                            format!("service {sname} uses nearest but region {} has no coordinates", regions[m].name),
-                            Some("add coordinates = [latitude, longitude] to the region"),
-                        );
-                    }
-                }
-                let default = match raw.nearest.as_ref().and_then(|n| n.get_ref().default.as_ref()) {
-                    Some(d) => {
-                        let list = region_list(d, names, &field("nearest.default"), report);
-                        in_pool(list, d, &field("nearest.default"), report)
-                    }
-                    None => Vec::new(),
-                };
-                PolicyConfig::Nearest { default }
-            }
-            "latency" => {
-                let l = raw.latency.as_ref().map(|l| l.get_ref());
-                let mut margin_percent = 10.0;
-                let mut margin_ms = 0.0;
-                if let Some(p) = l.and_then(|l| l.margin_percent.as_ref()) {
-                    margin_percent =
-                        in_range(p, 0.0..=1000.0, &field("latency.margin_percent"), "use 0 to 1000", report)
-                            .unwrap_or(margin_percent);
-                }
-                if let Some(m) = l.and_then(|l| l.margin_ms.as_ref()) {
-                    margin_ms = in_range(m, 0.0..=60_000.0, &field("latency.margin_ms"), "use 0 to 60000", report)
-                        .unwrap_or(margin_ms);
-                }
-                PolicyConfig::Latency { margin_percent, margin_ms }
-            }
-            "weighted" => PolicyConfig::Weighted,
-            "failover" => {
-                let ties = raw.failover.as_ref().and_then(|f| f.get_ref().ties.as_ref());
-                let weighted_ties = match ties.map(|t| t.get_ref().as_str()) {
-                    None | Some("all") => false,
-                    Some("weighted") => true,
-                    Some(other) => {
-                        if let Some(t) = ties {
-                            report(
-                                t.span(),
-                                format!("{}: {other:?} is not a tie rule", field("failover.ties")),
-                                Some(
-                                    "use \"all\" (answer every region of the best priority) or \"weighted\" (pick one by weight)",
-                                ),
-                            );
-                        }
-                        false
-                    }
-                };
-                PolicyConfig::Failover { weighted_ties }
-            }
-            "multivalue" => {
-                let mut count = 1;
-                if let Some(c) = raw.multivalue.as_ref().and_then(|m| m.get_ref().count.as_ref()) {
-                    count = in_range(c, 1..=16, &field("multivalue.count"), "use 1 to 16", report)
-                        .map_or(count, |c| c as usize);
-                }
-                PolicyConfig::MultiValue { count }
-            }
-            "sticky" => {
-                let st = raw.sticky.as_ref().map(|s| s.get_ref());
-                let mut prefix = |v: Option<&Spanned<i64>>, max: i64, default: u8, f: &str| {
-                    v.and_then(|p| in_range(p, 0..=max, &field(f), &format!("use 0 to {max}"), report))
-                        .map_or(default, |p| p as u8)
-                };
-                let ipv4_prefix = prefix(st.and_then(|s| s.ipv4_prefix.as_ref()), 32, 24, "sticky.ipv4_prefix");
-                let ipv6_prefix = prefix(st.and_then(|s| s.ipv6_prefix.as_ref()), 128, 56, "sticky.ipv6_prefix");
-                PolicyConfig::Sticky { ipv4_prefix, ipv6_prefix }
-            }
-            other => {
-                report(
-                    step.span(),
-                    format!("service {sname}: unknown policy {other:?}"),
-                    Some(&format!("use one of: {POLICIES}")),
-                );
-                continue;
-            }
+        let mut setup = policy::Setup {
+            service: &service_name,
+            key: text,
+            span: entry.span(),
+            names,
+            coordinates: &coordinates,
+            members: &members,
+            has_geoip,
+            report: &mut *report,
         };
-        if !last && matches!(p, PolicyConfig::Weighted | PolicyConfig::MultiValue { .. } | PolicyConfig::Sticky { .. })
-        {
+        let Some(p) = policy::configure(s, raw.tables.iter().find(|t| t.name == s), &mut setup) else {
+            continue;
+        };
+        if !last && p.picks_answer() {
             report(
-                step.span(),
+                entry.span(),
                 format!("policy {s} picks the answer, so it must come last in service {sname}'s chain"),
                 None,
             );
         }
-        policy.push(p);
+        chain.push(p);
     }
     // A settings table for a policy the chain does not use is almost always a mistake.
-    for (present, pname) in [
-        (raw.geo.as_ref().map(Spanned::span), "geo"),
-        (raw.nearest.as_ref().map(Spanned::span), "nearest"),
-        (raw.latency.as_ref().map(Spanned::span), "latency"),
-        (raw.failover.as_ref().map(Spanned::span), "failover"),
-        (raw.multivalue.as_ref().map(Spanned::span), "multivalue"),
-        (raw.sticky.as_ref().map(Spanned::span), "sticky"),
-    ] {
-        if let Some(sp) = present
-            && !seen.contains(&pname)
-        {
+    for t in &raw.tables {
+        let pname = t.name;
+        if !seen.contains(&pname) {
             report(
-                sp,
+                t.span.clone(),
                 format!("{} is set but service {sname}'s policy does not use {pname}", field(pname)),
                 Some(&format!("add \"{pname}\" to the policy chain or remove the table")),
             );
@@ -721,7 +525,7 @@ fn service(
     let mut s = ServiceConfig {
         name: sname.clone(),
         regions: members,
-        policy,
+        policy: Chain(chain),
         ttl: DEFAULT_TTL,
         degraded_ttl: None,
         min_healthy: MinHealthy::Count(1),
@@ -811,5 +615,38 @@ mod tests {
             "{}",
             e[0]
         );
+    }
+
+    /// Each policy reads and checks its own table; the messages and their places are the
+    /// same as when one function read them all.
+    #[test]
+    fn policy_settings_errors_keep_their_place() {
+        let errors = |cfg: &str| -> String {
+            let e = parse(&format!("{BASE}{cfg}"), Path::new("/g.toml")).unwrap_err();
+            e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+        };
+        let svc = "[services.\"x.test\"]\nregions = [\"a\", \"b\"]\n";
+        let text = errors(&format!("{svc}policy = \"weighted\"\npolcy = 1\n"));
+        assert!(text.starts_with("/g.toml:8:1: error: unknown field `polcy`, expected one of `regions`, `policy`, `ttl`, `degraded_ttl`, `min_healthy`, `when_all_down`, `fallback`, `geo`, `nearest`, `latency`, `failover`, `multivalue`, `sticky`"), "{text}");
+        let text = errors(&format!("{svc}policy = \"nearest\"\nnearest = {{ default = [\"b\"], x = 1 }}\n"));
+        assert!(text.starts_with("/g.toml:8:30: error: unknown field `x`, expected `default`"), "{text}");
+        let text = errors(&format!(
+            "{svc}policy = [\"geo\", \"latency\", \"failover\", \"sticky\"]\n\
+             geo = {{ continents = {{ XX = [\"a\"] }}, default = [\"c\"] }}\n\
+             latency = {{ margin_percent = 5000.0 }}\n\
+             failover = {{ ties = \"some\" }}\n\
+             sticky = {{ ipv4_prefix = 40 }}\n\
+             multivalue = {{ count = 2 }}\n"
+        ));
+        for want in [
+            "/g.toml:8:24: error: services.\"x.test\".geo.continents: \"XX\" is not a valid key\n  hint: continent codes",
+            "/g.toml:8:49: error: services.\"x.test\".geo.default names unknown region \"c\"",
+            "/g.toml:9:30: error: services.\"x.test\".latency.margin_percent: 5000 is out of range\n  hint: use 0 to 1000",
+            "/g.toml:10:21: error: services.\"x.test\".failover.ties: \"some\" is not a tie rule",
+            "/g.toml:11:26: error: services.\"x.test\".sticky.ipv4_prefix: 40 is out of range\n  hint: use 0 to 32",
+            "/g.toml:12:14: error: services.\"x.test\".multivalue is set but service x.test.'s policy does not use multivalue",
+        ] {
+            assert!(text.contains(want), "want {want:?} in:\n{text}");
+        }
     }
 }

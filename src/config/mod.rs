@@ -7,9 +7,6 @@ pub mod gslb;
 pub mod health;
 pub mod rrl;
 
-use std::fmt;
-
-use crate::load_error::{LoadError, LoadErrorKind, Location};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +14,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::load_error::{LoadError, LoadErrorKind, Location};
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -323,36 +322,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
     if errors.is_empty() { Ok(cfg) } else { Err(errors) }
 }
 
-/// A number setting checked against `range`: the value, or None after reporting
-/// "`field`: VALUE is out of range" at the value, with `hint`.
-pub(crate) fn in_range<T>(
-    v: &Spanned<T>,
-    range: std::ops::RangeInclusive<T>,
-    field: &str,
-    hint: &str,
-    report: &mut gslb::Report<'_>,
-) -> Option<T>
-where
-    T: PartialOrd + Copy + fmt::Display,
-{
-    let value = *v.get_ref();
-    if range.contains(&value) {
-        Some(value)
-    } else {
-        report(v.span(), format!("{field}: {value} is out of range"), Some(hint));
-        None
-    }
-}
+pub(crate) use crate::diag::in_range;
 
 /// `host:port`, with IPv6 hosts in brackets.
 pub fn parse_listen(s: &str) -> Option<SocketAddr> {
     s.parse().ok()
 }
 
-/// An address (a /32 or /128) or a CIDR prefix.
-pub fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
-}
+pub use crate::addr::parse_net;
 
 /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {

@@ -7,10 +7,12 @@ pub mod udp;
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::addr::canonical;
+use crate::answer::Transport;
 use crate::metrics::DnsShard;
-use crate::resolve::{self, Transport};
+use crate::resolve;
 use crate::rtype;
-use crate::state::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::wire::{self, Decoded, ErrorReply, rcode};
 
 /// An answer to ANY over UDP is at most this many times the size of the query (else it is
@@ -99,7 +101,11 @@ pub fn respond(
         && let Some((i, chosen)) = &answer.service
         && let Some(service) = snap.gslb.services.get(*i)
     {
-        service.count_answer(chosen, counters.index);
+        for r in chosen {
+            if let Some(position) = service.regions.iter().position(|x| x == r) {
+                snap.answer_counts.add(*i, position, counters.index);
+            }
+        }
     }
     Reply::Message
 }
@@ -135,14 +141,6 @@ fn question_type(question: Option<&[u8]>) -> u16 {
     question
         .and_then(|q| q.len().checked_sub(4).and_then(|i| q.get(i..i + 2)))
         .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, from dual-stack sockets) as plain IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// A listening address as the ready line and logs show it.

@@ -220,7 +220,7 @@ impl Limiter {
     /// The account of `client` for this kind of response, as (key, tag).
     fn account(&self, client: IpAddr, errors: bool) -> (u64, u8) {
         let kind = if errors { ERRORS } else { 0 };
-        match super::canonical(client) {
+        match crate::addr::canonical(client) {
             IpAddr::V4(a) => {
                 let mask = u32::MAX << (32 - u32::from(self.cfg.ipv4_prefix_length.clamp(1, 32)));
                 (u64::from(u32::from(a) & mask), OCCUPIED | kind)
@@ -285,7 +285,7 @@ impl Limiter {
         let rate = if errors { cfg.errors_per_second } else { cfg.responses_per_second }.clamp(1, 1_000_000) as i32;
         let floor = -(rate.saturating_mul(self.window_ms() as i32 / 1000 - 1));
         // Scanned for every response: exempt lists are a handful of networks.
-        if !cfg.exempt.is_empty() && cfg.exempt.iter().any(|net| net.contains(&super::canonical(client))) {
+        if !cfg.exempt.is_empty() && cfg.exempt.iter().any(|net| net.contains(&crate::addr::canonical(client))) {
             return Verdict::Send;
         }
         let (key, tag) = self.account(client, errors);

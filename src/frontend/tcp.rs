@@ -10,12 +10,13 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use super::{Reply, respond};
-use crate::resolve::Transport;
-use crate::state::SharedState;
+use crate::answer::Transport;
+use crate::shutdown::Shutdown;
+use crate::snapshot::SharedState;
 use crate::wire;
 
 /// TCP limits from the configuration.
@@ -49,7 +50,7 @@ pub async fn serve(
     state: SharedState,
     limits: Limits,
     permits: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> io::Result<()> {
     let listener = TcpListener::from_std(listener)?;
     loop {
@@ -63,7 +64,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = until_shutdown(&mut shutdown) => break,
+            _ = shutdown.recv() => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "tcp connection limit reached; closing");
@@ -87,7 +88,7 @@ async fn connection(
     peer: SocketAddr,
     state: SharedState,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
@@ -106,7 +107,7 @@ async fn connection(
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(()),
             },
-            _ = until_shutdown(&mut shutdown) => return Ok(()),
+            _ = shutdown.recv() => return Ok(()),
         }
         let len = u16::from_be_bytes(len) as usize;
         let body = &mut buf[..len];
@@ -130,7 +131,7 @@ async fn connection(
                     wire::Decoded::Query(q) => snap
                         .zones
                         .get(q.qname_lower.as_wire())
-                        .map(|zone| wire::encode_transfer(&q, zone))
+                        .map(|zone| wire::encode_transfer(&q, &crate::resolve::transfer(zone)))
                         .unwrap_or_default(),
                     _ => Vec::new(),
                 };
@@ -151,10 +152,4 @@ async fn write(stream: &mut TcpStream, data: &[u8], limits: Limits) -> io::Resul
         Ok(r) => r,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client not reading")),
     }
-}
-
-/// Resolves once shutdown has been signalled (the guard `wait_for` returns is not Send, so it
-/// is dropped here rather than held in a select).
-async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }

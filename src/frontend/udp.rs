@@ -12,7 +12,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,9 +20,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::rrl::{self, Limiter};
 use super::{Reply, respond};
+use crate::answer::Transport;
 use crate::config::UdpSteering;
-use crate::resolve::Transport;
-use crate::state::SharedState;
+use crate::shutdown::Shutdown;
+use crate::snapshot::SharedState;
 
 /// How often an idle worker looks at the shutdown flag.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(200);
@@ -98,7 +98,7 @@ pub fn spawn_workers(
     workers: usize,
     steering: UdpSteering,
     state: SharedState,
-    shutdown: Arc<AtomicBool>,
+    shutdown: Shutdown,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let addr = first.local_addr()?;
     log_recv_buffer(&first, addr);
@@ -160,8 +160,8 @@ struct RrlSetup {
 /// Writes the workers' RRL start/stop events to the log, off the query path: a worker only
 /// queues an event (never blocking; a full queue loses it, counted in
 /// `gslbd_rrl_log_events_lost_total`), and this thread does the writing.
-fn log_events(receivers: &[Receiver<rrl::Event>], shutdown: &AtomicBool) {
-    while !shutdown.load(Ordering::Relaxed) {
+fn log_events(receivers: &[Receiver<rrl::Event>], shutdown: &Shutdown) {
+    while !shutdown.is_shutdown() {
         std::thread::sleep(EVENT_POLL);
         for e in receivers.iter().flat_map(Receiver::try_iter) {
             let account = if e.errors { "errors" } else { "responses" };
@@ -267,7 +267,7 @@ fn attach_steering(socket: &UdpSocket, program: &[libc::sock_filter]) -> io::Res
 fn serve(
     socket: UdpSocket,
     state: SharedState,
-    shutdown: Arc<AtomicBool>,
+    shutdown: Shutdown,
     counters: &'static crate::metrics::DnsShard,
     setup: RrlSetup,
 ) {
@@ -275,7 +275,7 @@ fn serve(
     // Built when the configuration first asks for it, kept (and reconfigured) after.
     let mut limiter: Option<Limiter> = None;
     let mut published = [0u64; 8];
-    while !shutdown.load(Ordering::Relaxed) {
+    while !shutdown.is_shutdown() {
         let received = match batch.receive(&socket) {
             Ok(n) => n,
             Err(e)
@@ -423,7 +423,7 @@ impl Batch {
     fn answer(
         &mut self,
         received: usize,
-        snap: &crate::state::Snapshot,
+        snap: &crate::snapshot::Snapshot,
         counters: &crate::metrics::DnsShard,
         mut limiter: Option<&mut Limiter>,
     ) {

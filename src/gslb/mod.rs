@@ -13,38 +13,11 @@ use crate::config::gslb::{AllDown, GslbConfig, MinHealthy};
 use crate::geoip::GeoLookup;
 use crate::load_error::{LoadError, LoadErrorKind, Location};
 use crate::name::Name;
-use crate::policy::Step;
+use crate::policy::Chain;
+use crate::region::{Region, RegionId};
 use crate::rtype;
 use crate::zone::ZoneSet;
 use crate::zone::store::{Lookup, RRset};
-
-/// Index of a region in [`Gslb::regions`].
-pub type RegionId = u16;
-
-/// One regional balancer, with its answers pre-encoded (TTL comes from the service).
-#[derive(Debug)]
-pub struct Region {
-    pub name: String,
-    pub a: Option<RRset>,
-    pub aaaa: Option<RRset>,
-    pub cname: Option<RRset>,
-    pub coordinates: Option<(f64, f64)>,
-    pub weight: u32,
-    pub priority: u32,
-    pub bias_km: f64,
-}
-
-impl Region {
-    /// The records answering `qtype` (A or AAAA) for this region, if it has any: its
-    /// addresses of that family, or its CNAME, which serves both.
-    pub fn answers(&self, qtype: u16) -> Option<&RRset> {
-        self.cname.as_ref().or(match qtype {
-            rtype::A => self.a.as_ref(),
-            rtype::AAAA => self.aaaa.as_ref(),
-            _ => None,
-        })
-    }
-}
 
 /// One service name and how it steers.
 #[derive(Debug)]
@@ -52,18 +25,16 @@ pub struct Service {
     pub name: Name,
     /// Region ids, in the order the config lists them.
     pub regions: Vec<RegionId>,
-    pub chain: Vec<Step>,
+    pub chain: Chain,
     pub ttl: u32,
     pub degraded_ttl: Option<u32>,
     pub min_healthy: MinHealthy,
     pub when_all_down: AllDown,
     pub fallback_a: Option<RRset>,
     pub fallback_aaaa: Option<RRset>,
-    /// True when some step reads the client's address: the answer's ECS scope is then the
+    /// True when some policy reads the client's address: the answer's ECS scope is then the
     /// query's source prefix, else 0.
     pub is_client_dependent: bool,
-    /// Answers naming each region, parallel to `regions` (shared across reloads by name).
-    pub answer_counts: Vec<Arc<crate::metrics::Sharded>>,
 }
 
 /// Services, regions and the GeoIP database, as configured.
@@ -148,8 +119,8 @@ impl Gslb {
                     _ => {}
                 },
             }
-            let chain: Vec<Step> = s.policy.iter().map(|p| Step::build(p, &cfg.regions)).collect();
-            let is_client_dependent = chain.iter().any(Step::is_client_dependent);
+            let chain = s.policy.clone();
+            let is_client_dependent = chain.is_client_dependent();
             gslb.services.push(Service {
                 name: s.name.clone(),
                 regions: s.regions.iter().map(|&r| r as RegionId).collect(),
@@ -161,11 +132,6 @@ impl Gslb {
                 fallback_a: rrset_of(rtype::A, &s.fallback),
                 fallback_aaaa: rrset_of(rtype::AAAA, &s.fallback),
                 is_client_dependent,
-                answer_counts: s
-                    .regions
-                    .iter()
-                    .map(|&r| crate::metrics::answer_counter(&s.name.to_string(), &cfg.regions[r].name))
-                    .collect(),
             });
             gslb.by_name.insert(s.name.as_wire().into(), i);
             let wire = s.name.as_wire();
@@ -198,16 +164,5 @@ impl Gslb {
 
     pub fn region_id(&self, name: &str) -> Option<RegionId> {
         self.regions.iter().position(|r| r.name == name).map(|i| i as RegionId)
-    }
-}
-
-impl Service {
-    /// Counts one answer naming these regions, in worker `shard`'s cells.
-    pub fn count_answer(&self, chosen: &[RegionId], shard: usize) {
-        for r in chosen {
-            if let Some(i) = self.regions.iter().position(|x| x == r) {
-                self.answer_counts[i].add(shard, 1);
-            }
-        }
     }
 }

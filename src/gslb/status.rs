@@ -3,24 +3,11 @@
 //! failing open, all down) and its TTL. Computed once per change, off the query path, so a
 //! query only reads a ready list.
 
-use smallvec::SmallVec;
-
-use super::{Gslb, RegionId, Service};
+use super::{Gslb, Service};
 use crate::config::gslb::{AllDown, MinHealthy};
+use crate::policy::Candidates;
+use crate::region::{RegionId, RegionStatus};
 use crate::rtype;
-
-/// The effective state of one region: health after overrides, weight after overrides.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RegionStatus {
-    pub is_up: bool,
-    /// `is_up` comes from the operator's force, not from the prober. Fail-open exists for
-    /// health verdicts that may be wrong; it never answers a region forced down.
-    pub is_forced: bool,
-    /// Weight after the operator's weight or drain; 0 = drained.
-    pub weight: u32,
-    /// Smoothed RTT of health probes, milliseconds.
-    pub rtt_ms: Option<f64>,
-}
 
 /// How a service answers right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +34,6 @@ impl Mode {
     }
 }
 
-pub type Candidates = SmallVec<[RegionId; 8]>;
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceStatus {
     pub mode: Mode,
@@ -57,9 +42,9 @@ pub struct ServiceStatus {
     pub candidates_a: Candidates,
     pub candidates_aaaa: Candidates,
     pub ttl: u32,
-    /// The latency policy's current choice (kept until another region is better by the
-    /// configured margin).
-    pub latency_choice: Option<RegionId>,
+    /// The chain's choice made on status change ([`crate::policy::Chain::rechoose`]: the
+    /// latency policy's, kept until another region is better by the configured margin).
+    pub rechosen: Option<RegionId>,
 }
 
 impl ServiceStatus {
@@ -106,23 +91,32 @@ impl Status {
     /// Derives every service's status from region states. `prev` carries the latency
     /// policy's choices across rebuilds (its hysteresis).
     pub fn build(gslb: &Gslb, regions: Vec<RegionStatus>, prev: Option<&Status>) -> Status {
-        Status::build_with(gslb, regions, &|i| prev.and_then(|p| p.services.get(i)).and_then(|s| s.latency_choice))
+        Status::build_with(gslb, regions, &|i| prev.and_then(|p| p.services.get(i)).and_then(|s| s.rechosen))
     }
 
     /// [`Status::build`] with the latency policy's previous choice of service `i` given by
-    /// `latency_prev` (a reload maps the old choices onto the new ids by name).
+    /// `prev_rechosen` (a reload maps the old choices onto the new ids by name).
     pub fn build_with(
         gslb: &Gslb,
         regions: Vec<RegionStatus>,
-        latency_prev: &dyn Fn(usize) -> Option<RegionId>,
+        prev_rechosen: &dyn Fn(usize) -> Option<RegionId>,
     ) -> Status {
-        let services =
-            gslb.services.iter().enumerate().map(|(i, s)| service_status(gslb, s, &regions, latency_prev(i))).collect();
+        let services = gslb
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| service_status(gslb, s, &regions, prev_rechosen(i)))
+            .collect();
         Status { regions, services }
     }
 }
 
-fn service_status(gslb: &Gslb, s: &Service, regions: &[RegionStatus], latency_prev: Option<RegionId>) -> ServiceStatus {
+fn service_status(
+    gslb: &Gslb,
+    s: &Service,
+    regions: &[RegionStatus],
+    prev_rechosen: Option<RegionId>,
+) -> ServiceStatus {
     let total = s.regions.len();
     let state = |r: RegionId| regions.get(r as usize).copied();
     let up = |r: &RegionId| state(*r).is_some_and(|st| st.is_up);
@@ -171,8 +165,8 @@ fn service_status(gslb: &Gslb, s: &Service, regions: &[RegionStatus], latency_pr
         (Mode::Normal, _) | (_, None) => s.ttl,
         (_, Some(d)) => s.ttl.min(d),
     };
-    let latency_choice = crate::policy::latency::choose(s, &candidates_a, regions, latency_prev);
-    ServiceStatus { mode, healthy, candidates_a, candidates_aaaa, ttl, latency_choice }
+    let rechosen = s.chain.rechoose(&candidates_a, regions, prev_rechosen);
+    ServiceStatus { mode, healthy, candidates_a, candidates_aaaa, ttl, rechosen }
 }
 
 #[cfg(test)]

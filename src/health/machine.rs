@@ -1,6 +1,6 @@
 //! The rise/fall state machine of one check: pure, no clock, no I/O.
 //!
-//! A check starts [`State::Unknown`] on purpose: before any probe has answered we know
+//! A check starts [`Verdict::Unknown`] on purpose: before any probe has answered we know
 //! nothing, and what "unknown" means for answers is the operator's choice (`[health]
 //! unknown`), not this machine's. The first verdict needs the same evidence as any later
 //! change: `rise` consecutive successes for healthy, `fall` consecutive failures for
@@ -18,14 +18,14 @@
 
 use std::collections::VecDeque;
 
-use super::State;
+use super::Verdict;
 pub use super::check::Window;
 
 /// A change of state, reported once when it happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
-    pub from: State,
-    pub to: State,
+    pub from: Verdict,
+    pub to: Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Machine {
     rise: u32,
     fall: u32,
     window: Option<Window>,
-    state: State,
+    state: Verdict,
     /// Consecutive successes, and consecutive failures, up to the latest result.
     oks: u32,
     fails: u32,
@@ -49,7 +49,7 @@ impl Machine {
             rise: rise.max(1),
             fall: fall.max(1),
             window: None,
-            state: State::Unknown,
+            state: Verdict::Unknown,
             oks: 0,
             fails: 0,
             recent: VecDeque::new(),
@@ -64,7 +64,7 @@ impl Machine {
 
     /// Starts from a known verdict (with no streak towards the next change) instead of
     /// `Unknown`: leaving it takes the same evidence as any change.
-    pub fn seeded(mut self, state: State) -> Machine {
+    pub fn seeded(mut self, state: Verdict) -> Machine {
         self.state = state;
         self
     }
@@ -82,7 +82,7 @@ impl Machine {
         m
     }
 
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> Verdict {
         self.state
     }
 
@@ -104,10 +104,10 @@ impl Machine {
             window_failed = self.recent.iter().filter(|ok| !**ok).count() >= w.failures as usize;
         }
         let to = match self.state {
-            State::Healthy if self.fails >= self.fall || window_failed => State::Unhealthy,
-            State::Unhealthy if self.oks >= self.rise => State::Healthy,
-            State::Unknown if self.oks >= self.rise => State::Healthy,
-            State::Unknown if self.fails >= self.fall || window_failed => State::Unhealthy,
+            Verdict::Healthy if self.fails >= self.fall || window_failed => Verdict::Unhealthy,
+            Verdict::Unhealthy if self.oks >= self.rise => Verdict::Healthy,
+            Verdict::Unknown if self.oks >= self.rise => Verdict::Healthy,
+            Verdict::Unknown if self.fails >= self.fall || window_failed => Verdict::Unhealthy,
             _ => return None,
         };
         let from = std::mem::replace(&mut self.state, to);
@@ -121,10 +121,10 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use State::*;
+    use Verdict::*;
 
     /// (rise, fall, probe results as `+`/`-`, the state after each result).
-    const CASES: &[(u32, u32, &str, &[State])] = &[
+    const CASES: &[(u32, u32, &str, &[Verdict])] = &[
         // The first verdict needs rise successes or fall failures.
         (2, 3, "+", &[Unknown]),
         (2, 3, "++", &[Unknown, Healthy]),
@@ -165,7 +165,7 @@ mod tests {
     fn rise_fall_table() {
         for &(rise, fall, results, states) in CASES {
             let mut m = Machine::new(rise, fall);
-            let got: Vec<State> = results
+            let got: Vec<Verdict> = results
                 .chars()
                 .map(|c| {
                     m.observe(c == '+');
@@ -177,7 +177,7 @@ mod tests {
     }
 
     /// (rise, fall, window as (size, failures), results, the state after each result).
-    type WindowCase = (u32, u32, Option<(u32, u32)>, &'static str, &'static [State]);
+    type WindowCase = (u32, u32, Option<(u32, u32)>, &'static str, &'static [Verdict]);
     const WINDOW_CASES: &[WindowCase] = &[
         // Two failures in the last three take it down; without a window they never do.
         (2, 3, Some((3, 2)), "++-+-", &[Unknown, Healthy, Healthy, Healthy, Unhealthy]),
@@ -219,7 +219,7 @@ mod tests {
     fn window_table() {
         for &(rise, fall, window, results, states) in WINDOW_CASES {
             let mut m = Machine::new(rise, fall).with_window(window.map(|(size, failures)| Window { size, failures }));
-            let got: Vec<State> = results
+            let got: Vec<Verdict> = results
                 .chars()
                 .map(|c| {
                     m.observe(c == '+');
@@ -234,14 +234,14 @@ mod tests {
     #[test]
     fn seeded_and_resumed_machines_go_on_from_what_they_knew() {
         // A seeded verdict needs the usual evidence to change.
-        let cases: &[(State, &str, &[State])] = &[
+        let cases: &[(Verdict, &str, &[Verdict])] = &[
             (Unhealthy, "+-++", &[Unhealthy, Unhealthy, Unhealthy, Healthy]),
             (Healthy, "--+---", &[Healthy, Healthy, Healthy, Healthy, Healthy, Unhealthy]),
             (Unknown, "++", &[Unknown, Healthy]),
         ];
         for &(seed, results, states) in cases {
             let mut m = Machine::new(2, 3).seeded(seed);
-            let got: Vec<State> = results
+            let got: Vec<Verdict> = results
                 .chars()
                 .map(|c| {
                     m.observe(c == '+');

@@ -16,7 +16,7 @@
 //! The DNS path never waits on any of this: it reads the region status of the current
 //! snapshot, rebuilt from each published [`HealthTable`] off the query path.
 //!
-//! A region starts [`State::Unknown`] and stays so until its checks reach a verdict, unless
+//! A region starts [`Verdict::Unknown`] and stays so until its checks reach a verdict, unless
 //! something is already known: a reload that changes its checks keeps its verdict, and a
 //! restart starts from the verdict saved in `health.json` (recent, same checks).
 //! `[health] unknown = "up"` (the default) answers unknown regions, so a start never
@@ -40,24 +40,24 @@ pub use prober::{Prober, RegionChecks, Seed};
 
 /// What the checks say about a region (or a single check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
+pub enum Verdict {
     /// No verdict yet: just started, or its checks just changed.
     Unknown,
     Healthy,
     Unhealthy,
 }
 
-impl State {
+impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Unknown => "unknown",
-            State::Healthy => "healthy",
-            State::Unhealthy => "unhealthy",
+            Verdict::Unknown => "unknown",
+            Verdict::Healthy => "healthy",
+            Verdict::Unhealthy => "unhealthy",
         }
     }
 }
 
-impl fmt::Display for State {
+impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -84,7 +84,7 @@ impl ProbeRecord {
 /// The health of one region that has checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionHealth {
-    pub state: State,
+    pub state: Verdict,
     /// When it entered `state` (or when its checks started, for `Unknown`).
     pub since: SystemTime,
     /// The reason of the latest failed probe; cleared when the region becomes healthy.
@@ -93,7 +93,7 @@ pub struct RegionHealth {
     pub rtt_ewma_ms: Option<f64>,
     /// The latest probe results, oldest first (`[health] history` of them).
     pub recent: VecDeque<ProbeRecord>,
-    /// State changes since its checks started.
+    /// Verdict changes since its checks started.
     pub transitions: u64,
 }
 
@@ -114,36 +114,36 @@ impl HealthTable {
     /// ones as configured.
     pub fn is_up(&self, name: &str, unknown_is_up: bool) -> bool {
         match self.regions.get(name).map(|h| h.state) {
-            None | Some(State::Healthy) => true,
-            Some(State::Unhealthy) => false,
-            Some(State::Unknown) => unknown_is_up,
+            None | Some(Verdict::Healthy) => true,
+            Some(Verdict::Unhealthy) => false,
+            Some(Verdict::Unknown) => unknown_is_up,
         }
     }
 }
 
 /// A region's verdict from its checks' states: healthy when at least `need` checks are,
 /// unhealthy as soon as too many are unhealthy for `need` ever to be reached, else unknown.
-pub fn quorum(states: &[State], need: usize) -> State {
+pub fn quorum(states: &[Verdict], need: usize) -> Verdict {
     let need = need.clamp(1, states.len().max(1));
-    let healthy = states.iter().filter(|s| **s == State::Healthy).count();
-    let unhealthy = states.iter().filter(|s| **s == State::Unhealthy).count();
+    let healthy = states.iter().filter(|s| **s == Verdict::Healthy).count();
+    let unhealthy = states.iter().filter(|s| **s == Verdict::Unhealthy).count();
     if healthy >= need {
-        State::Healthy
+        Verdict::Healthy
     } else if unhealthy > states.len().saturating_sub(need) {
-        State::Unhealthy
+        Verdict::Unhealthy
     } else {
-        State::Unknown
+        Verdict::Unknown
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use State::*;
+    use Verdict::*;
 
     #[test]
     fn quorum_table() {
-        let cases: &[(&[State], usize, State)] = &[
+        let cases: &[(&[Verdict], usize, Verdict)] = &[
             (&[Healthy], 1, Healthy),
             (&[Unhealthy], 1, Unhealthy),
             (&[Unknown], 1, Unknown),

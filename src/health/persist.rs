@@ -22,7 +22,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{HealthTable, Seed, State};
+use crate::shutdown::Shutdown;
+
+use super::{HealthTable, Seed, Verdict};
 
 /// The file in the state directory.
 pub const FILE: &str = "health.json";
@@ -37,7 +39,7 @@ pub const REFRESH: Duration = Duration::from_secs(60);
 /// A verdict worth saving (`Unknown` is what a start without the file gives anyway).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verdict {
+pub enum SavedVerdict {
     Healthy,
     Unhealthy,
 }
@@ -45,7 +47,7 @@ pub enum Verdict {
 /// One region's saved verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedRegion {
-    pub verdict: Verdict,
+    pub verdict: SavedVerdict,
     /// When the region entered it, seconds since the Unix epoch.
     pub since: u64,
     /// The fingerprint of the checks that reached it.
@@ -83,9 +85,9 @@ pub fn snapshot(table: &HealthTable, now: u64) -> Saved {
         .iter()
         .filter_map(|(name, h)| {
             let verdict = match h.state {
-                State::Healthy => Verdict::Healthy,
-                State::Unhealthy => Verdict::Unhealthy,
-                State::Unknown => return None,
+                Verdict::Healthy => SavedVerdict::Healthy,
+                Verdict::Unhealthy => SavedVerdict::Unhealthy,
+                Verdict::Unknown => return None,
             };
             let checks = table.fingerprints.get(name)?.clone();
             Some((name.clone(), SavedRegion { verdict, since: secs(h.since), checks, rtt_ewma_ms: h.rtt_ewma_ms }))
@@ -127,8 +129,8 @@ pub fn seeds(saved: &Saved, now: u64) -> HashMap<String, Seed> {
         .map(|(name, r)| {
             let seed = Seed {
                 state: match r.verdict {
-                    Verdict::Healthy => State::Healthy,
-                    Verdict::Unhealthy => State::Unhealthy,
+                    SavedVerdict::Healthy => Verdict::Healthy,
+                    SavedVerdict::Unhealthy => Verdict::Unhealthy,
                 },
                 since: UNIX_EPOCH + Duration::from_secs(r.since),
                 rtt_ewma_ms: r.rtt_ewma_ms,
@@ -153,13 +155,13 @@ pub fn restore(dir: &Path) -> HashMap<String, Seed> {
 }
 
 /// What decides whether the file needs writing now: the verdicts, not RTTs or history.
-fn verdicts(saved: &Saved) -> Vec<(&String, Verdict, u64, &String)> {
+fn verdicts(saved: &Saved) -> Vec<(&String, SavedVerdict, u64, &String)> {
     saved.regions.iter().map(|(k, r)| (k, r.verdict, r.since, &r.checks)).collect()
 }
 
 /// Saves the verdicts of every published table whenever one changes, every [`REFRESH`],
 /// and once more at shutdown. A failed write is logged and retried with the next one.
-pub async fn run(dir: PathBuf, mut health: watch::Receiver<Arc<HealthTable>>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(dir: PathBuf, mut health: watch::Receiver<Arc<HealthTable>>, mut shutdown: Shutdown) {
     let mut last: Option<Saved> = None;
     let mut current = health.borrow_and_update().clone();
     let mut refresh = tokio::time::interval(REFRESH);
@@ -173,9 +175,9 @@ pub async fn run(dir: PathBuf, mut health: watch::Receiver<Arc<HealthTable>>, mu
                 false
             }
             _ = refresh.tick() => true,
-            _ = shutdown.wait_for(|&stop| stop) => true,
+            _ = shutdown.recv() => true,
         };
-        if *shutdown.borrow() {
+        if shutdown.is_shutdown() {
             // The prober stops now and publishes an empty table: what it knew before is
             // what the next start should begin from.
             save(&dir, snapshot(&current, secs(SystemTime::now()))).await;
@@ -213,7 +215,7 @@ mod tests {
     use super::*;
     use crate::health::RegionHealth;
 
-    fn table(regions: &[(&str, State)]) -> HealthTable {
+    fn table(regions: &[(&str, Verdict)]) -> HealthTable {
         let mut t = HealthTable::default();
         for (name, state) in regions {
             t.regions.insert(
@@ -237,7 +239,7 @@ mod tests {
         let tmp = crate::testutil::TempDir::new("health-save");
         let dir = tmp.path().join("state");
         assert_eq!(load(&dir).unwrap(), None, "nothing saved yet");
-        let t = table(&[("up", State::Healthy), ("down", State::Unhealthy), ("new", State::Unknown)]);
+        let t = table(&[("up", Verdict::Healthy), ("down", Verdict::Unhealthy), ("new", Verdict::Unknown)]);
         let saved = snapshot(&t, 2000);
         assert_eq!(saved.regions.keys().collect::<Vec<_>>(), ["down", "up"], "unknown is not worth saving");
         crate::overrides::write_json(&dir, FILE, &saved).unwrap();
@@ -253,7 +255,7 @@ mod tests {
         let s = &seeds(&back, 2000)["down"];
         assert_eq!(
             (s.state, s.since, s.rtt_ewma_ms, s.fingerprint.as_str()),
-            (State::Unhealthy, UNIX_EPOCH + Duration::from_secs(1000), Some(12.5), "fp-down")
+            (Verdict::Unhealthy, UNIX_EPOCH + Duration::from_secs(1000), Some(12.5), "fp-down")
         );
     }
 

@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::check::CheckConfig;
-use super::{HealthTable, Machine, Probe, ProbeOutcome, ProbeRecord, RegionHealth, State, quorum};
+use super::{HealthTable, Machine, Probe, ProbeOutcome, ProbeRecord, RegionHealth, Verdict, quorum};
+use crate::shutdown::Shutdown;
 
 /// Weight of the newest RTT sample in the average: 0.3 follows a real change within a few
 /// probes (half-life about 2 probes) while one slow answer moves it by less than a third.
@@ -66,7 +67,7 @@ pub type ProbeFactory = Arc<dyn Fn(&CheckConfig) -> Probe + Send + Sync>;
 pub struct Prober {
     shared: Arc<Shared>,
     running: HashMap<String, Running>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     factory: ProbeFactory,
     next_generation: u64,
     /// Verdicts from before a restart, used by the next [`Prober::apply`].
@@ -101,13 +102,13 @@ struct Entry {
 
 impl Prober {
     /// A prober with no regions; tasks it starts stop when `shutdown` turns true.
-    pub fn new(history: usize, shutdown: watch::Receiver<bool>) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
+    pub fn new(history: usize, shutdown: Shutdown) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
         Prober::with_factory(history, shutdown, Arc::new(Probe::build))
     }
 
     pub fn with_factory(
         history: usize,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Shutdown,
         factory: ProbeFactory,
     ) -> (Prober, watch::Receiver<Arc<HealthTable>>) {
         let (tx, rx) = watch::channel(Arc::new(HealthTable::default()));
@@ -184,7 +185,7 @@ impl Prober {
                     }
                     same
                 });
-                let state = seed.as_ref().map_or(State::Unknown, |s| s.state);
+                let state = seed.as_ref().map_or(Verdict::Unknown, |s| s.state);
                 seeded += usize::from(seed.is_some());
                 Entry {
                     generation,
@@ -239,7 +240,7 @@ impl Prober {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seed {
     /// Healthy or unhealthy (an unknown verdict is not worth saving).
-    pub state: State,
+    pub state: Verdict,
     pub since: SystemTime,
     pub rtt_ewma_ms: Option<f64>,
     /// [`RegionChecks::fingerprint`] of the checks that reached it.
@@ -255,7 +256,7 @@ fn machine(c: &CheckConfig) -> Machine {
 /// old check with the same probe target (the first one not taken yet: a check whose
 /// timing, thresholds or expectations changed); a check with a new target starts from the
 /// region's last verdict, with no streak.
-fn resumed_machines(old: &RegionChecks, machines: &[Machine], new: &RegionChecks, region: State) -> Vec<Machine> {
+fn resumed_machines(old: &RegionChecks, machines: &[Machine], new: &RegionChecks, region: Verdict) -> Vec<Machine> {
     let mut taken = vec![false; machines.len()];
     new.checks
         .iter()
@@ -320,7 +321,7 @@ impl Shared {
                 tracing::debug!(region, check = index, reason = %reason, "probe failed");
             }
         }
-        let states: Vec<State> = e.machines.iter().map(Machine::state).collect();
+        let states: Vec<Verdict> = e.machines.iter().map(Machine::state).collect();
         let to = quorum(&states, e.need);
         let from = e.health.state;
         if to != from {
@@ -328,7 +329,7 @@ impl Shared {
             e.health.since = now;
             e.health.transitions += 1;
             crate::metrics::health_changed(region, to.as_str());
-            if to == State::Healthy {
+            if to == Verdict::Healthy {
                 e.health.reason = None;
                 tracing::info!(region, from = %from, to = %to, reason = "probes pass", "region health changed");
             } else {
@@ -355,7 +356,7 @@ pub fn ewma(prev: Option<f64>, sample_ms: f64) -> f64 {
 /// A uniformly random fraction in [0, 1).
 fn unit() -> f64 {
     const STEPS: u64 = 1 << 20;
-    crate::policy::pick::random_below(STEPS) as f64 / STEPS as f64
+    fastrand::u64(..STEPS) as f64 / STEPS as f64
 }
 
 /// The wait before the next probe: interval ± [`JITTER`].
@@ -373,28 +374,22 @@ struct CheckJob {
 }
 
 impl CheckJob {
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, mut shutdown: Shutdown) {
         let mut next = Instant::now() + self.interval.mul_f64(unit());
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.recv() => return,
             }
             let started = Instant::now();
             let outcome = tokio::select! {
                 o = self.probe.run() => o,
-                _ = stopped(&mut shutdown) => return,
+                _ = shutdown.recv() => return,
             };
             self.shared.record(&self.region, self.generation, self.index, outcome);
             next = started + jittered(self.interval);
         }
     }
-}
-
-/// Resolves when shutdown is signalled (or its sender is gone).
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // An error means the sender is gone: nobody is left to keep the tasks going for.
-    let _ = rx.wait_for(|&stop| stop).await;
 }
 
 #[cfg(test)]

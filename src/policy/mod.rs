@@ -1,108 +1,253 @@
-//! Steering policies. A service's policy is a chain of steps; each step narrows the list of
+//! Steering policies. A service's [`Chain`] is a list of policies; each narrows the list of
 //! candidate regions (healthy ones, prepared by `gslb::status`) for this client, and the
-//! list left after the last step is the answer. A step that would leave nothing (no map
+//! list left after the last one is the answer. A policy that would leave nothing (no map
 //! entry for the client, every mapped region down) leaves the list as it was, so the next
-//! step — or the answer — still has healthy regions: `geo -> nearest` sends a client whose
+//! policy — or the answer — still has healthy regions: `geo -> nearest` sends a client whose
 //! mapped region is down to the nearest healthy one.
 //!
-//! Steps are built once per configuration and are pure functions of (candidates, client,
-//! status); the only per-query state is a thread-local random number generator.
+//! One file per policy (as pingora's `selection/`): it owns its settings table (serde, with
+//! spans for `file:line:col` errors), their validation, its build ([`Configure`]) and its
+//! per-query work ([`Policy`]). `registry!` lists them; a new policy is one file and one
+//! line there.
+//!
+//! Policies are built once per configuration and are pure functions of (candidates, client,
+//! region status); the only per-query state is the thread-local generator of `fastrand`.
 
-pub mod geo;
-pub mod latency;
-pub mod nearest;
-pub mod pick;
-pub mod sticky;
-
+use std::any::Any;
+use std::fmt;
 use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::{Arc, LazyLock};
 
-use crate::config::gslb::{PolicyConfig, RegionConfig};
+use smallvec::SmallVec;
+use toml::Spanned;
+
+use crate::diag::{Report, region_list};
 use crate::geoip::{GeoLookup, Location};
-use crate::gslb::status::{Candidates, ServiceStatus, Status};
-use crate::gslb::{Gslb, RegionId, Service};
+pub use crate::region::RegionId;
+use crate::region::{Region, RegionStatus};
 
-/// One step of a policy chain.
-#[derive(Debug)]
-pub enum Step {
-    Geo(geo::Geo),
-    Nearest(nearest::Nearest),
-    Latency(latency::Latency),
-    Weighted,
-    Failover { weighted_ties: bool },
-    MultiValue { count: usize },
-    Sticky(sticky::Sticky),
+/// The policies, in the order `use one of:` names them. One line per policy: the module
+/// (a file beside this one) and its type, which implements [`Configure`] and [`Policy`].
+macro_rules! registry {
+    ($($module:ident :: $ty:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every policy name, in registry order.
+        pub const NAMES: &[&str] = &[$(<$module::$ty as Configure>::NAME),*];
+
+        /// Names of the policies that have a settings table, in registry order.
+        fn table_names() -> Vec<&'static str> {
+            let mut v = Vec::new();
+            $(if <$module::$ty as Configure>::HAS_TABLE {
+                v.push(<$module::$ty as Configure>::NAME);
+            })*
+            v
+        }
+
+        /// Reads the value of key `key` of a service table as that policy's settings table.
+        /// Called only for keys in [`TABLE_NAMES`].
+        pub fn read_table<'de, A: serde::de::MapAccess<'de>>(key: &str, map: &mut A) -> Result<Table, A::Error> {
+            $(if <$module::$ty as Configure>::HAS_TABLE && key == <$module::$ty as Configure>::NAME {
+                let t: Spanned<<$module::$ty as Configure>::Table> = map.next_value()?;
+                let span = t.span();
+                return Ok(Table { name: <$module::$ty as Configure>::NAME, span, value: Box::new(t.into_inner()) });
+            })*
+            Err(serde::de::Error::custom(format!("{key} is not a policy with settings")))
+        }
+
+        /// Builds the policy named `name` from its table; None if no policy has that name.
+        fn configure_by_name(name: &str, table: Option<&Table>, setup: &mut Setup<'_, '_>) -> Option<Option<Arc<dyn Policy>>> {
+            $(if name == <$module::$ty as Configure>::NAME {
+                let t = table.and_then(|t| t.value.downcast_ref::<<$module::$ty as Configure>::Table>());
+                return Some(<$module::$ty as Configure>::configure(t, setup).map(|p| Arc::new(p) as Arc<dyn Policy>));
+            })*
+            None
+        }
+    };
 }
 
-impl Step {
-    pub fn build(cfg: &PolicyConfig, regions: &[RegionConfig]) -> Step {
-        let ids = |v: &[usize]| v.iter().map(|&i| i as RegionId).collect::<Vec<_>>();
-        match cfg {
-            PolicyConfig::Geo(g) => Step::Geo(geo::Geo::build(g)),
-            PolicyConfig::Nearest { default } => Step::Nearest(nearest::Nearest { default: ids(default) }),
-            PolicyConfig::Latency { margin_percent, margin_ms } => {
-                Step::Latency(latency::Latency { margin_percent: *margin_percent, margin_ms: *margin_ms })
-            }
-            PolicyConfig::Weighted => Step::Weighted,
-            PolicyConfig::Failover { weighted_ties } => Step::Failover { weighted_ties: *weighted_ties },
-            PolicyConfig::MultiValue { count } => Step::MultiValue { count: *count },
-            PolicyConfig::Sticky { ipv4_prefix, ipv6_prefix } => {
-                Step::Sticky(sticky::Sticky::build(*ipv4_prefix, *ipv6_prefix, regions))
-            }
-        }
+registry! {
+    geo::Geo,
+    nearest::Nearest,
+    latency::Latency,
+    weighted::Weighted,
+    failover::Failover,
+    multivalue::MultiValue,
+    sticky::Sticky,
+}
+
+/// Names of the policies with a settings table (`[services."NAME".<policy>]`).
+pub static TABLE_NAMES: LazyLock<Vec<&'static str>> = LazyLock::new(table_names);
+
+/// Regions a policy may choose from, in config order; inline for ordinary services.
+pub type Candidates = SmallVec<[RegionId; 8]>;
+
+/// One steering policy, built from its settings: what it does per query.
+pub trait Policy: fmt::Debug + Send + Sync {
+    /// Its name in `policy = [...]`, explain and status.
+    fn name(&self) -> &'static str;
+
+    /// Whether its choice depends on the client's address (and so the answer's ECS scope
+    /// must be the client's prefix).
+    fn is_client_dependent(&self) -> bool {
+        false
     }
 
-    pub fn name(&self) -> &'static str {
-        match self {
-            Step::Geo(_) => "geo",
-            Step::Nearest(_) => "nearest",
-            Step::Latency(_) => "latency",
-            Step::Weighted => "weighted",
-            Step::Failover { .. } => "failover",
-            Step::MultiValue { .. } => "multivalue",
-            Step::Sticky(_) => "sticky",
-        }
+    /// Whether it picks the answer among equals, so nothing after it could narrow further:
+    /// such a policy must come last in a chain.
+    fn picks_answer(&self) -> bool {
+        false
     }
 
-    /// Whether the step's choice depends on the client's address (and so the answer's ECS
-    /// scope must be the client's prefix).
+    /// Narrows `cands`, which hold two regions or more (never to empty).
+    fn apply(&self, ctx: &mut Ctx<'_>, cands: &mut Candidates);
+
+    /// A choice made when region status changes rather than per query (latency's, with
+    /// hysteresis), among `cands`, given the previous one. None: this policy makes none.
+    fn rechoose(&self, cands: &[RegionId], status: &[RegionStatus], prev: Option<RegionId>) -> Option<RegionId> {
+        let _ = (cands, status, prev);
+        None
+    }
+}
+
+/// One policy's configuration side: its name, its settings table and how it is built.
+pub trait Configure: Policy + Sized + 'static {
+    /// The name in `policy = [...]`, which is also the key of its settings table.
+    const NAME: &'static str;
+    /// Whether `[services."NAME".<NAME>]` exists for it.
+    const HAS_TABLE: bool = true;
+    /// Its settings table, `Spanned` fields so errors keep `file:line:col` (`()` if none).
+    type Table: serde::de::DeserializeOwned + fmt::Debug + 'static;
+
+    /// Validates the table (reporting through `setup`) and builds the policy; None when
+    /// nothing usable can be built (an error was reported).
+    fn configure(table: Option<&Self::Table>, setup: &mut Setup<'_, '_>) -> Option<Self>;
+}
+
+/// A policy's settings table as read from the file, before its policy validates it.
+pub struct Table {
+    pub name: &'static str,
+    pub span: Range<usize>,
+    value: Box<dyn Any>,
+}
+
+impl fmt::Debug for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table").field("name", &self.name).field("span", &self.span).finish_non_exhaustive()
+    }
+}
+
+/// What a policy's configuration may read, and where it reports errors.
+pub struct Setup<'a, 'r> {
+    /// The service's name, fully qualified (`x.test.`), for messages.
+    pub service: &'a str,
+    /// The service's key as written, for field names (`services."x.test".geo`).
+    pub key: &'a str,
+    /// Where the policy is named in the chain.
+    pub span: Range<usize>,
+    /// Every configured region's name, by config index.
+    pub names: &'a [&'a str],
+    /// Every configured region's coordinates, by config index.
+    pub coordinates: &'a [Option<(f64, f64)>],
+    /// The service's regions, by config index.
+    pub members: &'a [usize],
+    pub has_geoip: bool,
+    pub report: &'a mut Report<'r>,
+}
+
+impl Setup<'_, '_> {
+    /// `services."KEY".f`, as messages name a setting.
+    pub fn field(&self, f: &str) -> String {
+        format!("services.\"{}\".{f}", self.key)
+    }
+
+    /// Reports at the policy's place in the chain.
+    pub fn error(&mut self, message: String, hint: Option<&str>) {
+        (self.report)(self.span.clone(), message, hint);
+    }
+
+    /// The regions named by `items` (setting `f`), each a known region and a member of the
+    /// service; errors reported at the name.
+    pub fn regions(&mut self, items: &[Spanned<String>], f: &str) -> Vec<RegionId> {
+        let field = self.field(f);
+        let list = region_list(items, self.names, &field, self.report);
+        for (i, item) in list.iter().zip(items) {
+            if !self.members.contains(i) {
+                (self.report)(
+                    item.span(),
+                    format!("{field}: region {:?} is not in service {}'s regions", item.get_ref(), self.service),
+                    Some("add it to the service's regions list"),
+                );
+            }
+        }
+        list.iter().map(|&i| i as RegionId).collect()
+    }
+}
+
+/// Builds the policy `name` (at `setup.span`); None after reporting an unknown name.
+pub fn configure(name: &str, table: Option<&Table>, setup: &mut Setup<'_, '_>) -> Option<Arc<dyn Policy>> {
+    match configure_by_name(name, table, setup) {
+        Some(p) => p,
+        None => {
+            let message = format!("service {}: unknown policy {name:?}", setup.service);
+            setup.error(message, Some(&format!("use one of: {}", NAMES.join(", "))));
+            None
+        }
+    }
+}
+
+/// A service's policies, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Chain(pub Vec<Arc<dyn Policy>>);
+
+impl Chain {
+    pub fn iter(&self) -> impl Iterator<Item = &dyn Policy> {
+        self.0.iter().map(|p| p.as_ref())
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.iter().map(|p| p.name()).collect()
+    }
+
+    /// True when some policy reads the client's address.
     pub fn is_client_dependent(&self) -> bool {
-        matches!(self, Step::Geo(_) | Step::Nearest(_) | Step::Sticky(_))
+        self.iter().any(|p| p.is_client_dependent())
     }
 
-    /// Narrows `cands` (never to empty).
-    pub fn apply(&self, ctx: &mut Ctx<'_>, cands: &mut Candidates) {
-        if cands.len() <= 1 {
-            return;
-        }
-        match self {
-            Step::Geo(g) => g.apply(ctx, cands),
-            Step::Nearest(n) => n.apply(ctx, cands),
-            Step::Latency(_) => latency::apply(ctx, cands),
-            Step::Weighted => pick::weighted(ctx, cands),
-            Step::Failover { weighted_ties } => pick::failover(ctx, cands, *weighted_ties),
-            Step::MultiValue { count } => pick::multivalue(cands, *count),
-            Step::Sticky(s) => s.apply(ctx, cands),
-        }
+    /// The choice some policy makes on status change (see [`Policy::rechoose`]).
+    pub fn rechoose(&self, cands: &[RegionId], status: &[RegionStatus], prev: Option<RegionId>) -> Option<RegionId> {
+        self.iter().find_map(|p| p.rechoose(cands, status, prev))
     }
 }
 
-/// Everything a step may read for one query.
+/// Two chains are equal when they name the same policies with the same settings.
+impl PartialEq for Chain {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.iter().zip(other.iter()).all(|(a, b)| format!("{a:?}") == format!("{b:?}"))
+    }
+}
+
+/// Everything a policy may read for one query.
 pub struct Ctx<'a> {
-    pub gslb: &'a Gslb,
-    pub service: &'a Service,
-    pub service_status: &'a ServiceStatus,
-    pub status: &'a Status,
+    /// Every region, by id.
+    pub regions: &'a [Region],
+    /// Every region's status now, by id.
+    pub status: &'a [RegionStatus],
+    /// The service's choice made on status change ([`Chain::rechoose`]).
+    pub rechosen: Option<RegionId>,
     pub client: Client<'a>,
 }
 
 impl Ctx<'_> {
     pub fn weight(&self, r: RegionId) -> u32 {
-        self.status.regions.get(r as usize).map_or(0, |s| s.weight)
+        self.status.get(r as usize).map_or(0, |s| s.weight)
     }
 }
 
 /// The client a query is answered for: the ECS address when the query has one, else the
-/// packet's source. Its location is looked up at most once, and only if a step asks.
+/// packet's source. Its location is looked up at most once, and only if a policy asks.
 pub struct Client<'g> {
     pub addr: IpAddr,
     geo: Option<&'g dyn GeoLookup>,
@@ -137,31 +282,35 @@ pub fn narrow(cands: &mut Candidates, wanted: &[RegionId]) -> bool {
     true
 }
 
-/// Runs a service's chain over its candidates for `qtype`.
-pub fn select(ctx: &mut Ctx<'_>, qtype: u16) -> Candidates {
-    let mut cands: Candidates = ctx.service_status.candidates(qtype).iter().copied().collect();
-    for step in &ctx.service.chain {
-        step.apply(ctx, &mut cands);
+/// Runs `chain` over `pool` (the service's candidates for the query's family).
+pub fn select(chain: &Chain, pool: &[RegionId], ctx: &mut Ctx<'_>) -> Candidates {
+    let mut cands: Candidates = pool.iter().copied().collect();
+    for policy in chain.iter() {
+        if cands.len() > 1 {
+            policy.apply(ctx, &mut cands);
+        }
     }
     cands
 }
 
-/// One step of an explained decision: the candidates after it ran.
+/// What one policy of an explained decision did: the candidates before and after it ran.
 #[derive(Debug, Clone)]
 pub struct Traced {
-    pub step: &'static str,
+    pub policy: &'static str,
     pub before: Candidates,
     pub after: Candidates,
 }
 
-/// Like [`select`], recording every step (for the admin API's explain; not the query path).
-pub fn select_traced(ctx: &mut Ctx<'_>, qtype: u16) -> (Candidates, Vec<Traced>) {
-    let mut cands: Candidates = ctx.service_status.candidates(qtype).iter().copied().collect();
+/// Like [`select`], recording every policy (for the admin API's explain; not the query path).
+pub fn select_traced(chain: &Chain, pool: &[RegionId], ctx: &mut Ctx<'_>) -> (Candidates, Vec<Traced>) {
+    let mut cands: Candidates = pool.iter().copied().collect();
     let mut trace = Vec::new();
-    for step in &ctx.service.chain {
+    for policy in chain.iter() {
         let before = cands.clone();
-        step.apply(ctx, &mut cands);
-        trace.push(Traced { step: step.name(), before, after: cands.clone() });
+        if cands.len() > 1 {
+            policy.apply(ctx, &mut cands);
+        }
+        trace.push(Traced { policy: policy.name(), before, after: cands.clone() });
     }
     (cands, trace)
 }

@@ -1,13 +1,45 @@
 //! nearest: the healthy region closest to the client by great-circle distance, less each
 //! region's bias. Clients the database cannot place go to the configured default.
 
-use super::{Ctx, narrow};
-use crate::gslb::RegionId;
-use crate::gslb::status::Candidates;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Candidates, Configure, Ctx, Policy, RegionId, Setup, narrow};
+
+/// `[services."NAME".nearest]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    default: Option<Vec<Spanned<String>>>,
+}
 
 #[derive(Debug, Default)]
 pub struct Nearest {
     pub default: Vec<RegionId>,
+}
+
+impl Configure for Nearest {
+    const NAME: &'static str = "nearest";
+    type Table = Table;
+
+    fn configure(table: Option<&Table>, setup: &mut Setup<'_, '_>) -> Option<Nearest> {
+        if !setup.has_geoip {
+            let message = format!("service {} uses nearest but no GeoIP database is configured", setup.service);
+            setup.error(message, Some("set [geoip] database = \"PATH.mmdb\" (a City database: it has coordinates)"));
+        }
+        for &m in setup.members {
+            if setup.coordinates[m].is_none() {
+                let message =
+                    format!("service {} uses nearest but region {} has no coordinates", setup.service, setup.names[m]);
+                setup.error(message, Some("add coordinates = [latitude, longitude] to the region"));
+            }
+        }
+        let default = match table.and_then(|t| t.default.as_ref()) {
+            Some(d) => setup.regions(d, "nearest.default"),
+            None => Vec::new(),
+        };
+        Some(Nearest { default })
+    }
 }
 
 /// Mean Earth radius, km.
@@ -22,13 +54,21 @@ pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
     2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
 }
 
-impl Nearest {
-    pub fn apply(&self, ctx: &mut Ctx<'_>, cands: &mut Candidates) {
+impl Policy for Nearest {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn is_client_dependent(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, ctx: &mut Ctx<'_>, cands: &mut Candidates) {
         let Some(here) = ctx.client.location().and_then(|l| l.coordinates) else {
             narrow(cands, &self.default);
             return;
         };
-        let regions = &ctx.gslb.regions;
+        let regions = ctx.regions;
         let best = cands
             .iter()
             .copied()

@@ -6,10 +6,19 @@
 
 use std::net::IpAddr;
 
-use super::Ctx;
-use super::pick::splitmix;
-use crate::config::gslb::RegionConfig;
-use crate::gslb::status::Candidates;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Candidates, Configure, Ctx, Policy, Setup};
+use crate::diag::in_range;
+
+/// `[services."NAME".sticky]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    ipv4_prefix: Option<Spanned<i64>>,
+    ipv6_prefix: Option<Spanned<i64>>,
+}
 
 #[derive(Debug)]
 pub struct Sticky {
@@ -19,14 +28,22 @@ pub struct Sticky {
     seeds: Vec<u64>,
 }
 
+/// SplitMix64 finalizer: a well-mixed 64-bit hash of `x`.
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
 /// FNV-1a, 64-bit: stable across builds and platforms.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 impl Sticky {
-    pub fn build(ipv4_prefix: u8, ipv6_prefix: u8, regions: &[RegionConfig]) -> Sticky {
-        Sticky { ipv4_prefix, ipv6_prefix, seeds: regions.iter().map(|r| fnv1a(r.name.as_bytes())).collect() }
+    pub fn build(ipv4_prefix: u8, ipv6_prefix: u8, names: &[&str]) -> Sticky {
+        Sticky { ipv4_prefix, ipv6_prefix, seeds: names.iter().map(|n| fnv1a(n.as_bytes())).collect() }
     }
 
     /// The hash of the client's subnet (its address cut to the configured prefix).
@@ -66,8 +83,37 @@ impl Sticky {
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(r, _)| r)
     }
+}
 
-    pub fn apply(&self, ctx: &mut Ctx<'_>, cands: &mut Candidates) {
+impl Configure for Sticky {
+    const NAME: &'static str = "sticky";
+    type Table = Table;
+
+    fn configure(table: Option<&Table>, setup: &mut Setup<'_, '_>) -> Option<Sticky> {
+        let mut prefix = |v: Option<&Spanned<i64>>, max: i64, default: u8, f: &str| {
+            v.and_then(|p| in_range(p, 0..=max, &setup.field(f), &format!("use 0 to {max}"), setup.report))
+                .map_or(default, |p| p as u8)
+        };
+        let ipv4_prefix = prefix(table.and_then(|s| s.ipv4_prefix.as_ref()), 32, 24, "sticky.ipv4_prefix");
+        let ipv6_prefix = prefix(table.and_then(|s| s.ipv6_prefix.as_ref()), 128, 56, "sticky.ipv6_prefix");
+        Some(Sticky::build(ipv4_prefix, ipv6_prefix, setup.names))
+    }
+}
+
+impl Policy for Sticky {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn is_client_dependent(&self) -> bool {
+        true
+    }
+
+    fn picks_answer(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, ctx: &mut Ctx<'_>, cands: &mut Candidates) {
         let key = self.subnet_key(ctx.client.addr);
         if let Some(r) = self.choose(key, cands, |r| ctx.weight(r)) {
             cands.clear();
@@ -80,27 +126,17 @@ impl Sticky {
 mod tests {
     use super::*;
 
-    fn regions(n: usize) -> Vec<RegionConfig> {
-        (0..n)
-            .map(|i| RegionConfig {
-                name: format!("region-{i}"),
-                ipv4: vec![],
-                ipv6: vec![],
-                cname: None,
-                coordinates: None,
-                weight: 100,
-                priority: 100,
-                bias_km: 0.0,
-                checks: vec![],
-                quorum: None,
-                pos: Default::default(),
-            })
-            .collect()
+    fn regions(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("region-{i}")).collect()
+    }
+
+    fn build(names: &[String]) -> Sticky {
+        Sticky::build(24, 56, &names.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     #[test]
     fn removing_one_of_five_moves_only_its_clients() {
-        let s = Sticky::build(24, 56, &regions(5));
+        let s = build(&regions(5));
         let all: Vec<u16> = (0..5).collect();
         let four: Vec<u16> = vec![0, 1, 3, 4];
         let mut moved = 0;
@@ -120,7 +156,7 @@ mod tests {
 
     #[test]
     fn same_subnet_same_region_and_weights_are_followed() {
-        let s = Sticky::build(24, 56, &regions(3));
+        let s = build(&regions(3));
         let a = s.subnet_key("81.2.69.10".parse().unwrap());
         let b = s.subnet_key("81.2.69.200".parse().unwrap());
         assert_eq!(a, b, "one /24, one key");

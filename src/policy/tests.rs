@@ -1,4 +1,4 @@
-//! Each policy step as a table of cases: candidates in, candidates out, for clients placed
+//! Each policy as a table of cases: candidates in, candidates out, for clients placed
 //! by a stub GeoIP lookup. No sockets, no files.
 
 use std::net::IpAddr;
@@ -6,7 +6,9 @@ use std::path::Path;
 
 use super::*;
 use crate::geoip::{Code, GeoLookup, Location};
-use crate::gslb::status::{RegionStatus, Status};
+use crate::gslb::Gslb;
+use crate::gslb::status::Status;
+use crate::region::RegionStatus;
 use crate::zone::{Zone, ZoneSet};
 
 const ZONE: &str = "$ORIGIN t.test.\n$TTL 300\n@ IN SOA ns1 h 1 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 192.0.2.1\n";
@@ -67,14 +69,13 @@ fn status_of(g: &Gslb, up: [bool; 3], rtt: [Option<f64>; 3], prev: Option<&Statu
 fn run(g: &Gslb, up: [bool; 3], client: &str, rtt: [Option<f64>; 3]) -> Vec<&'static str> {
     let status = status_of(g, up, rtt, None);
     let mut ctx = Ctx {
-        gslb: g,
-        service: &g.services[0],
-        service_status: &status.services[0],
-        status: &status,
+        regions: &g.regions,
+        status: &status.regions,
+        rechosen: status.services[0].rechosen,
         client: Client::new(client.parse().unwrap(), Some(&Stub)),
     };
     let names = ["us", "eu", "ap"];
-    select(&mut ctx, crate::rtype::A)
+    select(&g.services[0].chain, status.services[0].candidates(crate::rtype::A), &mut ctx)
         .iter()
         .map(|&id| *names.iter().find(|n| **n == g.regions[id as usize].name).unwrap())
         .collect()
@@ -178,7 +179,7 @@ fn latency_keeps_its_choice_within_the_margin() {
     let mut prev: Option<Status> = None;
     for (rtt, want) in steps {
         let st = status_of(&g, ALL_UP, *rtt, prev.as_ref());
-        assert_eq!(name(st.services[0].latency_choice).as_deref(), Some(*want), "{rtt:?}");
+        assert_eq!(name(st.services[0].rechosen).as_deref(), Some(*want), "{rtt:?}");
         prev = Some(st);
     }
     assert_eq!(run(&g, ALL_UP, "9.9.9.9", [Some(30.0), Some(10.0), Some(50.0)]), ["eu"]);
@@ -210,13 +211,12 @@ fn counts64(g: &Gslb, rtt: impl Fn(usize) -> Option<f64>, n: usize, client: impl
     let mut counts = vec![0; 64];
     for i in 0..n {
         let mut ctx = Ctx {
-            gslb: g,
-            service: &g.services[0],
-            service_status: &status.services[0],
-            status: &status,
+            regions: &g.regions,
+            status: &status.regions,
+            rechosen: status.services[0].rechosen,
             client: Client::new(client(i), Some(&Stub)),
         };
-        for r in select(&mut ctx, crate::rtype::A) {
+        for r in select(&g.services[0].chain, status.services[0].candidates(crate::rtype::A), &mut ctx) {
             counts[r as usize] += 1;
         }
     }

@@ -6,76 +6,23 @@
 use std::net::IpAddr;
 use std::sync::LazyLock;
 
-use smallvec::SmallVec;
-
+use crate::answer::{Answer, Owner, PlacedRRset, rcode};
 use crate::rtype;
-use crate::state::Snapshot;
-use crate::wire::{NameBuf, Query, rcode};
+use crate::snapshot::Snapshot;
+use crate::wire::{NameBuf, Query};
 use crate::zone::store::{Lookup, Node, RRset, Zone};
+
+mod transfer;
+pub use transfer::transfer;
 
 /// Most CNAMEs followed for one answer (loops end here too).
 const MAX_CNAME_CHAIN: usize = 12;
-
-/// Whose name a record carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner<'a> {
-    /// The question name, written as a pointer to the question (keeps the requester's case).
-    Question,
-    /// A lowercased wire name from the zone data.
-    Name(&'a [u8]),
-}
-
-/// One RRset placed in a section.
-#[derive(Debug, Clone, Copy)]
-pub struct Rr<'a> {
-    pub owner: Owner<'a>,
-    pub rrset: &'a RRset,
-    /// A TTL to use instead of the RRset's own.
-    pub ttl_override: Option<u32>,
-}
-
-impl<'a> Rr<'a> {
-    fn new(owner: Owner<'a>, rrset: &'a RRset) -> Self {
-        Rr { owner, rrset, ttl_override: None }
-    }
-}
-
-/// The response to one query, as values: rcode, AA, and the RRsets of each section.
-#[derive(Debug, Default)]
-pub struct Answer<'a> {
-    pub rcode: u16,
-    pub aa: bool,
-    pub answer: SmallVec<[Rr<'a>; 4]>,
-    pub authority: SmallVec<[Rr<'a>; 2]>,
-    pub additional: SmallVec<[Rr<'a>; 4]>,
-    /// SCOPE PREFIX-LENGTH for the Client Subnet option: 0 when the answer does not depend on
-    /// the client's address.
-    pub ecs_scope: u8,
-    /// Set on referrals: glue in ADDITIONAL is needed, so if it does not fit, truncate.
-    pub glue_required: bool,
-    /// The service answered and the regions its policy chose (for metrics and explain).
-    pub service: Option<(usize, crate::gslb::status::Candidates)>,
-}
-
-impl<'a> Answer<'a> {
-    fn rcode(rcode: u16) -> Self {
-        Answer { rcode, ..Default::default() }
-    }
-}
-
-/// Transport the query came over: decides whether ANY gets a minimal answer and whether a
-/// zone transfer is possible.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
 
 /// HINFO "RFC8482" "" (RFC 8482 section 4.2), for ANY at a name with nothing better to show.
 static HINFO_RFC8482: LazyLock<RRset> = LazyLock::new(|| RRset::new(rtype::HINFO, 3600, [&b"\x07RFC8482\x00"[..]]));
 
 /// Answers `query` from `snap` for a query that came from `source` (the packet's sender).
-/// Zone transfers are not answered here (see `wire::encode_transfer`).
+/// Zone transfers are not answered here (see [`transfer()`]).
 pub fn answer<'a>(query: &'a Query<'a>, source: IpAddr, snap: &'a Snapshot) -> Answer<'a> {
     if query.qclass != rtype::CLASS_IN && query.qclass != rtype::CLASS_ANY {
         return Answer::rcode(rcode::REFUSED);
@@ -138,7 +85,7 @@ pub fn answer<'a>(query: &'a Query<'a>, source: IpAddr, snap: &'a Snapshot) -> A
                     if qtype == rtype::DS && cut == name.as_wire() && chain == 0 {
                         // The parent is authoritative for DS at the cut.
                         match node.rrset(rtype::DS) {
-                            Some(ds) => ans.answer.push(Rr::new(owner, ds)),
+                            Some(ds) => ans.answer.push(PlacedRRset::new(owner, ds)),
                             None => negative(&mut ans, zone, rcode::NOERROR),
                         }
                         return ans;
@@ -193,19 +140,19 @@ fn node_answer<'a>(ans: &mut Answer<'a>, zone: &'a Zone, node: &'a Node, owner: 
             .or_else(|| node.rrset(rtype::AAAA))
             .or_else(|| node.rrsets().iter().find(|s| !matches!(s.rtype, rtype::RRSIG | rtype::NSEC | rtype::NSEC3)));
         match pick {
-            Some(set) => ans.answer.push(Rr::new(owner, set)),
+            Some(set) => ans.answer.push(PlacedRRset::new(owner, set)),
             None if ans.answer.is_empty() && node.is_empty_non_terminal() => negative(ans, zone, rcode::NOERROR),
-            None => ans.answer.push(Rr::new(owner, &HINFO_RFC8482)),
+            None => ans.answer.push(PlacedRRset::new(owner, &HINFO_RFC8482)),
         }
         return true;
     }
     if let Some(set) = node.rrset(qtype) {
-        ans.answer.push(Rr::new(owner, set));
+        ans.answer.push(PlacedRRset::new(owner, set));
         additional(ans, zone, set);
         return true;
     }
     if let Some(cname) = node.rrset(rtype::CNAME) {
-        ans.answer.push(Rr::new(owner, cname));
+        ans.answer.push(PlacedRRset::new(owner, cname));
         return false;
     }
     negative(ans, zone, rcode::NOERROR);
@@ -235,7 +182,7 @@ fn service_encloses(snap: &Snapshot, zone: &Zone, name: &[u8]) -> bool {
 /// rcode describes the last name of the chain (RFC 6604 section 2.1).
 fn negative<'a>(ans: &mut Answer<'a>, zone: &'a Zone, rc: u16) {
     ans.rcode = rc;
-    ans.authority.push(Rr::new(Owner::Name(zone.apex().as_wire()), zone.negative_soa()));
+    ans.authority.push(PlacedRRset::new(Owner::Name(zone.apex().as_wire()), zone.negative_soa()));
 }
 
 /// A referral to the child zone at `cut`: NS in AUTHORITY, AA clear (RFC 1034 section
@@ -247,7 +194,7 @@ fn referral<'a>(ans: &mut Answer<'a>, zone: &'a Zone, cut: &'a [u8], node: &'a N
     if first {
         ans.aa = false;
     }
-    ans.authority.push(Rr::new(Owner::Name(cut), ns));
+    ans.authority.push(PlacedRRset::new(Owner::Name(cut), ns));
     ans.glue_required = true;
     for target in ns.rdatas() {
         add_addresses(ans, zone, target);
@@ -289,7 +236,7 @@ fn add_addresses<'a>(ans: &mut Answer<'a>, zone: &'a Zone, target: &[u8]) {
         if let Some(set) = node.rrset(t)
             && !ans.additional.iter().any(|rr| std::ptr::eq(rr.rrset, set))
         {
-            ans.additional.push(Rr::new(Owner::Name(owner), set));
+            ans.additional.push(PlacedRRset::new(Owner::Name(owner), set));
         }
     }
 }
@@ -305,7 +252,7 @@ enum Followed {
 /// address"), else the packet's sender, IPv4-mapped IPv6 taken as IPv4.
 pub fn client_address(query: &Query<'_>, source: IpAddr) -> IpAddr {
     let ecs = query.edns.as_ref().and_then(|e| e.client_subnet).filter(|cs| cs.source_prefix > 0);
-    crate::frontend::canonical(ecs.map_or(source, |cs| cs.addr))
+    crate::addr::canonical(ecs.map_or(source, |cs| cs.addr))
 }
 
 /// Answers a query at a service name: A/AAAA (and ANY) from the regions its policy picks
@@ -338,7 +285,7 @@ fn service_answer<'a>(
         let fallback = if family == rtype::AAAA { service.fallback_aaaa.as_ref() } else { service.fallback_a.as_ref() };
         match (service.when_all_down, fallback) {
             (AllDown::Fallback, Some(set)) if is_address => {
-                ans.answer.push(Rr { owner, rrset: set, ttl_override: Some(status.ttl) })
+                ans.answer.push(PlacedRRset { owner, rrset: set, ttl_override: Some(status.ttl) })
             }
             (AllDown::Servfail, _) => {
                 ans.rcode = rcode::SERVFAIL;
@@ -349,13 +296,12 @@ fn service_answer<'a>(
         return Followed::Done;
     }
     let mut ctx = crate::policy::Ctx {
-        gslb: &snap.gslb,
-        service,
-        service_status: status,
-        status: &snap.status,
+        regions: &snap.gslb.regions,
+        status: &snap.status.regions,
+        rechosen: status.rechosen,
         client: crate::policy::Client::new(client_address(query, source), snap.gslb.geo.as_deref()),
     };
-    let chosen = crate::policy::select(&mut ctx, family);
+    let chosen = crate::policy::select(&service.chain, status.candidates(family), &mut ctx);
     ans.service = Some((index, chosen.clone()));
     if service.is_client_dependent
         && let Some(cs) = query.edns.as_ref().and_then(|e| e.client_subnet)
@@ -365,7 +311,7 @@ fn service_answer<'a>(
     let regions = &snap.gslb.regions;
     // A CNAME must stand alone at its name: if the first choice is a hostname, answer it.
     if let Some(cname) = chosen.first().and_then(|&r| regions[r as usize].cname.as_ref()) {
-        ans.answer.push(Rr { owner, rrset: cname, ttl_override: Some(status.ttl) });
+        ans.answer.push(PlacedRRset { owner, rrset: cname, ttl_override: Some(status.ttl) });
         return if qtype == rtype::CNAME || qtype == rtype::ANY { Followed::Done } else { Followed::Cname };
     }
     if !is_address {
@@ -377,7 +323,7 @@ fn service_answer<'a>(
         let set =
             if family == rtype::AAAA { regions[r as usize].aaaa.as_ref() } else { regions[r as usize].a.as_ref() };
         if let Some(set) = set {
-            ans.answer.push(Rr { owner, rrset: set, ttl_override: Some(status.ttl) });
+            ans.answer.push(PlacedRRset { owner, rrset: set, ttl_override: Some(status.ttl) });
         }
     }
     if ans.answer.len() == start {

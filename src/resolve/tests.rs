@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::name::Name;
-use crate::state::{Settings, Snapshot};
+use crate::snapshot::{Settings, Snapshot};
 use crate::wire::{Decoded, decode};
 use crate::zone::{Zone, ZoneSet, parse};
 
@@ -64,7 +64,7 @@ fn packet(name: &str, qtype: u16) -> Vec<u8> {
 }
 
 /// One section as `owner type` strings (owner "?" = the question name).
-fn section(rrs: &[Rr<'_>]) -> Vec<String> {
+fn section(rrs: &[PlacedRRset<'_>]) -> Vec<String> {
     rrs.iter()
         .map(|rr| {
             let owner = match rr.owner {

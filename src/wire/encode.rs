@@ -4,7 +4,7 @@
 use smallvec::SmallVec;
 
 use super::{Edns, ErrorReply, HEADER_LEN, MIN_UDP_PAYLOAD, Query};
-use crate::resolve::{Answer, Owner, Rr};
+use crate::answer::{Answer, Owner, PlacedRRset};
 use crate::rtype;
 
 /// Octets the OPT record takes without options: root name, type, class, TTL, RDLENGTH.
@@ -105,7 +105,7 @@ fn write_rdata<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rtype: u16, rd: &'
 }
 
 /// Writes one RRset; returns false (with `out` unchanged) when it does not fit in `limit`.
-fn write_rr<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rr: &Rr<'a>, limit: usize) -> bool {
+fn write_rr<'a>(out: &mut Vec<u8>, c: &mut Compressor<'a>, rr: &PlacedRRset<'a>, limit: usize) -> bool {
     let start = out.len();
     let saved = c.entries.len();
     let ttl = rr.ttl_override.unwrap_or(rr.rrset.ttl).to_be_bytes();
@@ -254,22 +254,12 @@ pub fn encode_error(reply: &ErrorReply<'_>, our_payload: u16, out: &mut Vec<u8>)
 /// Target size of one zone-transfer message: well under the 64 KiB TCP limit.
 const TRANSFER_MESSAGE_LEN: usize = 16 * 1024;
 
-/// A full zone transfer (RFC 5936) as a list of messages: the SOA first, every other RRset,
-/// the SOA again last. The question goes in the first message only.
-pub fn encode_transfer(query: &Query<'_>, zone: &crate::zone::Zone) -> Vec<Vec<u8>> {
-    let apex = zone.apex().as_wire();
-    let mut rrs: Vec<Rr<'_>> = vec![Rr { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None }];
-    for (owner, node) in zone.iter() {
-        for set in node.rrsets() {
-            if !(set.rtype == rtype::SOA && owner == apex) {
-                rrs.push(Rr { owner: Owner::Name(owner), rrset: set, ttl_override: None });
-            }
-        }
-    }
-    rrs.push(Rr { owner: Owner::Name(apex), rrset: zone.soa(), ttl_override: None });
-
+/// A zone transfer's records (which ones and in which order is answer logic:
+/// `resolve::transfer`) as a list of messages of about 16 KiB. The question goes in the
+/// first message only.
+pub fn encode_transfer(query: &Query<'_>, rrs: &[PlacedRRset<'_>]) -> Vec<Vec<u8>> {
     let mut messages = Vec::new();
-    let mut rest = &rrs[..];
+    let mut rest = rrs;
     while !rest.is_empty() {
         let first = messages.is_empty();
         let mut out = Vec::with_capacity(TRANSFER_MESSAGE_LEN + 1024);

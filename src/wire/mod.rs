@@ -5,7 +5,7 @@
 //! not build a general message object, so a query costs no allocation. It also holds the
 //! gates: packets too short for a header and responses are dropped, other opcodes get
 //! NOTIMP, anything malformed FORMERR, EDNS versions above 0 BADVERS. Encoding writes
-//! [`Answer`](crate::resolve::Answer)s with name compression and truncates (TC) when the answer does not fit.
+//! [`Answer`](crate::answer::Answer)s with name compression and truncates (TC) when the answer does not fit.
 //! Nothing here panics on any input: every index is checked.
 
 mod encode;
@@ -21,31 +21,7 @@ pub const HEADER_LEN: usize = 12;
 pub const MIN_UDP_PAYLOAD: u16 = 512;
 
 /// Response codes, extended ones included (RFC 6891 section 6.1.3).
-pub mod rcode {
-    pub const NOERROR: u16 = 0;
-    pub const FORMERR: u16 = 1;
-    pub const SERVFAIL: u16 = 2;
-    pub const NXDOMAIN: u16 = 3;
-    pub const NOTIMP: u16 = 4;
-    pub const REFUSED: u16 = 5;
-    pub const NOTAUTH: u16 = 9;
-    pub const BADVERS: u16 = 16;
-
-    /// Name for logs and metrics.
-    pub fn name(rcode: u16) -> &'static str {
-        match rcode {
-            NOERROR => "NOERROR",
-            FORMERR => "FORMERR",
-            SERVFAIL => "SERVFAIL",
-            NXDOMAIN => "NXDOMAIN",
-            NOTIMP => "NOTIMP",
-            REFUSED => "REFUSED",
-            NOTAUTH => "NOTAUTH",
-            BADVERS => "BADVERS",
-            _ => "OTHER",
-        }
-    }
-}
+pub use crate::answer::rcode;
 
 /// EDNS option code of Client Subnet (RFC 7871).
 pub const OPTION_CLIENT_SUBNET: u16 = 8;

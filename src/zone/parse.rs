@@ -79,7 +79,8 @@ fn run(text: &str, file: Arc<PathBuf>, path: &Path, origin: &Name, root: &Path) 
         open_files: std::fs::canonicalize(path).into_iter().collect(),
         rdata: Vec::with_capacity(512),
     };
-    let mut state = FileState { file, origin: origin.clone(), default_ttl: None, last_ttl: None, owner: Owner::None };
+    let mut state =
+        FileState { file, origin: origin.clone(), default_ttl: None, last_ttl: None, owner: CurrentOwner::None };
     p.parse_text(text, &mut state, 0);
     if p.errors.is_empty() { Ok(p.records) } else { Err(p.errors) }
 }
@@ -248,7 +249,7 @@ impl<'a> Lexer<'a> {
 
 /// The current owner, for lines that start with a blank.
 #[derive(Clone)]
-enum Owner {
+enum CurrentOwner {
     /// No owner yet (start of a file).
     None,
     /// The last owner was rejected (already reported): skip the lines that inherit it
@@ -263,7 +264,7 @@ struct FileState {
     origin: Name,
     default_ttl: Option<u32>,
     last_ttl: Option<u32>,
-    owner: Owner,
+    owner: CurrentOwner,
 }
 
 impl FileState {
@@ -426,7 +427,7 @@ impl Parser {
             origin,
             default_ttl: parent.default_ttl,
             last_ttl: parent.last_ttl,
-            owner: Owner::None,
+            owner: CurrentOwner::None,
         };
         self.open_files.push(canonical);
         self.parse_text(&text, &mut st, depth + 1);
@@ -437,9 +438,9 @@ impl Parser {
         let mut i = 0;
         let owner = if blank_start {
             match &st.owner {
-                Owner::Good(name) => name.clone(),
-                Owner::Bad => return,
-                Owner::None => {
+                CurrentOwner::Good(name) => name.clone(),
+                CurrentOwner::Bad => return,
+                CurrentOwner::None => {
                     self.error(
                         st.pos(&toks[0]),
                         ZoneErrorKind::Syntax("line starts with a blank but there is no previous owner"),
@@ -452,17 +453,17 @@ impl Parser {
             i = 1;
             match Name::parse(tok.text, Some(&st.origin)) {
                 Ok(name) if name.is_subdomain_of(&self.zone) => {
-                    st.owner = Owner::Good(name.clone());
+                    st.owner = CurrentOwner::Good(name.clone());
                     name
                 }
                 Ok(name) => {
-                    st.owner = Owner::Bad;
+                    st.owner = CurrentOwner::Bad;
                     let kind = ZoneErrorKind::OutOfZone { owner: name, origin: self.zone.clone() };
                     self.error(st.pos(tok), kind);
                     return;
                 }
                 Err(e) => {
-                    st.owner = Owner::Bad;
+                    st.owner = CurrentOwner::Bad;
                     self.error(st.pos(tok), ZoneErrorKind::BadName(e));
                     return;
                 }

@@ -50,7 +50,7 @@ fn region(name: &str, checks: Vec<CheckConfig>, quorum: Option<usize>) -> Region
 struct Fixture {
     prober: Prober,
     rx: watch::Receiver<Arc<HealthTable>>,
-    stop: watch::Sender<bool>,
+    stop: crate::shutdown::Trigger,
     scripts: Arc<Mutex<HashMap<String, Arc<Script>>>>,
 }
 
@@ -78,7 +78,7 @@ impl Fixture {
                 }),
             )
         });
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = crate::shutdown::Shutdown::new();
         let (prober, rx) = Prober::with_factory(history, stop_rx, factory);
         Fixture { prober, rx, stop, scripts }
     }
@@ -92,7 +92,7 @@ impl Fixture {
     }
 
     /// Waits (virtual time) until the region reaches `state`; returns how long that took.
-    async fn wait(&mut self, region: &str, state: State) -> Duration {
+    async fn wait(&mut self, region: &str, state: Verdict) -> Duration {
         let start = Instant::now();
         let reached = self.rx.wait_for(|t| t.region(region).map(|h| h.state) == Some(state));
         tokio::time::timeout(Duration::from_secs(120), reached)
@@ -108,21 +108,21 @@ async fn verdicts_need_rise_and_fall_consecutive_probes_within_bounds() {
     let mut f = Fixture::new(10);
     f.script("a").set(OK);
     f.prober.apply(vec![region("a", vec![check("a", 2, 3)], None)], 10);
-    assert_eq!(f.health("a").state, State::Unknown, "no verdict before the first probes");
+    assert_eq!(f.health("a").state, Verdict::Unknown, "no verdict before the first probes");
 
     // First probe within one interval, the second one interval (±10%) later.
-    let t = f.wait("a", State::Healthy).await;
+    let t = f.wait("a", Verdict::Healthy).await;
     assert!(t >= INTERVAL.mul_f64(0.9) && t <= INTERVAL.mul_f64(2.1), "healthy after {t:?}");
 
     f.script("a").set(FAIL);
-    let t = f.wait("a", State::Unhealthy).await;
+    let t = f.wait("a", Verdict::Unhealthy).await;
     assert!(t >= INTERVAL.mul_f64(1.8) && t <= INTERVAL.mul_f64(3.3), "unhealthy after {t:?}");
     let h = f.health("a");
     assert_eq!(h.reason, Some(FailReason::Status(503)));
     assert_eq!(h.transitions, 2);
 
     f.script("a").set(OK);
-    let t = f.wait("a", State::Healthy).await;
+    let t = f.wait("a", Verdict::Healthy).await;
     assert!(t <= INTERVAL.mul_f64(2.2), "healthy again after {t:?}");
     let h = f.health("a");
     assert_eq!((h.reason, h.transitions), (None, 3));
@@ -134,7 +134,7 @@ async fn a_hung_probe_is_a_timeout_failure() {
     let mut f = Fixture::new(10);
     f.script("a").set(HANG);
     f.prober.apply(vec![region("a", vec![check("a", 2, 3)], None)], 10);
-    let t = f.wait("a", State::Unhealthy).await;
+    let t = f.wait("a", Verdict::Unhealthy).await;
     // Three probes, each cut at the timeout; they do not delay the schedule.
     assert!(t <= INTERVAL.mul_f64(3.3) + TIMEOUT, "unhealthy after {t:?}");
     let h = f.health("a");
@@ -148,11 +148,11 @@ async fn a_flapping_endpoint_does_not_flap_the_verdict() {
     let mut f = Fixture::new(10);
     f.script("a").set(OK);
     f.prober.apply(vec![region("a", vec![check("a", 2, 3)], None)], 10);
-    f.wait("a", State::Healthy).await;
+    f.wait("a", Verdict::Healthy).await;
     f.script("a").set(FLAP);
     tokio::time::sleep(INTERVAL * 30).await;
     let h = f.health("a");
-    assert_eq!((h.state, h.transitions), (State::Healthy, 1));
+    assert_eq!((h.state, h.transitions), (Verdict::Healthy, 1));
     assert!(f.script("a").calls() >= 27, "kept probing: {}", f.script("a").calls());
 }
 
@@ -171,10 +171,10 @@ async fn quorum_decides_between_several_checks() {
         ],
         10,
     );
-    f.wait("all", State::Unhealthy).await;
-    f.wait("any", State::Healthy).await;
-    f.wait("all-up", State::Healthy).await;
-    assert_eq!(f.health("any").state, State::Healthy);
+    f.wait("all", Verdict::Unhealthy).await;
+    f.wait("any", Verdict::Healthy).await;
+    f.wait("all-up", Verdict::Healthy).await;
+    assert_eq!(f.health("any").state, Verdict::Healthy);
 }
 
 #[tokio::test(start_paused = true)]
@@ -189,7 +189,7 @@ async fn apply_keeps_unchanged_restarts_changed_and_stops_removed() {
         10,
     );
     for r in ["a", "b", "c"] {
-        f.wait(r, State::Healthy).await;
+        f.wait(r, Verdict::Healthy).await;
     }
     let a_before = f.health("a");
 
@@ -203,7 +203,7 @@ async fn apply_keeps_unchanged_restarts_changed_and_stops_removed() {
     let c_calls = f.script("c").calls();
     tokio::time::sleep(INTERVAL * 10).await;
     assert_eq!(f.script("c").calls(), c_calls, "no probe of a removed region");
-    assert_eq!(f.health("b").state, State::Healthy);
+    assert_eq!(f.health("b").state, Verdict::Healthy);
     assert!(f.script("a").calls() >= 10);
 }
 
@@ -217,7 +217,7 @@ async fn history_keeps_the_latest_results() {
     assert_eq!(h.recent.len(), 3);
     assert!(h.recent.iter().all(|r| r.outcome.is_ok()));
     assert!(h.recent.iter().zip(h.recent.iter().skip(1)).all(|(a, b)| a.at <= b.at), "oldest first");
-    f.wait("a", State::Healthy).await;
+    f.wait("a", Verdict::Healthy).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -227,7 +227,7 @@ async fn shutdown_stops_every_probe() {
     f.script("a").set(OK);
     f.prober.apply(vec![region("a", vec![check("a", 2, 3)], None)], 10);
     tokio::time::sleep(INTERVAL * 3).await;
-    f.stop.send_replace(true);
+    f.stop.fire();
     tokio::time::sleep(INTERVAL).await;
     let calls = f.script("a").calls();
     tokio::time::sleep(INTERVAL * 10).await;
@@ -270,8 +270,8 @@ async fn a_changed_check_goes_on_from_the_regions_verdict() {
         region("dead", vec![c], quorum)
     };
     f.prober.apply(vec![dead(500, None), region("alive", vec![check("alive", 2, 3)], None)], 10);
-    f.wait("dead", State::Unhealthy).await;
-    f.wait("alive", State::Healthy).await;
+    f.wait("dead", Verdict::Unhealthy).await;
+    f.wait("alive", Verdict::Healthy).await;
     let (dead_before, alive_before) = (f.health("dead"), f.health("alive"));
 
     // Only the timeout changes: still unhealthy, same since, reason and history.
@@ -285,14 +285,14 @@ async fn a_changed_check_goes_on_from_the_regions_verdict() {
         tokio::time::sleep(INTERVAL / 4).await;
         seen.push((f.health("dead").state, f.health("alive").state));
     }
-    assert!(seen.iter().all(|s| *s == (State::Unhealthy, State::Healthy)), "{seen:?}");
+    assert!(seen.iter().all(|s| *s == (Verdict::Unhealthy, Verdict::Healthy)), "{seen:?}");
     assert_eq!((f.health("dead").transitions, f.health("alive").transitions), (1, 1));
 
     // A check on a new target starts from the region's verdict, and a healthy target then
     // brings the region back after rise successes, as from any unhealthy state.
     f.prober.apply(vec![region("dead", vec![check("other", 2, 3)], None), region("alive", vec![alive2], None)], 10);
-    assert_eq!(f.health("dead").state, State::Unhealthy);
-    let t = f.wait("dead", State::Healthy).await;
+    assert_eq!(f.health("dead").state, Verdict::Unhealthy);
+    let t = f.wait("dead", Verdict::Healthy).await;
     assert!(t >= INTERVAL.mul_f64(0.9), "rise = 2 probes needed, healthy after {t:?}");
     assert_eq!(f.health("dead").transitions, 2, "unhealthy -> healthy, never through unknown");
 }

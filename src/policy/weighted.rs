@@ -1,42 +1,41 @@
-//! Steps that pick among equals: weighted, failover, multivalue; and the per-thread random
-//! numbers they use.
-
-use std::cell::Cell;
+//! weighted: one region, chosen at random in proportion to its effective weight (configured,
+//! or the operator's). Random numbers from `fastrand`'s per-thread generator: no lock, no
+//! shared cache line.
 
 use smallvec::SmallVec;
 
-use super::Ctx;
-use crate::gslb::status::Candidates;
+use super::{Candidates, Configure, Ctx, Policy, Setup};
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
+#[derive(Debug, Default)]
+pub struct Weighted;
+
+impl Configure for Weighted {
+    const NAME: &'static str = "weighted";
+    const HAS_TABLE: bool = false;
+    type Table = ();
+
+    fn configure(_: Option<&()>, _: &mut Setup<'_, '_>) -> Option<Weighted> {
+        Some(Weighted)
+    }
 }
 
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let local = 0u8;
-    splitmix(t ^ (&local as *const u8 as u64)) | 1
+impl Policy for Weighted {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn picks_answer(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, ctx: &mut Ctx<'_>, cands: &mut Candidates) {
+        pick(ctx, cands);
+    }
 }
 
-/// SplitMix64 finalizer: a well-mixed 64-bit hash of `x`.
-pub fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// A random number below `n` (xorshift64*, per thread: no lock, no shared cache line).
+/// A random number below `n` (0 when `n` is 0).
 pub fn random_below(n: u64) -> u64 {
-    RNG.with(|s| {
-        let mut x = s.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        s.set(x);
-        // Multiply-shift maps 64 random bits onto 0..n without modulo bias worth noticing.
-        ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) as u128 * n as u128) >> 64) as u64
-    })
+    if n == 0 { 0 } else { fastrand::u64(..n) }
 }
 
 /// Picks one index of `weights` with probability proportional to its weight (all-zero
@@ -58,33 +57,12 @@ pub fn weighted_index(weights: &[u32]) -> usize {
 }
 
 /// One region, chosen at random in proportion to its effective weight.
-pub fn weighted(ctx: &mut Ctx<'_>, cands: &mut Candidates) {
+pub fn pick(ctx: &mut Ctx<'_>, cands: &mut Candidates) {
     let weights: SmallVec<[u32; 8]> = cands.iter().map(|&r| ctx.weight(r)).collect();
     let i = weighted_index(&weights);
     let chosen = cands[i.min(cands.len() - 1)];
     cands.clear();
     cands.push(chosen);
-}
-
-/// The regions of the best (lowest) priority; with `weighted_ties`, one of them by weight.
-pub fn failover(ctx: &mut Ctx<'_>, cands: &mut Candidates, weighted_ties: bool) {
-    let priority = |r: &u16| ctx.gslb.regions[*r as usize].priority;
-    let Some(best) = cands.iter().map(priority).min() else {
-        return;
-    };
-    cands.retain(|r| priority(r) == best);
-    if weighted_ties && cands.len() > 1 {
-        weighted(ctx, cands);
-    }
-}
-
-/// Up to `count` regions, starting at a random one and wrapping, so every healthy region
-/// takes its turn at the head of the answer.
-pub fn multivalue(cands: &mut Candidates, count: usize) {
-    let n = cands.len();
-    let start = random_below(n as u64) as usize;
-    cands.rotate_left(start);
-    cands.truncate(count.min(n));
 }
 
 #[cfg(test)]

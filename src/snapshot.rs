@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub settings: Arc<Settings>,
     pub gslb: Arc<Gslb>,
     pub status: Arc<Status>,
+    /// Answers per (service, region), indexed like `gslb.services` and each service's regions.
+    pub answer_counts: Arc<crate::metrics::AnswerCounts>,
 }
 
 /// The current snapshot, shared by every listener.
@@ -101,8 +103,18 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<Lo
             transfer_allow: cfg.dns.transfer_allow.clone(),
             rrl: cfg.dns.rrl.clone().map(Arc::new),
         }),
+        answer_counts: Arc::new(answer_counts(&gslb)),
         gslb: Arc::new(gslb),
         status: Arc::new(status),
     };
     Ok((cfg, snapshot))
+}
+
+/// The answer counters for `gslb`'s services, by name.
+pub fn answer_counts(gslb: &Gslb) -> crate::metrics::AnswerCounts {
+    crate::metrics::AnswerCounts::new(
+        gslb.services
+            .iter()
+            .map(|s| (s.name.to_string(), s.regions.iter().map(|&r| gslb.regions[r as usize].name.as_str()).collect())),
+    )
 }

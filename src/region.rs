@@ -1,0 +1,47 @@
+//! The regions services steer to, as the policies read them: what is configured (address
+//! records, coordinates, priority, weight, bias) and what holds now ([`RegionStatus`]).
+//! Below `policy` and `gslb`, so a policy reads regions without importing the service model.
+
+use crate::rtype;
+use crate::zone::store::RRset;
+
+/// Index of a region in `Gslb::regions` (and `Status::regions`).
+pub type RegionId = u16;
+
+/// One regional balancer, with its answers pre-encoded (TTL comes from the service).
+#[derive(Debug)]
+pub struct Region {
+    pub name: String,
+    pub a: Option<RRset>,
+    pub aaaa: Option<RRset>,
+    pub cname: Option<RRset>,
+    pub coordinates: Option<(f64, f64)>,
+    pub weight: u32,
+    pub priority: u32,
+    pub bias_km: f64,
+}
+
+impl Region {
+    /// The records answering `qtype` (A or AAAA) for this region, if it has any: its
+    /// addresses of that family, or its CNAME, which serves both.
+    pub fn answers(&self, qtype: u16) -> Option<&RRset> {
+        self.cname.as_ref().or(match qtype {
+            rtype::A => self.a.as_ref(),
+            rtype::AAAA => self.aaaa.as_ref(),
+            _ => None,
+        })
+    }
+}
+
+/// The effective state of one region: health after overrides, weight after overrides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegionStatus {
+    pub is_up: bool,
+    /// `is_up` comes from the operator's force, not from the prober. Fail-open exists for
+    /// health verdicts that may be wrong; it never answers a region forced down.
+    pub is_forced: bool,
+    /// Weight after the operator's weight or drain; 0 = drained.
+    pub weight: u32,
+    /// Smoothed RTT of health probes, milliseconds.
+    pub rtt_ms: Option<f64>,
+}
