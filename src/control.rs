@@ -100,6 +100,11 @@ pub fn log_mode_changes(prev: &Snapshot, next: &Snapshot) {
         }
         let name = service.name.to_string();
         let from = before.map_or("new", |b| b.mode.as_str());
+        crate::events::publish(crate::events::Change::Mode {
+            service: name.clone(),
+            from: from.to_string(),
+            to: now.mode.as_str().to_string(),
+        });
         match now.mode {
             Mode::Normal => tracing::info!(service = %name, from, to = now.mode.as_str(), "service mode"),
             _ => {
@@ -279,6 +284,20 @@ impl Control {
             // The change is saved and will be made; a lost audit line must be seen, not undo it.
             tracing::error!(error = %e, "audit log write failed");
         }
+        let detail = match action {
+            "weight" => new.weight.map(|w| w.to_string()).unwrap_or_default(),
+            _ => match new.force.and_then(|f| f.until) {
+                Some(until) if action.starts_with("force") => format!("until {until}"),
+                _ => String::new(),
+            },
+        };
+        // Before the rebuild, so the operator's change comes before the mode changes it causes.
+        crate::events::publish(crate::events::Change::Override {
+            region: region.to_string(),
+            action: action.to_string(),
+            by: token.to_string(),
+            detail,
+        });
         let next = Arc::new(next);
         rebuild(&self.state, &self.health_rx.borrow().clone(), &next);
         self.overrides_tx.send_replace(next);
@@ -312,6 +331,12 @@ impl Control {
                 tracing::error!(error = %e, "audit log write failed");
             }
             tracing::info!(region, "forced state expired; the prober decides again");
+            crate::events::publish(crate::events::Change::Override {
+                region: region.clone(),
+                action: "force-expired".into(),
+                by: "gslbd".into(),
+                detail: String::new(),
+            });
         }
         let next = Arc::new(next);
         rebuild(&self.state, &self.health_rx.borrow().clone(), &next);

@@ -416,8 +416,60 @@ impl Collector for DnsCollector {
                 }
             }
         }
+
+        let targets = NOTIFY.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !targets.is_empty() {
+            let mut m = encoder.encode_descriptor(
+                "notify_deliveries",
+                "Webhook notifications, by target and result (ok, failed after every retry)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (target, c) in &targets {
+                for (result, v) in [("ok", &c.delivered), ("failed", &c.failed)] {
+                    let labels = [("target", target.as_str()), ("result", result)];
+                    encode_counter(&mut m.encode_family(&labels)?, v.load(Ordering::Relaxed))?;
+                }
+            }
+            let mut m = encoder.encode_descriptor(
+                "notify_dropped",
+                "Changes not sent to a webhook target because its queue was full",
+                None,
+                MetricType::Counter,
+            )?;
+            for (target, c) in &targets {
+                encode_counter(
+                    &mut m.encode_family(&[("target", target.as_str())])?,
+                    c.dropped.load(Ordering::Relaxed),
+                )?;
+            }
+        }
         Ok(())
     }
+}
+
+/// What one webhook target's task has done (see `notify`).
+#[derive(Debug, Default)]
+pub struct NotifyCounters {
+    pub delivered: AtomicU64,
+    /// Notifications given up after every retry failed.
+    pub failed: AtomicU64,
+    /// Changes that did not fit the target's queue.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// The webhook targets' counters, labelled by URL (scheme, host and path: a query string
+/// may hold a secret, so it is left out).
+static NOTIFY: LazyLock<Mutex<Vec<NotifyTarget>>> = LazyLock::new(Default::default);
+
+/// A webhook target's label and counters.
+pub type NotifyTarget = (String, Arc<NotifyCounters>);
+
+/// Exports these webhook targets' counters (replacing any earlier set).
+pub fn set_notify_counters(targets: Vec<NotifyTarget>) {
+    let labelled =
+        targets.into_iter().map(|(url, c)| (url.split(['?', '#']).next().unwrap_or("").to_string(), c)).collect();
+    *NOTIFY.lock().unwrap_or_else(|p| p.into_inner()) = labelled;
 }
 
 /// Everything in the Prometheus text format (0.0.4): the registry, then what `state`

@@ -27,43 +27,20 @@
 //! dropped).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::events::{self, Event};
+use crate::shutdown::Shutdown;
 
 /// Header carrying the signature: `sha256=` and the lowercase hex HMAC-SHA256 of the body.
 pub const SIGNATURE_HEADER: &str = "X-Gslbd-Signature";
 
 /// One webhook target, validated from `[[notify]]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    /// Where to POST (http or https).
-    pub url: String,
-    /// The shared secret the body is signed with (read from `secret_file`).
-    pub secret: Vec<u8>,
-    /// Event kinds to send (`health`, `mode`, `override`); empty: all.
-    pub events: Vec<String>,
-    /// How long one attempt may take.
-    pub timeout: Duration,
-    /// Attempts after the first failure (each waits twice as long as the one before,
-    /// from 500 ms, at most 30 s).
-    pub retries: u32,
-    /// Changes waiting for this target at most; more are dropped and counted.
-    pub queue: usize,
-}
+pub use crate::config::notify::NotifyConfig as Target;
 
-/// What a target's task has done, for metrics.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub delivered: AtomicU64,
-    /// Notifications given up after every retry failed.
-    pub failed: AtomicU64,
-    /// Changes that did not fit the queue.
-    pub dropped: Arc<AtomicU64>,
-}
+/// What a target's task has done (exported by metrics).
+pub use crate::metrics::NotifyCounters as Counters;
 
 /// `sha256=` and the hex HMAC-SHA256 of `body` under `secret`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
@@ -86,7 +63,7 @@ pub fn body(event: &Event, instance: &str) -> Vec<u8> {
 
 /// Subscribes each target to the change feed and starts its delivery task (in the current
 /// tokio runtime); every task ends on `shutdown`. Returns each target's counters.
-pub fn start(targets: &[Target], instance: &str, shutdown: watch::Receiver<bool>) -> Vec<Arc<Counters>> {
+pub fn start(targets: &[Target], instance: &str, shutdown: &Shutdown) -> Vec<Arc<Counters>> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     targets
         .iter()
@@ -104,7 +81,7 @@ async fn deliver(
     instance: String,
     mut rx: tokio::sync::mpsc::Receiver<Event>,
     counters: Arc<Counters>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let client = match reqwest::Client::builder()
         .timeout(target.timeout)
@@ -122,7 +99,7 @@ async fn deliver(
     loop {
         let event = tokio::select! {
             e = rx.recv() => match e { Some(e) => e, None => return },
-            _ = shutdown.wait_for(|&s| s) => return,
+            _ = shutdown.recv() => return,
         };
         if !target.events.is_empty() && !target.events.iter().any(|k| k == event.change.kind()) {
             continue;
@@ -160,7 +137,7 @@ async fn deliver(
             tracing::debug!(url = %target.url, seq = event.seq, reason, attempt, "notify: retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait_for(|&s| s) => return,
+                _ = shutdown.recv() => return,
             }
             delay = (delay * 2).min(Duration::from_secs(30));
         }

@@ -129,6 +129,13 @@ pub fn run(cfg: Config, snap: Snapshot, source: Source) -> Result<(), Error> {
         admin_task = Some(runtime.spawn(admin::serve(listener, router, cfg.admin.request_timeout, shutdown.clone())));
     }
     runtime.spawn(expire_forces(control.clone(), shutdown.clone()));
+    // Webhooks: one task per [[notify]] target, fed by the change feed (never blocking it).
+    if !cfg.notify.is_empty() {
+        let _guard = runtime.enter();
+        let counters = crate::notify::start(&cfg.notify, &crate::notify::instance_name(), &shutdown);
+        crate::metrics::set_notify_counters(cfg.notify.iter().map(|t| t.url.clone()).zip(counters).collect());
+        tracing::info!(targets = cfg.notify.len(), "webhooks on");
+    }
 
     // Signal handlers go in before the ready line: a SIGHUP sent as soon as a supervisor sees
     // `ready` must reload, not kill the process with the default action.

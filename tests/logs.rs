@@ -22,7 +22,7 @@ fn json_logs_are_one_object_per_event_with_the_text_fields() {
     let lines = objects(&s.log());
     let serving = lines.iter().find(|v| v["message"] == "serving").expect("a serving line");
     assert_eq!(serving["level"], "INFO");
-    assert_eq!(serving["target"], "gslbd");
+    assert_eq!(serving["target"], "gslbd::server");
     assert_eq!(serving["zones"], 2, "{serving}");
     assert!(serving["listen"].as_str().unwrap().contains("/udp"), "{serving}");
     let reloaded = lines.iter().find(|v| v["message"] == "reloaded").expect("a reloaded line");

@@ -5,6 +5,7 @@
 
 pub mod gslb;
 pub mod health;
+pub mod notify;
 pub mod rrl;
 
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub struct Config {
     pub zones_dir: PathBuf,
     pub gslb: gslb::GslbConfig,
     pub admin: Admin,
+    /// `[[notify]]`: webhook targets for health, mode and override changes.
+    pub notify: Vec<notify::NotifyConfig>,
 }
 
 /// `[admin]`: the HTTP API.
@@ -113,6 +116,7 @@ impl Default for Config {
             zones_dir: PathBuf::from("zones"),
             gslb: gslb::GslbConfig::default(),
             admin: Admin::default(),
+            notify: Vec::new(),
         }
     }
 }
@@ -126,6 +130,8 @@ struct RawConfig {
     zones: RawZones,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    notify: Vec<notify::RawNotify>,
     #[serde(default)]
     geoip: gslb::RawGeoip,
     #[serde(default)]
@@ -272,6 +278,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
         cfg.zones_dir = base.join("zones");
     }
     // [admin]: on by default with a config file, on loopback.
+    for (i, n) in raw.notify.into_iter().enumerate() {
+        let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
+        if let Some(n) = notify::validate(n, i, base, &mut report) {
+            cfg.notify.push(n);
+        }
+    }
     let raw_admin = raw.admin;
     cfg.admin.listen = if raw_admin.enabled == Some(false) { None } else { Some(DEFAULT_ADMIN_LISTEN) };
     if let Some(l) = raw_admin.listen {

@@ -329,13 +329,21 @@ impl Shared {
             e.health.since = now;
             e.health.transitions += 1;
             crate::metrics::health_changed(region, to.as_str());
-            if to == Verdict::Healthy {
+            let reason = if to == Verdict::Healthy {
                 e.health.reason = None;
                 tracing::info!(region, from = %from, to = %to, reason = "probes pass", "region health changed");
+                None
             } else {
                 let reason = e.health.reason.as_ref().map_or_else(|| "no verdict".to_string(), ToString::to_string);
                 tracing::warn!(region, from = %from, to = %to, reason = %reason, "region health changed");
-            }
+                Some(reason)
+            };
+            crate::events::publish(crate::events::Change::Health {
+                region: region.to_string(),
+                from: from.as_str().to_string(),
+                to: to.as_str().to_string(),
+                reason,
+            });
         }
         e.health.recent.push_back(ProbeRecord { at: now, check: index, outcome });
         while e.health.recent.len() > history {
