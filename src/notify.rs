@@ -109,15 +109,18 @@ async fn deliver(
         let mut delay = Duration::from_millis(500);
         let mut attempt = 0;
         loop {
-            let sent = client
+            let request = client
                 .post(&target.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header("X-Gslbd-Event", event.change.kind())
                 .header("X-Gslbd-Delivery", event.seq.to_string())
                 .header(SIGNATURE_HEADER, &signature)
                 .body(body.clone())
-                .send()
-                .await;
+                .send();
+            let sent = tokio::select! {
+                sent = request => sent,
+                _ = shutdown.recv() => return,
+            };
             let failure = match sent {
                 Ok(r) if r.status().is_success() => None,
                 Ok(r) => Some(format!("status {}", r.status().as_u16())),
