@@ -74,6 +74,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Clone)]
 struct Api {
     control: Arc<Control>,
+    /// Samples of the answer counters for the status page's recent shares.
+    shares: Arc<std::sync::Mutex<crate::page::ShareWindow>>,
     tokens: Arc<Vec<Token>>,
     read_requires_token: bool,
     request_timeout: Duration,
@@ -155,11 +157,16 @@ async fn timeout(State(api): State<Api>, req: Request, next: Next) -> Response {
 pub fn router(control: Arc<Control>, tokens: Vec<Token>, cfg: &crate::config::Admin) -> Router {
     let api = Api {
         control,
+        shares: Arc::new(std::sync::Mutex::new(crate::page::ShareWindow::new(
+            crate::page::SHARE_WINDOW,
+            std::time::Duration::from_secs(5),
+        ))),
         tokens: Arc::new(tokens),
         read_requires_token: cfg.read_requires_token,
         request_timeout: cfg.request_timeout,
     };
     Router::new()
+        .route("/", get(page))
         .route("/v1/status", get(status))
         .route("/v1/regions/{name}/weight", put(set_weight))
         .route("/v1/regions/{name}/drain", post(drain))
@@ -299,6 +306,36 @@ fn secs(t: std::time::SystemTime) -> u64 {
 }
 
 async fn status(State(api): State<Api>) -> Response {
+    Json(status_value(&api)).into_response()
+}
+
+/// The status page (`GET /`), rendered from the same JSON as `/v1/status`.
+async fn page(State(api): State<Api>) -> Response {
+    let status = status_value(&api);
+    let snap = api.control.state.load_full();
+    let mut totals = Vec::new();
+    for (i, s) in snap.gslb.services.iter().enumerate() {
+        for (pos, &r) in s.regions.iter().enumerate() {
+            let region = snap.gslb.regions[r as usize].name.clone();
+            totals.push((s.name.to_string(), region, snap.answer_counts.total(i, pos)));
+        }
+    }
+    let shares = api.shares.lock().unwrap_or_else(|p| p.into_inner()).update(std::time::Instant::now(), &totals);
+    let changes: Vec<crate::page::Change> = crate::events::recent()
+        .into_iter()
+        .map(|e| crate::page::Change {
+            at: e.at,
+            kind: e.change.kind(),
+            subject: e.change.subject().to_string(),
+            what: e.change.describe(),
+        })
+        .collect();
+    let html = crate::page::render(&status, &shares, &changes, crate::overrides::now());
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html).into_response()
+}
+
+/// What `/v1/status` answers: zones, services, regions now.
+fn status_value(api: &Api) -> Value {
     let snap = api.control.state.load_full();
     let health = api.control.health();
     let overrides = api.control.overrides();
@@ -331,6 +368,7 @@ async fn status(State(api): State<Api>) -> Response {
             let o = overrides.regions.get(&r.name);
             json!({
                 "name": r.name,
+                "coordinates": r.coordinates.map(|(lat, lon)| [lat, lon]),
                 "up": st.is_up,
                 "health": h.map_or("unchecked", |h| h.state.as_str()),
                 "since": h.map(|h| secs(h.since)),
@@ -348,14 +386,13 @@ async fn status(State(api): State<Api>) -> Response {
             })
         })
         .collect();
-    Json(json!({
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": api.control.uptime().as_secs(),
         "zones": snap.zones.iter().map(|z| json!({"name": z.apex().to_string(), "records": z.record_count(), "file": z.source().display().to_string()})).collect::<Vec<_>>(),
         "services": services,
         "regions": regions,
-    }))
-    .into_response()
+    })
 }
 
 fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -> Response {

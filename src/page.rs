@@ -42,7 +42,8 @@ impl ShareWindow {
 
     /// Records the counters at `now` and returns, per service, each region's answers in the
     /// window (the newest sample less the oldest one still in the window; a counter that
-    /// went backwards, after a reload renumbered it, counts from zero).
+    /// went backwards, after a reload renumbered it, counts from zero). Before there are two
+    /// samples, the counts since start.
     pub fn update(&mut self, now: Instant, totals: &[AnswerTotal]) -> BTreeMap<String, Vec<(String, u64)>> {
         let current: Sample = totals.iter().map(|(s, r, n)| ((s.clone(), r.clone()), *n)).collect();
         if self.samples.back().is_none_or(|(at, _)| now.duration_since(*at) >= self.min_gap) {
@@ -53,7 +54,8 @@ impl ShareWindow {
         {
             self.samples.pop_front();
         }
-        let oldest = self.samples.front().map(|(_, m)| m);
+        // A first look has nothing to compare with: count from start.
+        let oldest = self.samples.front().filter(|_| self.samples.len() > 1).map(|(_, m)| m);
         let mut out: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
         for ((service, region), n) in &current {
             let before = oldest.and_then(|m| m.get(&(service.clone(), region.clone()))).copied().unwrap_or(0);
@@ -115,7 +117,7 @@ const STYLE: &str = "
 header{padding:.6rem 1rem;background:#24292f;color:#fff}header h1{margin:0;font-size:1.2rem}header p{margin:.2rem 0 0;color:#d0d7de;font-size:.85rem}
 main{padding:0 1rem 2rem;max-width:72rem;margin:auto}h2{font-size:1.05rem;margin:1.4rem 0 .5rem}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top;white-space:nowrap}th{background:var(--bg);font-weight:600}
+th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line);vertical-align:top;white-space:nowrap}td.wrap{white-space:normal;min-width:10rem}th{background:var(--bg);font-weight:600}
 .pill{display:inline-block;padding:0 .45rem;border-radius:1rem;font-size:.8rem;font-weight:600;color:#fff}
 .ok{background:var(--ok)}.bad{background:var(--bad)}.warn{background:var(--warn)}.muted{background:var(--muted)}
 .probes span{display:inline-block;width:.55rem;height:.9rem;margin-right:1px;border-radius:1px}.probes .p{background:var(--ok)}.probes .f{background:var(--bad)}
@@ -157,7 +159,7 @@ fn mode_class(mode: &str) -> &'static str {
 }
 
 fn services(h: &mut String, status: &Value, shares: &BTreeMap<String, Vec<(String, u64)>>) {
-    h.push_str("<section id=\"services\"><h2>Services</h2><div class=\"scroll\"><table><thead><tr><th>Service</th><th>Mode</th><th>Policy</th><th>TTL</th><th>Answer set (A / AAAA)</th><th>Recent share of answers</th></tr></thead><tbody>");
+    h.push_str("<section id=\"services\"><h2>Services</h2><div class=\"scroll\"><table><thead><tr><th>Service</th><th>Mode</th><th>Share of answers (last 5 min)</th><th>Answer set (A / AAAA)</th><th>Policy</th><th>TTL</th></tr></thead><tbody>");
     for s in status["services"].as_array().into_iter().flatten() {
         let name = str_of(&s["name"]);
         let mode = str_of(&s["mode"]);
@@ -167,20 +169,16 @@ fn services(h: &mut String, status: &Value, shares: &BTreeMap<String, Vec<(Strin
         };
         let _ = write!(
             h,
-            "<tr id=\"service-{id}\" data-mode=\"{mode}\"><td>{shown}</td><td><span class=\"pill {class}\">{mode}</span></td><td>{policy}</td><td>{ttl}</td><td>{a} / {aaaa}</td><td>",
+            "<tr id=\"service-{id}\" data-mode=\"{mode}\"><td>{shown}</td><td><span class=\"pill {class}\">{mode}</span></td><td>",
             id = escape(name),
             mode = escape(mode),
             shown = shown(name),
             class = mode_class(mode),
-            policy = list(&s["policy"]),
-            ttl = s["ttl"].as_u64().unwrap_or(0),
-            a = list(&s["answer_set"]["A"]),
-            aaaa = list(&s["answer_set"]["AAAA"]),
         );
         let rows = shares.get(name).map(Vec::as_slice).unwrap_or(&[]);
         let total: u64 = rows.iter().map(|(_, n)| n).sum();
         if total == 0 {
-            h.push_str("<span class=\"note\">no answers in the last 5 min</span>");
+            h.push_str("<span class=\"note\">no answers lately</span>");
         }
         for (region, n) in rows.iter().filter(|_| total > 0) {
             let pct = *n as f64 * 100.0 / total as f64;
@@ -191,6 +189,14 @@ fn services(h: &mut String, status: &Value, shares: &BTreeMap<String, Vec<(Strin
                 w = pct * 1.2,
             );
         }
+        let _ = write!(
+            h,
+            "</td><td class=\"wrap\">{a} / {aaaa}</td><td>{policy}</td><td>{ttl}",
+            a = list(&s["answer_set"]["A"]),
+            aaaa = list(&s["answer_set"]["AAAA"]),
+            policy = list(&s["policy"]),
+            ttl = s["ttl"].as_u64().unwrap_or(0),
+        );
         h.push_str("</td></tr>");
     }
     h.push_str("</tbody></table></div></section>");
@@ -365,7 +371,7 @@ mod tests {
             "<meta http-equiv=\"refresh\" content=\"5\">",
             "<tr id=\"service-www.demo.test.\" data-mode=\"degraded\"><td>www.demo.test</td>",
             "<span class=\"pill warn\">degraded</span>",
-            "<td>geo, nearest</td>",
+            "<td>geo, nearest</td><td>10</td>",
             "eu-west 75%",
             "us-&lt;east&gt; 25%",
             "<tr id=\"region-eu-west\" data-up=\"true\" data-health=\"healthy\">",
@@ -391,7 +397,7 @@ mod tests {
         let at = |s: u64| t0 + Duration::from_secs(s);
         let totals =
             |a: u64, b: u64| vec![("s".to_string(), "a".to_string(), a), ("s".to_string(), "b".to_string(), b)];
-        assert_eq!(w.update(at(0), &totals(100, 0))["s"], [("a".to_string(), 0), ("b".to_string(), 0)]);
+        assert_eq!(w.update(at(0), &totals(100, 0))["s"], [("a".to_string(), 100), ("b".to_string(), 0)]);
         assert_eq!(w.update(at(60), &totals(160, 20))["s"], [("a".to_string(), 60), ("b".to_string(), 20)]);
         // Past the window, the first sample is dropped: only what came after it counts.
         let s = w.update(at(400), &totals(200, 100));

@@ -55,6 +55,7 @@ fn every_route_is_described_and_responses_match_the_spec() {
     #[rustfmt::skip]
     let calls: &[Call] = &[
         ("GET", "/v1/status", "/v1/status", None, None, JSON),
+        ("GET", "/", "/", None, None, "text/html"),
         ("GET", "/v1/explain", "/v1/explain?name=geo.svc.test&type=A&ecs=81.2.69.0/24", None, None, JSON),
         ("GET", "/v1/explain", "/v1/explain?name=static.svc.test", None, None, JSON),
         ("GET", "/v1/explain", "/v1/explain?name=mixfam.gslb.test&type=AAAA", None, None, JSON),
