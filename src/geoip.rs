@@ -99,7 +99,9 @@ impl<const N: usize> Code<N> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{text:?} is not a code of 1 to {max} ASCII letters or digits")]
 pub struct CodeError {
+    /// The code as given.
     pub text: String,
+    /// The longest code allowed, in characters (`N` of the [`Code`] it was meant for).
     pub max: usize,
 }
 
@@ -148,16 +150,25 @@ impl<const N: usize> fmt::Debug for Code<N> {
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
     /// No file at the path.
+    /// `path` is the configured database path.
     #[error("GeoIP database not found")]
+    #[allow(missing_docs, reason = "field named in the variant's doc")]
     Missing { path: PathBuf },
     /// The file exists but cannot be read.
+    /// `path` is the database file, `error` what reading it returned.
     #[error("cannot read GeoIP database: {error}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Unreadable { path: PathBuf, error: std::io::Error },
     /// Not a MaxMind DB file.
+    /// `path` is the database file, `error` what the MaxMind DB reader said.
     #[error("not a MaxMind DB (.mmdb) file, or corrupt: {error}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Corrupt { path: PathBuf, error: MaxMindDbError },
     /// A MaxMind DB without country or location data (e.g. an ASN database).
+    /// `path` is the database file, `database_type` the type in its metadata (e.g.
+    /// `GeoLite2-ASN`).
     #[error("database type {database_type:?} has no country or location data")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     NoGeoData { path: PathBuf, database_type: String },
 }
 

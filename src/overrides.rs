@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 /// A forced health state, optionally until a time (then the prober decides again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Force {
+    /// True forces the region up, false forces it down, whatever the probes say.
     pub up: bool,
     /// Seconds since the Unix epoch; None: until changed.
     pub until: Option<u64>,
@@ -32,16 +33,20 @@ pub struct RegionOverride {
     /// Drained: weight 0, state kept (no new answers while other regions can take them).
     #[serde(default)]
     pub drained: bool,
+    /// A forced health state, if one is set (expired ones are removed by [`expire`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<Force>,
     /// Who made the last change (token id) and when (seconds since the epoch).
     #[serde(default)]
     pub updated_by: String,
+    /// When the last change was made, in seconds since the Unix epoch.
     #[serde(default)]
     pub updated_at: u64,
 }
 
 impl RegionOverride {
+    /// True when nothing is overridden (weight, drain and force all unset); such entries are
+    /// dropped rather than saved.
     pub fn is_empty(&self) -> bool {
         self.weight.is_none() && !self.drained && self.force.is_none()
     }
@@ -60,17 +65,28 @@ impl RegionOverride {
 /// All overrides, by region name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overrides {
+    /// File format version; 1 is written.
     pub version: u32,
+    /// The override of each region, by region name.
     pub regions: BTreeMap<String, RegionOverride>,
 }
 
+/// Why the overrides file could not be read or written; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// `path` could not be read (`source` is the I/O error); a missing file is not an error.
     #[error("{}: cannot read overrides: {source}", path.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Read { path: PathBuf, source: io::Error },
+    /// `path` is not valid overrides JSON: `line` and `column` (1-based) and `message` are from
+    /// the JSON parser.
     #[error("{}:{line}:{column}: overrides file is not valid: {message}\n  hint: fix or remove it; gslbd rewrites it on the next change", path.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
+    /// `path` (the file being replaced, or the audit log) could not be written; `source` is the
+    /// I/O error.
     #[error("{}: cannot write: {source}", path.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Write { path: PathBuf, source: io::Error },
 }
 
@@ -86,10 +102,12 @@ pub struct Store {
 }
 
 impl Store {
+    /// The files under `dir` (the configured `admin.state_dir`); nothing is read or created yet.
     pub fn new(dir: PathBuf) -> Store {
         Store { dir }
     }
 
+    /// The state directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -162,9 +180,14 @@ pub struct AuditRecord<'a> {
     pub client: &'a str,
     /// The id of the token used (never the token).
     pub token: &'a str,
+    /// What was done: `weight`, `drain`, `undrain`, `force-up`, `force-down`, `force-auto` or
+    /// `force-expired`.
     pub action: &'a str,
+    /// The region's name.
     pub region: &'a str,
+    /// The region's override before the change.
     pub old: &'a RegionOverride,
+    /// The region's override after the change.
     pub new: &'a RegionOverride,
 }
 

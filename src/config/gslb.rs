@@ -29,20 +29,27 @@ impl GslbConfig {
 /// A place in the config file, for errors found after parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
+    /// Line, 1-based.
     pub line: usize,
+    /// Column in bytes, 1-based.
     pub col: usize,
 }
 
 /// One regional balancer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionConfig {
+    /// The region's name, the key of `[regions.NAME]`.
     pub name: String,
+    /// IPv4 addresses answered for A queries (in the order given).
     pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses answered for AAAA queries (in the order given).
     pub ipv6: Vec<Ipv6Addr>,
     /// A hostname to answer with a CNAME (a cloud balancer's DNS name), instead of addresses.
     pub cname: Option<Name>,
     /// Latitude, longitude in degrees.
     pub coordinates: Option<(f64, f64)>,
+    /// Share of traffic for the weighted policy, 0 (drained) to [`MAX_WEIGHT`]; default
+    /// [`DEFAULT_WEIGHT`].
     pub weight: u32,
     /// Lower is preferred by the failover policy.
     pub priority: u32,
@@ -54,6 +61,7 @@ pub struct RegionConfig {
     pub checks: Vec<CheckConfig>,
     /// How many checks must pass for the region to be healthy; None: all of them.
     pub quorum: Option<usize>,
+    /// Where `[regions.NAME]` is, for errors found later.
     pub pos: Pos,
 }
 
@@ -66,42 +74,65 @@ pub enum AllDown {
     Fallback,
     /// NOERROR with no records (and the SOA).
     NoData,
+    /// SERVFAIL, so resolvers try again later.
     Servfail,
 }
 
 /// Fewer healthy regions than this makes the service fail open.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MinHealthy {
+    /// At least this many regions.
     Count(usize),
+    /// At least this share of the service's regions, 0.0 to 1.0 (written as a percentage,
+    /// `"50%"`), rounded up.
     Fraction(f64),
 }
 
+/// One `[services."NAME"]` table, validated: the name it answers and how it steers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
+    /// The service's owner name (inside a served zone, with no static records).
     pub name: Name,
     /// Indices into the config's regions, in the order given.
     pub regions: Vec<usize>,
     /// The `policy = [...]` chain, built.
     pub policy: Chain,
+    /// TTL of its answers in seconds; default [`DEFAULT_TTL`].
     pub ttl: u32,
+    /// TTL in seconds while the service is not in normal mode (degraded, fail-open, all down);
+    /// the smaller of this and `ttl` is used. None: always `ttl`.
     pub degraded_ttl: Option<u32>,
+    /// Below this many healthy regions the service fails open; default one region.
     pub min_healthy: MinHealthy,
+    /// What to answer when no region is healthy.
     pub when_all_down: AllDown,
+    /// Addresses answered when all regions are down and `when_all_down = "fallback"`.
     pub fallback: Vec<IpAddr>,
+    /// Where `[services."NAME"]` is, for errors found later.
     pub pos: Pos,
 }
 
+/// The load-balancing part of the configuration: GeoIP database, health defaults, regions
+/// and services.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GslbConfig {
+    /// The `[geoip] database` path, joined to the config file's directory; None without GeoIP.
     pub geoip: Option<std::path::PathBuf>,
+    /// The `[health]` defaults every region's checks inherit.
     pub health: HealthConfig,
+    /// The regions, in the order of the config file; services name them by index.
     pub regions: Vec<RegionConfig>,
+    /// The services, in the order of the config file.
     pub services: Vec<ServiceConfig>,
 }
 
+/// Default service TTL, in seconds: short, so a health change reaches clients quickly.
 pub const DEFAULT_TTL: u32 = 30;
+/// Default region weight.
 pub const DEFAULT_WEIGHT: u32 = 100;
+/// Default region priority for the failover policy (lower is preferred).
 pub const DEFAULT_PRIORITY: u32 = 100;
+/// Largest region weight accepted (in the config and by the admin API).
 pub const MAX_WEIGHT: u32 = 1_000_000;
 
 /// Most regions one configuration may define: a region is addressed on the query path by a

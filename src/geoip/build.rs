@@ -63,8 +63,11 @@ pub struct Built {
 /// One problem in the CSV: `file:line: error: what`, then a hint. Line 0 is the whole file.
 #[derive(Debug, thiserror::Error)]
 pub struct CsvError {
+    /// The CSV file being read.
     pub file: PathBuf,
+    /// Line number, 1-based; 0 when the error is about the whole file.
     pub line: usize,
+    /// What is wrong.
     pub kind: CsvErrorKind,
 }
 
@@ -81,32 +84,58 @@ impl fmt::Display for CsvError {
     }
 }
 
+/// What can be wrong in a `gslbd geoip build` CSV line
+/// (`network,continent,country,lat,lon[,subdivision[,country_name]]`); each variant carries
+/// the text it is about, and some have a hint.
 #[derive(Debug, thiserror::Error)]
 pub enum CsvErrorKind {
+    /// A line with fewer than the five required columns; `found` is how many it has.
     #[error("expected network,continent,country,lat,lon[,subdivision[,country_name]]; found {found} column(s)")]
+    #[allow(missing_docs, reason = "field named in the variant's doc")]
     MissingColumns { found: usize },
+    /// `text` is not a network in CIDR form; `reason` is what the parser said.
     #[error("bad network {text:?}: {reason}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     BadNetwork { text: String, reason: String },
+    /// `text` has bits set below its prefix length; `network` is the network it truncates to.
     #[error("network {text} has host bits set")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     HostBits { text: String, network: IpNet },
+    /// An IPv6 `network` inside `alias` (an IPv4-mapped or IPv4-embedding range) that the
+    /// written database resolves through its IPv4 tree, so the line could never match.
     #[error("network {network} is inside {alias}, which the database answers from the IPv4 data")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     AliasedNetwork { network: IpNet, alias: &'static str },
+    /// A continent code other than the seven two-letter codes (AF, AN, AS, EU, NA, OC, SA).
     #[error("unknown continent code {0:?}")]
     UnknownContinent(String),
+    /// A country code that is not two ASCII letters (ISO 3166-1 alpha-2).
     #[error("country {0:?} is not two letters")]
     BadCountry(String),
+    /// A subdivision that is not 1 to 3 ASCII letters or digits (the ISO 3166-2 code, or the
+    /// part after its dash).
     #[error("subdivision {0:?} is not 1 to 3 letters or digits")]
     BadSubdivision(String),
+    /// The `which` coordinate (`latitude` or `longitude`) `text` is not a number.
     #[error("{which} {text:?} is not a number")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     BadCoordinate { which: &'static str, text: String },
+    /// The `which` coordinate `value` is outside `-limit..=limit` (degrees: 90 for latitude,
+    /// 180 for longitude).
     #[error("{which} {value} is out of range -{limit}..={limit}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     CoordinateOutOfRange { which: &'static str, value: f64, limit: f64 },
+    /// Only one of latitude and longitude is given.
     #[error("latitude and longitude: give both or neither")]
     HalfLocation,
+    /// `network` appears again; `first_line` is where it was first listed.
     #[error("network {network} is listed twice (first on line {first_line})")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Duplicate { network: IpNet, first_line: usize },
+    /// The CSV holds no network lines.
     #[error("no networks")]
     Empty,
+    /// The MaxMind DB writer refused the data or could not write the file.
     #[error("cannot build the database: {0}")]
     Writer(mmdb_writer::Error),
 }

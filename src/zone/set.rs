@@ -24,6 +24,8 @@ pub struct ZoneSet {
 }
 
 impl ZoneSet {
+    /// Indexes already-built zones by lowercased apex; a later zone with the same apex replaces
+    /// an earlier one (use [`ZoneSet::load_dir`] to have duplicates reported).
     pub fn new(zones: Vec<Zone>) -> ZoneSet {
         let mut set = ZoneSet { min_labels: usize::MAX, ..Default::default() };
         for z in zones {
@@ -80,18 +82,22 @@ impl ZoneSet {
         if errors.is_empty() { Ok(ZoneSet::new(zones.into_iter().map(|(z, _)| z).collect())) } else { Err(errors) }
     }
 
+    /// Number of zones served.
     pub fn len(&self) -> usize {
         self.zones.len()
     }
 
+    /// True when no zone is served.
     pub fn is_empty(&self) -> bool {
         self.zones.is_empty()
     }
 
+    /// The zones, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Zone> {
         self.zones.values()
     }
 
+    /// The zone whose apex is exactly `apex_lower` (lowercased wire form).
     pub fn get(&self, apex_lower: &[u8]) -> Option<&Zone> {
         self.zones.get(apex_lower)
     }

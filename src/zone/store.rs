@@ -22,7 +22,9 @@ type Map<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
 /// `rdlength (u16, big endian) | rdata`, in the order of the zone file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RRset {
+    /// Record type number (see [`crate::rtype`]).
     pub rtype: u16,
+    /// Time to live in seconds, one for the whole RRset (RFC 2181 section 5.2).
     pub ttl: u32,
     count: u16,
     data: Box<[u8]>,
@@ -46,10 +48,12 @@ impl RRset {
         RRset { ttl, ..self.clone() }
     }
 
+    /// Number of records in the RRset.
     pub fn len(&self) -> usize {
         self.count as usize
     }
 
+    /// True when the RRset holds no record.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -60,6 +64,8 @@ impl RRset {
     }
 }
 
+/// Iterator over the rdata of an [`RRset`], each in wire format without its length prefix;
+/// returned by [`RRset::rdatas`].
 pub struct RdataIter<'a> {
     rest: &'a [u8],
 }
@@ -87,10 +93,12 @@ pub struct Node {
 }
 
 impl Node {
+    /// The RRset of this type at the node, if any.
     pub fn rrset(&self, rtype: u16) -> Option<&RRset> {
         self.rrsets.iter().find(|s| s.rtype == rtype)
     }
 
+    /// All RRsets at the node.
     pub fn rrsets(&self) -> &[RRset] {
         &self.rrsets
     }
@@ -105,6 +113,8 @@ impl Node {
         self.flags & BELOW_CUT != 0
     }
 
+    /// True for an empty non-terminal: the name exists only because names below it do
+    /// (RFC 4592 section 2.2.2), so it answers NODATA.
     pub fn is_empty_non_terminal(&self) -> bool {
         self.rrsets.is_empty()
     }
@@ -117,6 +127,8 @@ pub enum Lookup<'z> {
     /// non-terminal).
     Found(&'z Node),
     /// The name is at or below a delegation point; `cut` is that point's owner key.
+    /// `node` is the node at the cut, holding its NS RRset.
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Delegation { cut: &'z [u8], node: &'z Node },
     /// The name does not exist, but the wildcard `*.<closest encloser>` matches it.
     Wildcard(&'z Node),
@@ -271,6 +283,7 @@ impl Zone {
         &self.apex
     }
 
+    /// The SOA RRset at the apex, with its own TTL (for SOA queries and transfers).
     pub fn soa(&self) -> &RRset {
         &self.soa
     }
@@ -280,10 +293,12 @@ impl Zone {
         &self.negative_soa
     }
 
+    /// The zone file the zone was loaded from.
     pub fn source(&self) -> &Path {
         &self.source
     }
 
+    /// Number of records loaded from the zone file (including `$INCLUDE`d files).
     pub fn record_count(&self) -> usize {
         self.record_count
     }
