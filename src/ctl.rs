@@ -30,15 +30,23 @@ pub enum Request {
     /// `GET /v1/status`.
     Status,
     /// `GET /v1/explain?name=&type=[&ecs=]`.
+    /// `name` is the query name, `qtype` the record type (e.g. `A`), `ecs` a client subnet to
+    /// answer for (`192.0.2.0/24`).
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Explain { name: String, qtype: String, ecs: Option<String> },
     /// `POST /v1/regions/{region}/drain`.
+    #[allow(missing_docs, reason = "the field is the {region} of the path")]
     Drain { region: String },
     /// `POST /v1/regions/{region}/undrain`.
+    #[allow(missing_docs, reason = "the field is the {region} of the path")]
     Undrain { region: String },
     /// `PUT /v1/regions/{region}/weight` with `{"weight": N}`.
+    #[allow(missing_docs, reason = "the fields are the path's {region} and the body's weight")]
     Weight { region: String, weight: u32 },
     /// `POST /v1/regions/{region}/force` with `{"state": "up"|"down"|"auto"}` and, for
     /// `for_seconds`, `"ttl_seconds"`.
+    /// `state` is `up`, `down` or `auto`; `for_seconds` limits a force to that many seconds.
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Force { region: String, state: String, for_seconds: Option<u64> },
     /// `POST /v1/reload`.
     Reload,
@@ -57,24 +65,36 @@ pub struct Target {
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
     /// The config file could not be read or its `[admin]` table makes no sense.
+    /// `path` is the config file, `message` what is wrong with it.
     #[error("{}: {message}\n  hint: pass --admin URL (and --token-file FILE), or --config FILE", path.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Config { path: PathBuf, message: String },
     /// The token file could not be read, or holds no token.
+    /// `path` is the token file, `message` what is wrong with it.
     #[error("{}: {message}", path.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     TokenFile { path: PathBuf, message: String },
     /// `--admin` is not an http:// URL.
+    /// `url` is the value given, `message` what is wrong with it.
     #[error("--admin {url:?}: {message}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     AdminUrl { url: String, message: String },
     /// Nothing answered at the admin address (or it did not answer in time).
+    /// `base` is the admin API's base URL, `message` the HTTP client's error.
     #[error(
         "cannot reach the admin API at {base}: {message}\n  hint: is gslbd running, with [admin] listen at that address?"
     )]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Unreachable { base: String, message: String },
     /// The API answered with an error status; `message` is the API's own.
+    /// `status` is the HTTP status code, `body` the whole JSON body (for `--json`).
     #[error("{status}: {message}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Api { status: u16, message: String, body: String },
     /// The API's answer was not the JSON expected.
+    /// `base` is the admin API's base URL, `message` what was wrong with the answer.
     #[error("unexpected answer from {base}: {message}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Answer { base: String, message: String },
 }
 

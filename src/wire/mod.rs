@@ -16,6 +16,7 @@ pub use encode::{encode_answer, encode_error, encode_transfer, size_limit};
 
 use crate::rtype;
 
+/// Size of the DNS message header in bytes (RFC 1035 section 4.1.1); shorter packets are dropped.
 pub const HEADER_LEN: usize = 12;
 /// Largest UDP answer to a query without EDNS (RFC 1035 section 4.2.1).
 pub const MIN_UDP_PAYLOAD: u16 = 512;
@@ -29,17 +30,23 @@ pub const OPTION_CLIENT_SUBNET: u16 = 8;
 /// A decoded query: what the resolver needs, borrowing the packet.
 #[derive(Debug, Clone)]
 pub struct Query<'p> {
+    /// Message ID, copied into the response.
     pub id: u16,
+    /// OPCODE (4 bits); only 0 (QUERY) reaches the resolver, others are answered NOTIMP.
     pub opcode: u8,
+    /// Recursion Desired flag, copied into the response (RFC 1035 section 4.1.1).
     pub rd: bool,
     /// The question name as received (letter case kept), uncompressed wire form.
     pub qname: &'p [u8],
     /// The question name lowercased: the lookup key.
     pub qname_lower: NameBuf,
+    /// QTYPE (see [`crate::rtype`]).
     pub qtype: u16,
+    /// QCLASS; IN and ANY are answered, others REFUSED.
     pub qclass: u16,
     /// The raw question (name, type, class) to echo back unchanged (DNS 0x20).
     pub question: &'p [u8],
+    /// The requester's OPT record; None for a query without EDNS.
     pub edns: Option<Edns>,
 }
 
@@ -51,6 +58,8 @@ pub struct NameBuf {
 }
 
 impl NameBuf {
+    /// Lowercases an uncompressed wire name into the buffer; None when it is longer than 255
+    /// bytes (RFC 1035 section 2.3.4). The labels are not checked: the caller has read them.
     pub fn from_lowercase(wire: &[u8]) -> Option<NameBuf> {
         let mut buf = [0u8; 255];
         let dst = buf.get_mut(..wire.len())?;
@@ -60,6 +69,7 @@ impl NameBuf {
         Some(NameBuf { buf, len: wire.len() as u8 })
     }
 
+    /// The name in uncompressed wire form, lowercased.
     pub fn as_wire(&self) -> &[u8] {
         &self.buf[..self.len as usize]
     }
@@ -76,22 +86,30 @@ impl std::fmt::Debug for NameBuf {
 /// The requester's EDNS(0) OPT record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edns {
+    /// Requester's UDP payload size in bytes, as sent; the encoder clamps it between 512 and
+    /// the configured limit.
     pub udp_payload: u16,
+    /// EDNS version; above 0 is answered BADVERS (RFC 6891 section 6.1.3).
     pub version: u8,
+    /// DNSSEC OK bit (RFC 3225); gslbd signs nothing, so it changes no answer.
     pub dnssec_ok: bool,
+    /// The Client Subnet option, if present and valid.
     pub client_subnet: Option<ClientSubnet>,
 }
 
 /// An EDNS Client Subnet option (RFC 7871 section 6), validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientSubnet {
+    /// SOURCE PREFIX-LENGTH in bits: how much of `addr` the requester disclosed.
     pub source_prefix: u8,
+    /// SCOPE PREFIX-LENGTH in bits as received (0 in queries, RFC 7871 section 6).
     pub scope_prefix: u8,
     /// The address with every bit past `source_prefix` zero.
     pub addr: IpAddr,
 }
 
 impl ClientSubnet {
+    /// FAMILY as in the option: 1 for IPv4, 2 for IPv6 (IANA address family numbers).
     pub fn family(&self) -> u16 {
         match self.addr {
             IpAddr::V4(_) => 1,
@@ -106,6 +124,7 @@ impl ClientSubnet {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decoded<'p> {
+    /// A query the resolver answers.
     Query(Query<'p>),
     /// Answer with this error and no records.
     Error(ErrorReply<'p>),
@@ -117,11 +136,17 @@ pub enum Decoded<'p> {
 /// requester's EDNS when it could be read (so the OPT record is echoed).
 #[derive(Debug, Clone)]
 pub struct ErrorReply<'p> {
+    /// Message ID of the query.
     pub id: u16,
+    /// OPCODE of the query, echoed.
     pub opcode: u8,
+    /// Recursion Desired flag of the query, echoed.
     pub rd: bool,
+    /// The rcode to answer: FORMERR, NOTIMP or BADVERS.
     pub rcode: u16,
+    /// The raw question to echo, when it could be read; None answers with QDCOUNT 0.
     pub question: Option<&'p [u8]>,
+    /// The requester's EDNS, when it could be read, so the response carries an OPT record.
     pub edns: Option<Edns>,
 }
 
