@@ -22,13 +22,17 @@ pub const RECENT: usize = 50;
 pub enum Change {
     /// A region's health verdict changed (after rise/fall): `from`/`to` are `unknown`,
     /// `healthy`, `unhealthy`; `reason` is why the last probe failed, if it did.
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Health { region: String, from: String, to: String, reason: Option<String> },
     /// A service's mode changed: `normal`, `degraded`, `fail-open`, `all-down` (`from` is
     /// `new` for a service that appeared on reload).
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Mode { service: String, from: String, to: String },
     /// An operator changed a region's overrides through the admin API (or a force expired):
     /// `action` is `weight`, `drain`, `undrain`, `force-up`, `force-down`, `force-auto`,
     /// `force-expired`; `by` the token id.
+    /// `detail` is the new weight, `until <epoch seconds>` for a timed force, or empty.
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Override { region: String, action: String, by: String, detail: String },
 }
 
@@ -68,8 +72,11 @@ impl Change {
 /// Unix epoch).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
+    /// Sequence number, from 1 in each process, without gaps.
     pub seq: u64,
+    /// When the change was published, in seconds since the Unix epoch.
     pub at: u64,
+    /// What changed (its fields are flattened into the event's JSON).
     #[serde(flatten)]
     pub change: Change,
 }

@@ -40,18 +40,23 @@ pub const REFRESH: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SavedVerdict {
+    /// The region was healthy.
     Healthy,
+    /// The region was unhealthy.
     Unhealthy,
 }
 
 /// One region's saved verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedRegion {
+    /// The verdict the region had when the file was written.
     pub verdict: SavedVerdict,
     /// When the region entered it, seconds since the Unix epoch.
     pub since: u64,
     /// The fingerprint of the checks that reached it.
     pub checks: String,
+    /// The region's smoothed probe round-trip time in milliseconds, for the latency policy;
+    /// None when no probe measured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ewma_ms: Option<f64>,
 }
@@ -59,18 +64,25 @@ pub struct SavedRegion {
 /// The content of `health.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Saved {
+    /// File format version; 1 is written.
     pub version: u32,
     /// When the file was written, seconds since the Unix epoch.
     pub saved_at: u64,
+    /// The saved verdict of each region, by region name.
     pub regions: BTreeMap<String, SavedRegion>,
 }
 
 /// Why `health.json` could not be used (it is then ignored).
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// `path` could not be read; `source` is the I/O error (a missing file is not an error).
     #[error("{}: cannot read saved health verdicts: {source}", path.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Read { path: PathBuf, source: std::io::Error },
+    /// `path` is not valid JSON for [`Saved`]: `line`, `column` (1-based) and `message` are from
+    /// the JSON parser.
     #[error("{}:{line}:{column}: saved health verdicts are not valid: {message}", path.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
 }
 

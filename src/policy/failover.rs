@@ -13,8 +13,11 @@ pub struct Table {
     ties: Option<Spanned<String>>,
 }
 
+/// The failover policy: keeps the candidates of the lowest `priority`.
 #[derive(Debug, Default)]
 pub struct Failover {
+    /// `ties = "weighted"`: among regions of equal priority, pick one by weight (default: keep
+    /// them all).
     pub weighted_ties: bool,
 }
 

@@ -26,6 +26,8 @@ pub struct Table {
 
 const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
+/// The geo policy, built from `[services."NAME".geo]`: explicit maps from networks,
+/// subdivisions, countries and continents to regions, and a default.
 #[derive(Debug, Default)]
 pub struct Geo {
     /// Longest prefix first.

@@ -19,9 +19,13 @@ pub struct Table {
     margin_ms: Option<Spanned<f64>>,
 }
 
+/// The latency policy: the region with the lowest smoothed probe RTT, changed only past a
+/// margin.
 #[derive(Debug, Default)]
 pub struct Latency {
+    /// Relative margin, in percent of the current region's RTT (0 to 1000, default 10).
     pub margin_percent: f64,
+    /// Absolute margin, in milliseconds, added to the relative one (0 to 60000, default 0).
     pub margin_ms: f64,
 }
 

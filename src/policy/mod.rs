@@ -127,7 +127,9 @@ pub trait Configure: Policy + Sized + 'static {
 
 /// A policy's settings table as read from the file, before its policy validates it.
 pub struct Table {
+    /// The policy the table belongs to (its key in the service table, e.g. `geo`).
     pub name: &'static str,
+    /// Byte range of the table in the config text, for errors.
     pub span: Range<usize>,
     value: Box<dyn Any>,
 }
@@ -152,7 +154,9 @@ pub struct Setup<'a, 'r> {
     pub coordinates: &'a [Option<(f64, f64)>],
     /// The service's regions, by config index.
     pub members: &'a [usize],
+    /// True when a `[geoip]` database is configured (policies that need locations check it).
     pub has_geoip: bool,
+    /// Where configuration errors are reported.
     pub report: &'a mut Report<'r>,
 }
 
@@ -202,10 +206,12 @@ pub fn configure(name: &str, table: Option<&Table>, setup: &mut Setup<'_, '_>) -
 pub struct Chain(pub Vec<Arc<dyn Policy>>);
 
 impl Chain {
+    /// The policies, in chain order.
     pub fn iter(&self) -> impl Iterator<Item = &dyn Policy> {
         self.0.iter().map(|p| p.as_ref())
     }
 
+    /// The policies' names, in chain order (for the status API and explain).
     pub fn names(&self) -> Vec<&'static str> {
         self.iter().map(|p| p.name()).collect()
     }
@@ -237,10 +243,13 @@ pub struct Ctx<'a> {
     pub status: &'a [RegionStatus],
     /// The service's choice made on status change ([`Chain::rechoose`]).
     pub rechosen: Option<RegionId>,
+    /// The client the query is answered for.
     pub client: Client<'a>,
 }
 
 impl Ctx<'_> {
+    /// The region's effective weight now (configured, or the operator's; 0 when drained or
+    /// out of range).
     pub fn weight(&self, r: RegionId) -> u32 {
         self.status.get(r as usize).map_or(0, |s| s.weight)
     }
@@ -249,12 +258,14 @@ impl Ctx<'_> {
 /// The client a query is answered for: the ECS address when the query has one, else the
 /// packet's source. Its location is looked up at most once, and only if a policy asks.
 pub struct Client<'g> {
+    /// The client's address: the ECS address (zero past its source prefix) or the packet's source.
     pub addr: IpAddr,
     geo: Option<&'g dyn GeoLookup>,
     location: Option<Option<Location>>,
 }
 
 impl<'g> Client<'g> {
+    /// A client at `addr`, located through `geo` on first use (none: never located).
     pub fn new(addr: IpAddr, geo: Option<&'g dyn GeoLookup>) -> Self {
         Client { addr, geo, location: None }
     }
@@ -264,6 +275,8 @@ impl<'g> Client<'g> {
         Client { addr, geo: None, location: Some(location) }
     }
 
+    /// The client's GeoIP location, looked up on the first call (cached per address); None when
+    /// there is no database or it does not know the address.
     pub fn location(&mut self) -> Option<&Location> {
         if self.location.is_none() {
             self.location = Some(self.geo.and_then(|g| crate::geoip::locate_cached(g, self.addr)));
@@ -296,8 +309,11 @@ pub fn select(chain: &Chain, pool: &[RegionId], ctx: &mut Ctx<'_>) -> Candidates
 /// What one policy of an explained decision did: the candidates before and after it ran.
 #[derive(Debug, Clone)]
 pub struct Traced {
+    /// The policy's name.
     pub policy: &'static str,
+    /// The candidates before it ran.
     pub before: Candidates,
+    /// The candidates after it ran.
     pub after: Candidates,
 }
 

@@ -15,8 +15,10 @@ pub struct Table {
     count: Option<Spanned<i64>>,
 }
 
+/// The multivalue policy: up to `count` regions, rotating which one comes first.
 #[derive(Debug)]
 pub struct MultiValue {
+    /// How many regions to answer with (1 to 16, default 1).
     pub count: usize,
 }
 

@@ -13,8 +13,11 @@ pub struct Table {
     default: Option<Vec<Spanned<String>>>,
 }
 
+/// The nearest policy: the region closest to the client's GeoIP location, less its bias.
 #[derive(Debug, Default)]
 pub struct Nearest {
+    /// Regions for clients the database cannot place (`nearest.default`); empty keeps all
+    /// candidates.
     pub default: Vec<RegionId>,
 }
 

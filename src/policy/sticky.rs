@@ -20,9 +20,12 @@ pub struct Table {
     ipv6_prefix: Option<Spanned<i64>>,
 }
 
+/// The sticky policy: rendezvous hashing of the client's subnet, weighted.
 #[derive(Debug)]
 pub struct Sticky {
+    /// Prefix length in bits an IPv4 client is cut to before hashing (0 to 32, default 24).
     pub ipv4_prefix: u8,
+    /// Prefix length in bits an IPv6 client is cut to before hashing (0 to 128, default 56).
     pub ipv6_prefix: u8,
     /// A hash of each region's name, by region id: region identity, independent of order.
     seeds: Vec<u64>,
@@ -42,6 +45,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 impl Sticky {
+    /// Builds the policy for regions named `names` (by region id; the name, not the position,
+    /// seeds each region's hash).
     pub fn build(ipv4_prefix: u8, ipv6_prefix: u8, names: &[&str]) -> Sticky {
         Sticky { ipv4_prefix, ipv6_prefix, seeds: names.iter().map(|n| fnv1a(n.as_bytes())).collect() }
     }

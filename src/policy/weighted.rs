@@ -6,6 +6,7 @@ use smallvec::SmallVec;
 
 use super::{Candidates, Configure, Ctx, Policy, Setup};
 
+/// The weighted policy: one region at random, in proportion to its effective weight.
 #[derive(Debug, Default)]
 pub struct Weighted;
 
