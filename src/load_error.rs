@@ -30,10 +30,12 @@ pub struct Location {
 }
 
 impl Location {
+    /// The file as a whole (no line).
     pub fn file(file: &Path) -> Location {
         Location { file: file.to_path_buf(), line: None, column: None }
     }
 
+    /// `line:column` of `file`, both 1-based.
     pub fn at(file: &Path, line: u32, column: u32) -> Location {
         Location { file: file.to_path_buf(), line: Some(line), column: Some(column) }
     }
@@ -55,7 +57,9 @@ impl fmt::Display for Location {
 /// One problem found while loading, with where it is.
 #[derive(Debug)]
 pub struct LoadError {
+    /// Where the problem is.
     pub location: Location,
+    /// What is wrong.
     pub kind: LoadErrorKind,
 }
 
@@ -70,6 +74,7 @@ pub enum LoadErrorKind {
     /// TOML parser words it).
     #[error("{message}")]
     ConfigSyntax {
+        /// The parser's message.
         message: String,
         /// Set for unknown keys: where every key is listed.
         hint: Option<&'static str>,
@@ -77,6 +82,7 @@ pub enum LoadErrorKind {
     /// A setting has a value gslbd cannot use; the message starts with the setting's path
     /// (`regions.fra.check.timeout: ...`), the hint says what would be accepted.
     #[error("{message}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Setting { message: String, hint: Option<String> },
     /// A zone file (or the zones directory) has a problem.
     #[error("{0}")]
@@ -88,14 +94,20 @@ pub enum LoadErrorKind {
     #[error("{0}")]
     Geo(GeoError),
     /// A service's name is in none of the served zones.
+    /// `service` is the service's name.
     #[error("service {service} is not inside any served zone")]
+    #[allow(missing_docs, reason = "field named in the variant's doc")]
     ServiceOutsideZones { service: String },
     /// A service's name is at or below a delegation (NS records) of its zone, so another
     /// server answers for it.
+    /// `service` is the service's name, `zone` the apex of the zone holding the delegation.
     #[error("service {service} is below a delegation in zone {zone}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     ServiceBelowDelegation { service: String, zone: String },
     /// A service's name also has static A, AAAA or CNAME records in its zone.
+    /// `service` is the service's name, `zone_file` the file with the records.
     #[error("service {service} collides with static A, AAAA or CNAME records in {}", zone_file.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     ServiceCollides { service: String, zone_file: PathBuf },
     /// The reload could not run to the end (its task panicked); nothing changed.
     #[error("reload task failed: {0}")]
@@ -138,6 +150,7 @@ impl LoadError {
         self.kind.to_string()
     }
 
+    /// How to fix it, when there is more to say than the message ([`LoadErrorKind::hint`]).
     pub fn hint(&self) -> Option<String> {
         self.kind.hint()
     }

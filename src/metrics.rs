@@ -80,10 +80,12 @@ pub struct Sharded {
 }
 
 impl Sharded {
+    /// Adds `n` in the cell of worker `shard` (taken modulo the number of cells).
     pub fn add(&self, shard: usize, n: u64) {
         self.cells[shard % CELLS].0.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The counter's value: the sum of its cells.
     pub fn total(&self) -> u64 {
         self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
     }
@@ -173,10 +175,13 @@ pub fn dns_shard(i: usize) -> &'static DnsShard {
 /// one, including those that received nothing).
 static UDP_WORKERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// Records how many UDP workers run per listen address (the largest seen; capped below the
+/// shard count, whose last shard is TCP's), so each gets a series even at zero.
 pub fn set_udp_workers(n: usize) {
     UDP_WORKERS.fetch_max(n.min(SHARDS - 1), Ordering::Relaxed);
 }
 
+/// The shard the TCP server counts in (the last one, after every UDP worker's).
 pub fn tcp_shard() -> &'static DnsShard {
     &SHARDS_ALL[SHARDS - 1]
 }
@@ -231,33 +236,41 @@ impl AnswerCounts {
 /// `{service, mode}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceModeLabels {
+    /// The service's name.
     pub service: String,
+    /// The service's mode (`normal`, `degraded`, `fail-open`, `all-down`).
     pub mode: &'static str,
 }
 
 /// `{region}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegionLabels {
+    /// The region's name.
     pub region: String,
 }
 
 /// `{region, result}`: a probe's outcome (`ok`, `timeout`, `refused`, `tls`, `status` ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProbeResultLabels {
+    /// The region's name.
     pub region: String,
+    /// The probe's result.
     pub result: &'static str,
 }
 
 /// `{region, to}`: the health state entered.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransitionLabels {
+    /// The region's name.
     pub region: String,
+    /// The verdict entered: `healthy`, `unhealthy` or `unknown`.
     pub to: &'static str,
 }
 
 /// `{result}` of a reload: `ok` or `failed`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
+    /// `ok` or `failed`.
     pub result: &'static str,
 }
 
@@ -451,6 +464,7 @@ impl Collector for DnsCollector {
 /// What one webhook target's task has done (see `notify`).
 #[derive(Debug, Default)]
 pub struct NotifyCounters {
+    /// Notifications the receiver accepted (a 2xx answer).
     pub delivered: AtomicU64,
     /// Notifications given up after every retry failed.
     pub failed: AtomicU64,

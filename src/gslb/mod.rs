@@ -22,15 +22,24 @@ use crate::zone::store::{Lookup, RRset};
 /// One service name and how it steers.
 #[derive(Debug)]
 pub struct Service {
+    /// The service's owner name, lowercased.
     pub name: Name,
     /// Region ids, in the order the config lists them.
     pub regions: Vec<RegionId>,
+    /// The policy chain that orders its candidate regions.
     pub chain: Chain,
+    /// TTL of its answers in seconds.
     pub ttl: u32,
+    /// TTL in seconds outside normal mode; the smaller of this and `ttl` is used.
     pub degraded_ttl: Option<u32>,
+    /// Below this many healthy regions the service fails open.
     pub min_healthy: MinHealthy,
+    /// What to answer when no region is healthy.
     pub when_all_down: AllDown,
+    /// The IPv4 `fallback` addresses as an A RRset, for `when_all_down = "fallback"`; None when
+    /// there are none.
     pub fallback_a: Option<RRset>,
+    /// The IPv6 `fallback` addresses as an AAAA RRset; None when there are none.
     pub fallback_aaaa: Option<RRset>,
     /// True when some policy reads the client's address: the answer's ECS scope is then the
     /// query's source prefix, else 0.
@@ -40,12 +49,15 @@ pub struct Service {
 /// Services, regions and the GeoIP database, as configured.
 #[derive(Default)]
 pub struct Gslb {
+    /// Every configured region; a [`RegionId`] is an index here.
     pub regions: Vec<Region>,
+    /// Every service, in config order.
     pub services: Vec<Service>,
     by_name: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     /// Names that exist only because a service is at or below them: the service names'
     /// ancestors (empty non-terminals, RFC 8020), lowercased wire format.
     ancestors: std::collections::HashSet<Box<[u8]>, foldhash::fast::RandomState>,
+    /// The `[geoip]` database, if configured.
     pub geo: Option<Arc<dyn GeoLookup>>,
     /// `[health] unknown`: whether regions without a verdict yet are answered. Kept here,
     /// with the regions, so a reload that changes it takes effect with the same snapshot.
@@ -162,6 +174,7 @@ impl Gslb {
         !self.by_name.is_empty() && (self.by_name.contains_key(qname) || self.ancestors.contains(qname))
     }
 
+    /// The id of the region named `name`, if there is one.
     pub fn region_id(&self, name: &str) -> Option<RegionId> {
         self.regions.iter().position(|r| r.name == name).map(|i| i as RegionId)
     }

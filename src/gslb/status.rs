@@ -24,6 +24,8 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode's name in the admin API, metrics and events: `normal`, `degraded`, `fail-open`,
+    /// `all-down`.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Normal => "normal",
@@ -34,13 +36,18 @@ impl Mode {
     }
 }
 
+/// What one service may answer now, computed when health, overrides or config change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceStatus {
+    /// How the service answers now.
     pub mode: Mode,
+    /// How many of its regions are up now (after health, forces and the `unknown` setting).
     pub healthy: usize,
     /// Regions a policy may choose from for A and AAAA answers, in config order.
     pub candidates_a: Candidates,
+    /// Regions a policy may choose from for AAAA answers, in config order.
     pub candidates_aaaa: Candidates,
+    /// TTL of its answers now, in seconds (`degraded_ttl` applied outside normal mode).
     pub ttl: u32,
     /// The chain's choice made on status change ([`crate::policy::Chain::rechoose`]: the
     /// latency policy's, kept until another region is better by the configured margin).
@@ -48,6 +55,7 @@ pub struct ServiceStatus {
 }
 
 impl ServiceStatus {
+    /// The candidates for `qtype`'s family: AAAA for AAAA, A for everything else.
     pub fn candidates(&self, qtype: u16) -> &[RegionId] {
         if qtype == rtype::AAAA { &self.candidates_aaaa } else { &self.candidates_a }
     }
@@ -70,9 +78,13 @@ impl ServiceStatus {
     }
 }
 
+/// Every region's and every service's state now: the part of a snapshot health and
+/// overrides change.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
+    /// Each region's status, by [`RegionId`].
     pub regions: Vec<RegionStatus>,
+    /// Each service's status, in the order of [`Gslb::services`].
     pub services: Vec<ServiceStatus>,
 }
 
