@@ -11,13 +11,21 @@ pub type RegionId = u16;
 /// One regional balancer, with its answers pre-encoded (TTL comes from the service).
 #[derive(Debug)]
 pub struct Region {
+    /// The region's name, the key of `[regions.NAME]`.
     pub name: String,
+    /// Its IPv4 addresses as an A RRset; None when it has none.
     pub a: Option<RRset>,
+    /// Its IPv6 addresses as an AAAA RRset; None when it has none.
     pub aaaa: Option<RRset>,
+    /// Its hostname as a CNAME RRset, answered instead of addresses (for A and AAAA alike).
     pub cname: Option<RRset>,
+    /// Latitude and longitude in degrees, for the nearest policy.
     pub coordinates: Option<(f64, f64)>,
+    /// Configured weight, for the weighted and sticky policies (operators may override it).
     pub weight: u32,
+    /// Priority for the failover policy; lower is preferred.
     pub priority: u32,
+    /// Kilometres subtracted from its distance by the nearest policy.
     pub bias_km: f64,
 }
 
@@ -36,6 +44,7 @@ impl Region {
 /// The effective state of one region: health after overrides, weight after overrides.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RegionStatus {
+    /// Whether policies may choose it: healthy (or unknown, per `[health] unknown`), or forced up.
     pub is_up: bool,
     /// `is_up` comes from the operator's force, not from the prober. Fail-open exists for
     /// health verdicts that may be wrong; it never answers a region forced down.

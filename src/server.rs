@@ -24,18 +24,28 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A DNS or admin socket could not be bound (or its address read).
+    /// `addr` is the address asked for (or bound, for the second protocol), `proto` `udp` or
+    /// `tcp`, `source` the socket error.
     #[error("cannot listen on {addr}/{proto}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Listen { addr: SocketAddr, proto: &'static str, source: std::io::Error },
+    /// The tokio runtime could not be built.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The UDP worker threads for `addr` could not be started; `source` is the error.
     #[error("cannot start UDP workers on {addr}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Workers { addr: SocketAddr, source: std::io::Error },
+    /// The saved overrides in the state directory could not be read or are invalid.
     #[error("cannot restore operator overrides")]
     Overrides(#[source] crate::overrides::StoreError),
     /// The admin API's token file.
     #[error(transparent)]
     Tokens(#[from] admin::TokenError),
+    /// A signal handler could not be installed; `name` is the signal (`SIGHUP`, `SIGTERM`,
+    /// `SIGINT`), `source` the error.
     #[error("cannot watch {name}")]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Signal { name: &'static str, source: std::io::Error },
     /// The ready line could not be written to stdout.
     #[error("cannot write the ready line")]

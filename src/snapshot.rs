@@ -39,9 +39,13 @@ impl Default for Settings {
 /// copies pointers, not data.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
+    /// The served zones; replaced on reload.
     pub zones: Arc<ZoneSet>,
+    /// Answer-shaping settings; replaced on reload.
     pub settings: Arc<Settings>,
+    /// Services, regions and GeoIP database; replaced on reload.
     pub gslb: Arc<Gslb>,
+    /// What each region and service may answer now; replaced on every health or override change.
     pub status: Arc<Status>,
     /// Answers per (service, region), indexed like `gslb.services` and each service's regions.
     pub answer_counts: Arc<crate::metrics::AnswerCounts>,
@@ -50,6 +54,7 @@ pub struct Snapshot {
 /// The current snapshot, shared by every listener.
 pub type SharedState = Arc<ArcSwap<Snapshot>>;
 
+/// Wraps the first snapshot for the listeners, the prober and the admin API.
 pub fn shared(snapshot: Snapshot) -> SharedState {
     Arc::new(ArcSwap::from_pointee(snapshot))
 }
@@ -57,10 +62,15 @@ pub fn shared(snapshot: Snapshot) -> SharedState {
 /// Where configuration and zones come from, with the command line's overrides.
 #[derive(Debug, Clone, Default)]
 pub struct Source {
+    /// The config file (`--config`); None: defaults.
     pub config: Option<std::path::PathBuf>,
+    /// The zones directory (`--zones`), replacing the config's.
     pub zones: Option<std::path::PathBuf>,
+    /// DNS listen addresses (`--listen`), replacing the config's when not empty.
     pub listen: Vec<std::net::SocketAddr>,
+    /// The admin API's address (`--admin-listen`), replacing the config's.
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// The state directory (`--state-dir`), replacing the config's.
     pub state_dir: Option<std::path::PathBuf>,
 }
 

@@ -23,10 +23,13 @@ use crate::load_error::{LoadError, LoadErrorKind, Location};
 pub struct Config {
     /// The file it came from (None: defaults, e.g. `gslbd --zones DIR`).
     pub path: Option<PathBuf>,
+    /// `[dns]`: listeners and protocol limits.
     pub dns: Dns,
     /// Directory whose `*.zone` files are served.
     pub zones_dir: PathBuf,
+    /// `[geoip]`, `[health]`, `[regions.NAME]` and `[services."NAME"]`.
     pub gslb: gslb::GslbConfig,
+    /// `[admin]`: the HTTP API.
     pub admin: Admin,
     /// `[[notify]]`: webhook targets for health, mode and override changes.
     pub notify: Vec<notify::NotifyConfig>,
@@ -49,6 +52,8 @@ pub struct Admin {
     pub request_timeout: Duration,
 }
 
+/// Where the admin API listens when a config file has `[admin]` enabled without `listen`:
+/// loopback only, port 8053.
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8053);
 
 impl Default for Admin {
@@ -67,14 +72,21 @@ impl Default for Admin {
 /// `[dns]`: listeners and protocol limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dns {
+    /// Addresses to serve DNS on, UDP and TCP each (default `0.0.0.0:53` and `[::]:53`).
     pub listen: Vec<SocketAddr>,
+    /// Largest UDP response in bytes offered to EDNS clients (512 to 65535, default 1232,
+    /// which avoids IP fragmentation).
     pub udp_payload: u16,
     /// UDP worker threads per listen address; 0 means one per CPU.
     pub udp_workers: usize,
     /// How datagrams are spread over the UDP workers.
     pub udp_steering: UdpSteering,
+    /// How long a TCP connection may stay idle between queries (default 10 s).
     pub tcp_idle_timeout: Duration,
+    /// Most TCP connections served at once (default 1024).
     pub tcp_max_connections: usize,
+    /// Client networks allowed zone transfers (AXFR, over TCP, at a zone apex); empty (the
+    /// default): none.
     pub transfer_allow: Vec<IpNet>,
     /// `[dns.rrl]`: response rate limiting on UDP; None (the default) is off.
     pub rrl: Option<rrl::RrlConfig>,

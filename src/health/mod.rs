@@ -43,11 +43,15 @@ pub use prober::{Prober, RegionChecks, Seed};
 pub enum Verdict {
     /// No verdict yet: just started, or its checks just changed.
     Unknown,
+    /// Passed `rise` probes in a row (a region: enough of its checks healthy, per `quorum`).
     Healthy,
+    /// Failed `fall` probes in a row, or the window rule tripped (a region: too few checks
+    /// healthy).
     Unhealthy,
 }
 
 impl Verdict {
+    /// The verdict's name in the admin API, metrics, events and `health.json`.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Unknown => "unknown",
@@ -66,13 +70,16 @@ impl fmt::Display for Verdict {
 /// One probe result, kept for the admin API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeRecord {
+    /// When the probe finished.
     pub at: SystemTime,
     /// Which of the region's checks (index in its config).
     pub check: usize,
+    /// Passed with its round-trip time, or failed with a reason.
     pub outcome: ProbeOutcome,
 }
 
 impl ProbeRecord {
+    /// The round-trip time of a passed probe; None for a failed one.
     pub fn rtt(&self) -> Option<Duration> {
         match self.outcome {
             ProbeOutcome::Ok { rtt } => Some(rtt),
@@ -84,6 +91,7 @@ impl ProbeRecord {
 /// The health of one region that has checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionHealth {
+    /// The region's verdict now.
     pub state: Verdict,
     /// When it entered `state` (or when its checks started, for `Unknown`).
     pub since: SystemTime,
@@ -100,12 +108,14 @@ pub struct RegionHealth {
 /// Every probed region's health by region name: immutable, replaced as a whole.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthTable {
+    /// Each probed region's health, by region name (regions without checks are absent).
     pub regions: BTreeMap<String, RegionHealth>,
     /// Each region's [`RegionChecks::fingerprint`]: what its verdict was reached with.
     pub fingerprints: BTreeMap<String, String>,
 }
 
 impl HealthTable {
+    /// The health of the region named `name`; None when it has no checks (or no such region).
     pub fn region(&self, name: &str) -> Option<&RegionHealth> {
         self.regions.get(name)
     }
