@@ -28,14 +28,21 @@ const BODY_LIMIT: usize = 4096;
 /// A bearer token and the id the audit log names it by.
 #[derive(Clone)]
 pub struct Token {
+    /// The token's id, as the audit log and events name it: the part before `:` in the token
+    /// file, else `file-N` (its N-th token), or `env` for the environment variable's token.
     pub id: String,
     secret: Vec<u8>,
 }
 
+/// Why the admin API's tokens could not be set up; the server does not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
+    /// The token file at `path` could not be read; `source` is the I/O error.
     #[error("{}: cannot read admin tokens: {source}", path.display())]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Unreadable { path: std::path::PathBuf, source: std::io::Error },
+    /// The API would listen on this non-loopback address with no token at all; the string is
+    /// the token environment variable's name (for the hint).
     #[error(
         "admin API on {0} (not loopback) without a token\n  hint: set [admin] token_file, or the {1} environment variable, or listen on 127.0.0.1"
     )]
@@ -154,6 +161,9 @@ async fn timeout(State(api): State<Api>, req: Request, next: Next) -> Response {
     }
 }
 
+/// The admin API's routes: the status page, `/v1/...` and `/metrics` behind the bearer
+/// tokens (GETs only when `read_requires_token`), and the unauthenticated `/healthz` and
+/// `/readyz`. Every request is cut off after `cfg.request_timeout`.
 pub fn router(control: Arc<Control>, tokens: Vec<Token>, cfg: &crate::config::Admin) -> Router {
     let api = Api {
         control,

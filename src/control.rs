@@ -139,8 +139,10 @@ pub async fn follow(
 /// Why an override was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum OverrideError {
+    /// No region of this name in the running configuration.
     #[error("unknown region {0:?}")]
     UnknownRegion(String),
+    /// The overrides file could not be written, so nothing changed (the API answers 500).
     #[error("the change was not saved, so it was not made: {0}")]
     NotSaved(#[from] crate::overrides::StoreError),
 }
@@ -149,6 +151,7 @@ pub enum OverrideError {
 /// the operator's overrides (saved, audited, published). Reloads and override changes take
 /// its lock one at a time; the query path never does.
 pub struct Control {
+    /// The snapshot the DNS listeners answer from; swapped on every change.
     pub state: SharedState,
     source: crate::snapshot::Source,
     store: crate::overrides::Store,
@@ -343,22 +346,28 @@ impl Control {
         self.overrides_tx.send_replace(next);
     }
 
+    /// The operator's overrides now.
     pub fn overrides(&self) -> Arc<Overrides> {
         self.overrides_tx.borrow().clone()
     }
 
+    /// The prober's health table now.
     pub fn health(&self) -> Arc<HealthTable> {
         self.health_rx.borrow().clone()
     }
 
+    /// Marks the server ready (sockets bound, signal handlers in, ready line printed);
+    /// `/readyz` answers 200 from then on.
     pub fn set_ready(&self) {
         self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether [`Control::set_ready`] was called.
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Time since the control plane was built (about the process's uptime).
     pub fn uptime(&self) -> std::time::Duration {
         self.started.elapsed()
     }

@@ -49,6 +49,11 @@ fn names(snap: &Snapshot, ids: &Candidates) -> Vec<String> {
     ids.iter().map(|&r| snap.gslb.regions[r as usize].name.clone()).collect()
 }
 
+/// What `snap` answers a client at `source` (or the ECS address/prefix `ecs`) for `qname`
+/// and `qtype`, as the JSON `/v1/explain` returns: the query, the client and its GeoIP
+/// location, the answer records, and for a service each region's state, why it was
+/// skipped, and what every policy of the chain kept (`{"error": ...}` when no query can be
+/// built).
 pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: Option<(IpAddr, u8)>) -> Value {
     let packet = query_packet(qname, qtype, ecs);
     let Decoded::Query(query) = wire::decode(&packet) else {

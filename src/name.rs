@@ -19,14 +19,19 @@ pub struct Name(Box<[u8]>);
 /// Why a name in presentation format was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// An empty label: two dots in a row, or a leading dot (the root `.` alone is fine).
     #[error("empty label in name {0:?}")]
     EmptyLabel(String),
+    /// A label longer than 63 octets (RFC 1035 section 2.3.4).
     #[error("label longer than 63 octets in name {0:?}")]
     LabelTooLong(String),
+    /// A name longer than 255 octets in wire form (RFC 1035 section 2.3.4).
     #[error("name {0:?} is longer than 255 octets")]
     NameTooLong(String),
+    /// A `\DDD` escape above 255, or a `\` at the end of the text (RFC 1035 section 5.1).
     #[error("bad escape sequence in name {0:?}")]
     BadEscape(String),
+    /// A relative name (no trailing dot) where no origin is known to complete it.
     #[error("relative name {0:?} with no origin to complete it")]
     NoOrigin(String),
 }
@@ -141,6 +146,7 @@ impl Name {
         label_count(&self.0)
     }
 
+    /// True for the root name `.`.
     pub fn is_root(&self) -> bool {
         self.0.len() == 1
     }

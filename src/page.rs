@@ -36,6 +36,7 @@ pub struct ShareWindow {
 }
 
 impl ShareWindow {
+    /// Shares computed over `window`, from samples taken at least `min_gap` apart.
     pub fn new(window: Duration, min_gap: Duration) -> ShareWindow {
         ShareWindow { samples: VecDeque::new(), window, min_gap }
     }
@@ -70,9 +71,13 @@ impl ShareWindow {
 /// `override`), about what (a region or service) and what happened.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
+    /// When it happened, in seconds since the Unix epoch.
     pub at: u64,
+    /// `health`, `mode` or `override`.
     pub kind: &'static str,
+    /// The region or service it is about.
     pub subject: String,
+    /// What happened, in one line (`healthy -> unhealthy (timeout)`).
     pub what: String,
 }
 

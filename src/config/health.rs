@@ -28,10 +28,15 @@ use super::{in_range, parse_duration};
 pub use crate::health::check::{CheckConfig, Window};
 use crate::health::probe::{self, COMMON_KEYS, KINDS};
 
+/// Default time between two probes of one check.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+/// Default time a probe may take before it fails.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default consecutive passes that make a check healthy.
 pub const DEFAULT_RISE: u32 = 2;
+/// Default consecutive failures that make a check unhealthy.
 pub const DEFAULT_FALL: u32 = 3;
+/// Default number of probe results kept per region for the admin API (`[health] history`).
 pub const DEFAULT_HISTORY: usize = 10;
 /// Shortest interval accepted: faster probing only loads the balancers.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);

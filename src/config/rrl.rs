@@ -26,12 +26,21 @@ use toml::Spanned;
 use super::gslb::Report;
 use super::{in_range, parse_duration, parse_net};
 
+/// Default `responses_per_second` per client prefix (Knot's `rate-limit` default).
 pub const DEFAULT_RESPONSES_PER_SECOND: u32 = 20;
+/// Default `errors_per_second` per client prefix (NXDOMAIN, REFUSED, FORMERR).
 pub const DEFAULT_ERRORS_PER_SECOND: u32 = 5;
+/// Default `window`: the rate that counts is averaged over it; a prefix that kept flooding
+/// waits up to this long before it is answered again (BIND `window`).
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(15);
+/// Default `slip`: every 2nd limited response is sent empty with TC=1, the others dropped
+/// (BIND, NSD).
 pub const DEFAULT_SLIP: u8 = 2;
+/// Default IPv4 prefix length in bits clients are grouped by (BIND, NSD).
 pub const DEFAULT_IPV4_PREFIX_LENGTH: u8 = 24;
+/// Default IPv6 prefix length in bits clients are grouped by (BIND).
 pub const DEFAULT_IPV6_PREFIX_LENGTH: u8 = 56;
+/// Default entries per UDP worker's table (32 bytes each: 2 MiB).
 pub const DEFAULT_TABLE_SIZE: usize = 65_536;
 /// Fewer entries than this would evict active prefixes under ordinary load.
 pub const MIN_TABLE_SIZE: usize = 1024;

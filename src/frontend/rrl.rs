@@ -76,9 +76,11 @@ pub enum Verdict {
 /// A prefix starts or stops being limited: one log line each, written off the query path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event {
+    /// The client prefix (`ipv4_prefix_length` or `ipv6_prefix_length` bits of the source).
     pub prefix: IpNet,
     /// The error account (NXDOMAIN, REFUSED, FORMERR), else the responses account.
     pub errors: bool,
+    /// True when limiting starts, false when it stops (a window after the last limited response).
     pub started: bool,
     /// Limiting was only pretended (`log_only`).
     pub log_only: bool,
@@ -87,13 +89,17 @@ pub struct Event {
 /// Counts since start, owned by the worker and published to the metrics once per batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
+    /// Limited responses dropped.
     pub dropped: u64,
+    /// Limited responses sent empty with TC=1 (slipped).
     pub slipped: u64,
     /// With `log_only`: what would have been dropped or slipped.
     pub would_drop: u64,
+    /// With `log_only`: what would have been slipped.
     pub would_slip: u64,
     /// Entries in use, and entries of prefixes being limited now.
     pub entries: u64,
+    /// Entries of prefixes being limited now.
     pub limited_prefixes: u64,
     /// Start/stop events lost because the log queue was full.
     pub events_lost: u64,
@@ -150,6 +156,7 @@ pub struct Limiter {
     now: u32,
     last_sweep: u32,
     events: Option<SyncSender<Event>>,
+    /// Counts since start; the worker publishes them to the metrics once per batch.
     pub stats: Stats,
 }
 
@@ -176,6 +183,7 @@ impl Limiter {
         }
     }
 
+    /// The settings the limiter runs with now.
     pub fn config(&self) -> &Arc<RrlConfig> {
         &self.cfg
     }

@@ -24,10 +24,14 @@ pub use super::check::Window;
 /// A change of state, reported once when it happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
+    /// The verdict before.
     pub from: Verdict,
+    /// The verdict after.
     pub to: Verdict,
 }
 
+/// The rise/fall state machine of one check (see the module documentation): probe
+/// results in, a [`Transition`] out when the verdict changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Machine {
     rise: u32,
@@ -82,6 +86,7 @@ impl Machine {
         m
     }
 
+    /// The current verdict.
     pub fn state(&self) -> Verdict {
         self.state
     }

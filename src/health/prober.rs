@@ -34,7 +34,9 @@ pub const JITTER: f64 = 0.1;
 /// [`Prober::apply`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionChecks {
+    /// The region's name.
     pub name: String,
+    /// Its health checks, in config order.
     pub checks: Vec<CheckConfig>,
     /// Checks that must pass; None: all.
     pub quorum: Option<usize>,
@@ -106,6 +108,8 @@ impl Prober {
         Prober::with_factory(history, shutdown, Arc::new(Probe::build))
     }
 
+    /// Like [`Prober::new`], with `factory` building each check's probe (tests substitute
+    /// scripted probes for real ones).
     pub fn with_factory(
         history: usize,
         shutdown: Shutdown,
@@ -241,7 +245,9 @@ impl Prober {
 pub struct Seed {
     /// Healthy or unhealthy (an unknown verdict is not worth saving).
     pub state: Verdict,
+    /// When the region entered `state`.
     pub since: SystemTime,
+    /// Its smoothed probe round-trip time in milliseconds, for the latency policy.
     pub rtt_ewma_ms: Option<f64>,
     /// [`RegionChecks::fingerprint`] of the checks that reached it.
     pub fingerprint: String,

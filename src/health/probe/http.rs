@@ -61,7 +61,9 @@ pub struct Http(pub HttpCheck);
 /// `method`: GET (the default) or HEAD (no body: `body_contains` is refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
+    /// GET: status and, with `body_contains`, the body.
     Get,
+    /// HEAD: the status only.
     Head,
 }
 
@@ -93,10 +95,12 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
+    /// True for an `https` URL: the probe does TLS.
     pub fn is_https(&self) -> bool {
         self.url.scheme() == "https"
     }
 
+    /// True when `status` is in one of the `expect_status` ranges.
     pub fn is_expected(&self, status: u16) -> bool {
         self.expect_status.iter().any(|r| r.contains(&status))
     }

@@ -37,12 +37,15 @@ pub enum ProbeOutcome {
     /// Healthy; `rtt` from the start of the attempt to the verdict (connect, request,
     /// status line, and the body when `body_contains` is set).
     Ok {
+        /// Round-trip time of the probe.
         rtt: Duration,
     },
+    /// Failed, and why.
     Fail(FailReason),
 }
 
 impl ProbeOutcome {
+    /// True when the probe passed.
     pub fn is_ok(&self) -> bool {
         matches!(self, ProbeOutcome::Ok { .. })
     }
@@ -62,6 +65,7 @@ pub enum FailReason {
     /// No verdict within the check's timeout (including an endpoint that accepts and never
     /// answers).
     Timeout(Duration),
+    /// The TCP connection was refused (RST): nothing listens on the port.
     ConnectionRefused,
     /// Any other failure to connect (unreachable, reset during connect ...).
     Connect(String),
@@ -139,7 +143,9 @@ pub trait Check: DynEq + fmt::Debug + Send + Sync {
 
 /// Equality across `dyn Check` values: the same kind with equal settings.
 pub trait DynEq: Any {
+    /// The value as [`Any`], for downcasting to the concrete check type.
     fn as_any(&self) -> &dyn Any;
+    /// True when `other` is the same check type with equal settings.
     fn dyn_eq(&self, other: &dyn Any) -> bool;
 }
 
