@@ -116,6 +116,7 @@ fn main() {
                 status: &snap.status.regions,
                 rechosen: status.rechosen,
                 client: Client::located(addr, loc),
+                shed: None,
             };
             black_box(select(&service.chain, status.candidates(rtype::A), &mut ctx));
         });

@@ -19,6 +19,8 @@ pub struct Region {
     pub weight: u32,
     pub priority: u32,
     pub bias_km: f64,
+    /// Requests or sessions it can take (`capacity`), if configured.
+    pub capacity: Option<f64>,
 }
 
 impl Region {
@@ -44,4 +46,8 @@ pub struct RegionStatus {
     pub weight: u32,
     /// Smoothed RTT of health probes, milliseconds.
     pub rtt_ms: Option<f64>,
+    /// How full its balancer says it is (`crate::load`: smoothed, release-limited), 1 = at
+    /// capacity; None: unknown (no source, or no recent good reading), which load steps
+    /// treat as neither empty nor full.
+    pub utilisation: Option<f64>,
 }
