@@ -24,7 +24,7 @@ pub struct Poller {
     shared: Arc<Shared>,
     running: HashMap<String, (LoadConfig, JoinHandle<()>)>,
     shutdown: Shutdown,
-    client: reqwest::Client,
+    client: Option<reqwest::Client>,
 }
 
 struct Shared {
@@ -35,13 +35,7 @@ struct Shared {
 impl Poller {
     pub fn new(shutdown: Shutdown) -> (Poller, watch::Receiver<Arc<LoadTable>>) {
         let (tx, rx) = watch::channel(Arc::new(LoadTable::default()));
-        // No pooled connections and no proxy: each read sees the balancer as it is now.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .user_agent(crate::health::probe::USER_AGENT)
-            .build()
-            .unwrap_or_default();
+        let client = http_client();
         let shared = Arc::new(Shared { trackers: Mutex::new(BTreeMap::new()), tx });
         (Poller { shared, running: HashMap::new(), shutdown, client }, rx)
     }
@@ -82,6 +76,34 @@ impl Poller {
             self.running.insert(name, (cfg, task));
         }
         self.shared.publish(&trackers);
+    }
+}
+
+/// A plain-HTTP client: no pooled connections and no proxy, so each read sees the
+/// balancer as it is now. Sources are http:// only; the TLS settings are only there because
+/// reqwest is built without a default crypto provider (an empty root store: nothing could
+/// be trusted). None if it cannot be built: every read then fails, and says why.
+fn http_client() -> Option<reqwest::Client> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let built = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(crate::health::probe::USER_AGENT)
+        .tls_backend_preconfigured(tls)
+        .build();
+    match built {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the load sources' HTTP client; every load is unknown");
+            None
+        }
     }
 }
 
@@ -142,7 +164,7 @@ struct Job {
     region: String,
     generation: u64,
     cfg: LoadConfig,
-    client: reqwest::Client,
+    client: Option<reqwest::Client>,
 }
 
 impl Job {
@@ -155,7 +177,12 @@ impl Job {
             }
             let started = Instant::now();
             let result = tokio::select! {
-                r = source::read(&self.client, &self.cfg) => r,
+                r = async {
+                    match &self.client {
+                        Some(c) => source::read(c, &self.cfg).await,
+                        None => Err(source::LoadFailure::Connect("no HTTP client (see the log at start)".into())),
+                    }
+                } => r,
                 _ = shutdown.recv() => return,
             };
             self.shared.record(&self.region, self.generation, result);
