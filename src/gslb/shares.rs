@@ -55,8 +55,9 @@ pub struct Projection {
 /// Projects a drain of `drained`: its load (utilisation x capacity) moves to the regions
 /// that remain, in proportion to their effective weights; each one's utilisation rises by
 /// its part over its capacity. Capacity is the region's `capacity`, or its configured
-/// weight when it has none (weights are then read as relative capacities). Unknown loads
-/// give unknown projections.
+/// weight when it has none (weights are then read as relative capacities). A remaining
+/// region whose load is unknown has an unknown projection; when the drained region's load is
+/// unknown, each remaining region's projection is its utilisation now (a lower bound).
 pub fn drain_projection(gslb: &Gslb, status: &Status, drained: RegionId) -> Vec<Projection> {
     let capacity = |r: RegionId| {
         let region = &gslb.regions[r as usize];
@@ -78,6 +79,9 @@ pub fn drain_projection(gslb: &Gslb, status: &Status, drained: RegionId) -> Vec<
             utilisation: u,
             projected: match (u, moved) {
                 (Some(u), Some(m)) if total > 0.0 => Some(u + m * (w / total) / capacity(r)),
+                // The drained region's load is unknown: it moves some clients, so at least
+                // the utilisation now (a region already over the limit stays refused).
+                (Some(u), _) => Some(u),
                 _ => None,
             },
         })
