@@ -848,3 +848,95 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod load_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::parse;
+    use crate::load::SourceKind;
+    use crate::load::source::JsonCapacity;
+
+    const REGION: &str = "[regions.fra]\naddresses = [\"192.0.2.10\"]\n";
+
+    fn load(text: &str) -> Result<crate::load::LoadConfig, Vec<String>> {
+        parse(&format!("{REGION}{text}"), Path::new("/etc/gslbd/gslbd.toml"))
+            .map(|c| c.gslb.regions[0].load.clone().expect("a load source"))
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn sources_with_defaults_and_every_kind() {
+        let l = load("[regions.fra.load]\ntype = \"haproxy\"\nurl = \"http://10.0.0.5:8404/stats\"\nproxy = \"www\"\n")
+            .unwrap();
+        assert_eq!((l.interval, l.timeout), (Duration::from_secs(2), Duration::from_secs(1)));
+        assert_eq!(l.fetch_url(), "http://10.0.0.5:8404/stats;csv");
+        assert_eq!(l.kind, SourceKind::Haproxy { proxy: "www".into(), server: "FRONTEND".into(), capacity: None });
+        let l = load(
+            "capacity = 500\n[regions.fra.load]\ntype = \"prometheus\"\nurl = \"http://10.0.0.5/metrics\"\n\
+             metric = \"envoy_cx_active\"\nlabels = { cluster = \"api\" }\ninterval = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(l.timeout, Duration::from_secs(1));
+        let SourceKind::Prometheus { capacity, labels, .. } = &l.kind else { panic!("{l:?}") };
+        assert_eq!((*capacity, labels.get("cluster").map(String::as_str)), (500.0, Some("api")));
+        let l =
+            load("[regions.fra.load]\ntype = \"json\"\nurl = \"http://x/l\"\ncurrent = \"/s\"\ncapacity = \"/max\"\n")
+                .unwrap();
+        assert_eq!(
+            l.kind,
+            SourceKind::Json { value: "/s".into(), capacity: Some(JsonCapacity::Pointer("/max".into())) }
+        );
+        let l = load("[regions.fra.load]\ntype = \"json\"\nurl = \"http://x/l\"\ncurrent = \"/s\"\ncapacity = 40\n")
+            .unwrap();
+        assert_eq!(l.kind, SourceKind::Json { value: "/s".into(), capacity: Some(JsonCapacity::Fixed(40.0)) });
+    }
+
+    #[test]
+    fn bad_sources_are_reported_with_their_place() {
+        // (table after [regions.fra.load], the start of the error)
+        let cases: &[(&str, &str)] = &[
+            (
+                "type = \"snmp\"\nurl = \"http://x/\"\n",
+                "/etc/gslbd/gslbd.toml:4:8: error: regions.fra.load.type: unknown load source",
+            ),
+            (
+                "type = \"haproxy\"\nurl = \"https://x/\"\nproxy = \"a\"\n",
+                "/etc/gslbd/gslbd.toml:5:7: error: regions.fra.load.url",
+            ),
+            (
+                "type = \"haproxy\"\nurl = \"http://x/\"\n",
+                "/etc/gslbd/gslbd.toml:3:1: error: regions.fra.load.proxy is required",
+            ),
+            (
+                "type = \"haproxy\"\nurl = \"http://x/\"\nproxy = \"a\"\nmetric = \"m\"\n",
+                "/etc/gslbd/gslbd.toml:7:10: error: regions.fra.load.metric: metric is not a key of haproxy",
+            ),
+            (
+                "type = \"prometheus\"\nurl = \"http://x/\"\nmetric = \"m\"\n",
+                "/etc/gslbd/gslbd.toml:3:1: error: regions.fra.load.capacity: a prometheus source needs a capacity",
+            ),
+            (
+                "type = \"json\"\nurl = \"http://x/\"\n",
+                "/etc/gslbd/gslbd.toml:3:1: error: regions.fra.load: a json source needs pointer",
+            ),
+            (
+                "type = \"json\"\nurl = \"http://x/\"\npointer = \"/u\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n",
+                "/etc/gslbd/gslbd.toml:8:11: error: regions.fra.load.timeout: must be at most half",
+            ),
+            (
+                "type = \"json\"\nurl = \"http://x/\"\npointer = \"/u\"\ninterval = \"soon\"\n",
+                "/etc/gslbd/gslbd.toml:7:12: error: regions.fra.load.interval",
+            ),
+        ];
+        for (table, want) in cases {
+            let errors = load(&format!("[regions.fra.load]\n{table}")).unwrap_err();
+            assert!(errors[0].starts_with(want), "{table}: {errors:?}");
+        }
+        let errors =
+            load("capacity = -3\n[regions.fra.load]\ntype = \"json\"\nurl = \"http://x/\"\npointer = \"/u\"\n")
+                .unwrap_err();
+        assert!(errors[0].contains("regions.fra.capacity: -3 is out of range"), "{errors:?}");
+    }
+}
