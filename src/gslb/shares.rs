@@ -14,16 +14,15 @@ pub fn intended(gslb: &Gslb, status: &Status, service: usize) -> Vec<(RegionId, 
     let (Some(s), Some(st)) = (gslb.services.get(service), status.services.get(service)) else {
         return Vec::new();
     };
-    let shed = s.chain.watermarks();
+    let shed = s.chain.watermarks().map(|w| w.for_candidates(&gslb.regions, &status.regions, &st.candidates_a));
     let weights: Vec<(RegionId, f64)> = st
         .candidates_a
         .iter()
         .map(|&r| {
-            let rs = status.regions.get(r as usize);
-            let w = rs.map_or(0, |x| x.weight);
-            let w = match (shed, rs) {
-                (Some(m), Some(x)) => m.scale(w, x.utilisation),
-                _ => w,
+            let w = match (status.regions.get(r as usize), shed) {
+                (None, _) => 0,
+                (Some(x), None) => x.weight,
+                (Some(x), Some(m)) => m.weight(&gslb.regions[r as usize], x),
             };
             (r, f64::from(w))
         })

@@ -263,13 +263,15 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// The region's effective weight: the operator's, scaled by load after `shed`.
+    /// The region's effective weight: the operator's, scaled by load (or replaced by its
+    /// free capacity) after `shed`.
     pub fn weight(&self, r: RegionId) -> u32 {
-        match self.status.get(r as usize) {
-            None => 0,
-            Some(s) => match self.shed {
-                Some(w) => w.scale(s.weight, s.utilisation),
-                None => s.weight,
+        match (self.status.get(r as usize), self.shed) {
+            (None, _) => 0,
+            (Some(s), None) => s.weight,
+            (Some(s), Some(w)) => match self.regions.get(r as usize) {
+                Some(region) => w.weight(region, s),
+                None => w.scale(s.weight, s.utilisation),
             },
         }
     }

@@ -4,6 +4,12 @@
 //! clients while any candidate is below `high`. It never empties the list: when every
 //! candidate is full they all stay (weights scaled alike).
 //!
+//! Free capacity: when every candidate has a `capacity` and a known utilisation, the weights
+//! `shed` hands on are the regions' free capacity, `capacity x (1 - utilisation)` (at least 1
+//! while below 1), times the operator's share of the configured weight (so a drain or a
+//! weight override still acts), then scaled by the watermarks as above. Weighted answers
+//! then follow free capacity instead of fixed weights.
+//!
 //! A region whose load is unknown (no source, no recent reading) is neither empty nor full:
 //! it is kept at its weight. The weights the policies after it read ([`Ctx::weight`], e.g.
 //! `weighted`) are the scaled ones. The utilisation it reads is already smoothed and
@@ -15,7 +21,7 @@ use toml::Spanned;
 
 use super::{Candidates, Configure, Ctx, Policy, RegionId, Setup};
 use crate::diag::in_range;
-use crate::region::RegionStatus;
+use crate::region::{Region, RegionStatus};
 
 /// `[services."NAME".shed]` or `shed = { low = 0.7, high = 0.9 }`.
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +36,9 @@ pub struct Table {
 pub struct Watermarks {
     pub low: f64,
     pub high: f64,
+    /// Set per query by `shed`: every candidate has a capacity and a known utilisation, so
+    /// weights follow free capacity.
+    pub by_capacity: bool,
 }
 
 impl Watermarks {
@@ -62,6 +71,29 @@ impl Watermarks {
         }
     }
 
+    /// These watermarks for the candidates `cands`: `by_capacity` when every one has a
+    /// capacity and a known utilisation.
+    pub fn for_candidates(self, regions: &[Region], status: &[RegionStatus], cands: &[RegionId]) -> Watermarks {
+        let by_capacity = cands.iter().all(|&r| {
+            regions.get(r as usize).is_some_and(|x| x.capacity.is_some()) && utilisation(status, r).is_some()
+        });
+        Watermarks { by_capacity, ..self }
+    }
+
+    /// The weight a region gets after `shed` (see the module doc).
+    pub fn weight(&self, region: &Region, status: &RegionStatus) -> u32 {
+        let base = match (self.by_capacity, region.capacity, status.utilisation) {
+            (true, Some(c), Some(u)) if region.weight > 0 => {
+                let free = (c * (1.0 - u)).max(0.0);
+                let operator = f64::from(status.weight) / f64::from(region.weight);
+                let w = (free * operator).round().min(f64::from(u32::MAX)) as u32;
+                if free > 0.0 && status.weight > 0 { w.max(1) } else { w }
+            }
+            _ => status.weight,
+        };
+        self.scale(base, status.utilisation)
+    }
+
     fn is_full(&self, u: Option<f64>) -> bool {
         u.is_some_and(|u| u >= self.high)
     }
@@ -75,7 +107,7 @@ impl Configure for Shed {
     type Table = Table;
 
     fn configure(table: Option<&Table>, setup: &mut Setup<'_, '_>) -> Option<Shed> {
-        let mut w = Watermarks { low: 0.7, high: 0.9 };
+        let mut w = Watermarks { low: 0.7, high: 0.9, by_capacity: false };
         if let Some(l) = table.and_then(|t| t.low.as_ref()) {
             w.low = in_range(l, 0.0..=10.0, &setup.field("shed.low"), "use 0 to 10 (1 = at capacity)", setup.report)
                 .unwrap_or(w.low);
@@ -108,7 +140,7 @@ impl Policy for Shed {
         if cands.iter().any(|&r| !w.is_full(utilisation(status, r))) {
             cands.retain(|r| !w.is_full(utilisation(status, *r)));
         }
-        ctx.shed = Some(w);
+        ctx.shed = Some(w.for_candidates(ctx.regions, status, cands));
     }
 
     fn watermarks(&self) -> Option<Watermarks> {
@@ -117,6 +149,8 @@ impl Policy for Shed {
 
     fn notes(&self, status: &[RegionStatus], before: &[RegionId]) -> Vec<(RegionId, String)> {
         let w = self.0;
+        // (Explain's notes speak of the configured weights; free-capacity weights show in
+        // /v1/status as intended shares.)
         let any_below = before.iter().any(|&r| !w.is_full(utilisation(status, r)));
         before
             .iter()
@@ -147,7 +181,7 @@ mod tests {
 
     #[test]
     fn factor_and_scale_table() {
-        let w = Watermarks { low: 0.7, high: 0.9 };
+        let w = Watermarks { low: 0.7, high: 0.9, by_capacity: false };
         // (utilisation, weight, scaled weight)
         let cases: &[(Option<f64>, u32, u32)] = &[
             (None, 50, 50),

@@ -382,3 +382,42 @@ fn drain_projection_moves_load_by_weight_over_capacity() {
     assert_eq!(get("eu").map(|u| (u * 100.0).round()), Some(110.0));
     assert_eq!(get("ap"), None);
 }
+
+#[test]
+fn shed_follows_free_capacity_when_every_candidate_has_one() {
+    // us: capacity 100, eu: 300, ap: 100 (weights 50/30/20 as above, set on the regions).
+    let toml = "[regions.us]\naddresses = [\"192.0.2.10\"]\nweight = 50\ncapacity = 100\n\
+         [regions.eu]\naddresses = [\"192.0.2.20\"]\nweight = 30\ncapacity = 300\n\
+         [regions.ap]\naddresses = [\"192.0.2.30\"]\nweight = 20\ncapacity = 100\n\
+         [services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = [\"shed\", \"weighted\"]\n";
+    let cfg = crate::config::parse(toml, Path::new("t.toml")).unwrap();
+    let apex = crate::name::Name::parse("t.test.", None).unwrap();
+    let recs = crate::zone::parse::parse_str(ZONE, Path::new("z"), &apex, Path::new("/")).unwrap();
+    let zones = ZoneSet::new(vec![Zone::from_records(&apex, recs, Path::new("z")).unwrap()]);
+    let g = Gslb::build(&cfg.gslb, &zones, None, Path::new("t.toml")).unwrap();
+    // Free capacity: us 100 x 0.5 = 50, eu 300 x 0.5 = 150, ap 100 x 0.0 = 0 (full): 25/75/0.
+    let got = load_shares(&g, [Some(0.5), Some(0.5), Some(1.0)], 30_000);
+    for (g, w) in got.iter().zip([25.0, 75.0, 0.0]) {
+        assert!((g - w).abs() <= 2.0, "{got:?}");
+    }
+    // One load unknown: no free capacity to compare, the weights apply (50/30/20).
+    let got = load_shares(&g, [Some(0.5), Some(0.5), None], 30_000);
+    for (g, w) in got.iter().zip([50.0, 30.0, 20.0]) {
+        assert!((g - w).abs() <= 2.0, "{got:?}");
+    }
+    // Intended shares follow the same rule.
+    let names = ["us", "eu", "ap"];
+    let regions: Vec<RegionStatus> = g
+        .regions
+        .iter()
+        .map(|r| {
+            let i = names.iter().position(|x| *x == r.name).unwrap();
+            let u = [Some(0.5), Some(0.5), Some(1.0)][i];
+            RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None, utilisation: u }
+        })
+        .collect();
+    let status = Status::build(&g, regions, None);
+    let intended = crate::gslb::shares::intended(&g, &status, 0);
+    let eu = intended.iter().find(|x| x.0 == g.region_id("eu").unwrap()).unwrap().1;
+    assert!((eu - 0.75).abs() < 0.01, "{intended:?}");
+}
