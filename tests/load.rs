@@ -145,29 +145,11 @@ fn loaded_region_sheds_its_share_settles_refuses_unsafe_drain_and_returns() {
     let (_, body) = d.admin("GET", "/v1/explain?name=api.demo.test", None, None);
     assert!(body.contains("no new clients"), "explain: {body}");
 
-    // Steady load: the share, sampled every ~0.7 s over 20 s, changes direction (a move of
-    // more than 5 points against the previous move) at most once.
-    let mut samples = Vec::new();
-    let steady = Instant::now();
-    while steady.elapsed() < Duration::from_secs(20) {
-        samples.push(us_share(&d, 500));
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let mut turns = 0;
-    let mut last_move = 0.0f64;
-    let mut anchor = samples[0];
-    for &s in &samples[1..] {
-        let m = s - anchor;
-        if m.abs() > 5.0 {
-            if last_move != 0.0 && m.signum() != last_move.signum() {
-                turns += 1;
-            }
-            last_move = m;
-            anchor = s;
-        }
-    }
-    eprintln!("steady load, us-east share every ~0.7 s: {samples:?}; direction changes: {turns}");
-    assert!(turns <= 1, "{turns} direction changes in 20 s: {samples:?}");
+    // Steady load above high: the share stays put.
+    let (samples, turns) = steady(&d, Duration::from_secs(10));
+    eprintln!("steady full load, us-east share every ~0.6 s: {samples:?}; direction changes: {turns}");
+    assert!(turns <= 1, "{turns} direction changes in 10 s: {samples:?}");
+    assert!(samples.iter().all(|&s| s <= 10.0), "{samples:?}");
 
     // A drain of eu-west would move its clients onto a full us-east: refused with the figures.
     let (code, body) = d.admin("POST", "/v1/regions/eu-west/drain?dry_run=true", Some(&d.token), None);
@@ -198,6 +180,48 @@ fn loaded_region_sheds_its_share_settles_refuses_unsafe_drain_and_returns() {
         "load removed: us-east over 20% after {returning_after:?}, full weight ({after:.1}%) after {back_after:?}"
     );
     assert!(after >= 40.0, "{after}");
+
+    // A steady load between the watermarks (16 held + the reading's own request: 17 of 20,
+    // 0.85): the weight is scaled (50 x 0.25), the share settles and does not oscillate.
+    let hold = Hold::start(listen, 16);
+    wait_for(LOAD_INTERVAL * 8, "us-east inside the band", || {
+        region(&status(&d), "us-east")["utilisation"].as_f64().is_some_and(|u| (0.75..0.9).contains(&u))
+    });
+    std::thread::sleep(LOAD_INTERVAL * 3);
+    let (samples, turns) = steady(&d, Duration::from_secs(15));
+    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+    eprintln!(
+        "steady load in the band, us-east share every ~0.6 s: {samples:?} (mean {mean:.1}%); direction changes: {turns}"
+    );
+    assert!((5.0..40.0).contains(&mean), "a scaled, not cut, share: {mean}");
+    assert!(turns <= 1, "{turns} direction changes in 15 s: {samples:?}");
+    drop(hold);
+}
+
+/// us-east's share of 1,000 answers every ~0.5 s for `span`, and how often it changed
+/// direction: a move of more than 8 points (4 standard deviations of the sampling noise at
+/// these shares) against the previous such move.
+fn steady(d: &Demo, span: Duration) -> (Vec<f64>, usize) {
+    let mut samples = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < span {
+        samples.push(us_share(d, 1000));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut turns = 0;
+    let mut last_move = 0.0f64;
+    let mut anchor = samples[0];
+    for &s in &samples[1..] {
+        let m = s - anchor;
+        if m.abs() > 8.0 {
+            if last_move != 0.0 && m.signum() != last_move.signum() {
+                turns += 1;
+            }
+            last_move = m;
+            anchor = s;
+        }
+    }
+    (samples, turns)
 }
 
 /// A tiny HTTP server for broken load sources: `mode` "hang" accepts and never answers,
