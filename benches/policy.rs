@@ -116,11 +116,48 @@ fn main() {
                 status: &snap.status.regions,
                 rechosen: status.rechosen,
                 client: Client::located(addr, loc),
+                shed: None,
             };
             black_box(select(&service.chain, status.candidates(rtype::A), &mut ctx));
         });
         let chain: Vec<&str> = service.chain.iter().map(|s| s.name()).collect();
         println!("{:<52} {t:>10.1}", format!("decision {} ({}), location known", name, chain.join("->")));
+    }
+
+    // Load steps: the test config plus two load-steered services, with us-east at 0.5,
+    // eu-west at 0.8 (shed scales its weight) and ap-south at 0.95 (full).
+    {
+        use gslbd::gslb::Gslb;
+        use gslbd::gslb::status::Status;
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gslb/gslbd.toml");
+        let text = std::fs::read_to_string(&path).unwrap()
+            + "[services.\"shed.svc.test\"]\nregions = [\"us-east\", \"eu-west\", \"ap-south\"]\npolicy = [\"shed\", \"weighted\"]\n\
+               [services.\"least.svc.test\"]\nregions = [\"us-east\", \"eu-west\", \"ap-south\"]\npolicy = [\"least-loaded\", \"weighted\"]\n";
+        let cfg = gslbd::config::parse(&text, &path).expect("config with load services parses");
+        let gslb = Gslb::build(&cfg.gslb, &snap.zones, None, &path).expect("services build");
+        let mut regions = Status::initial(&gslb).regions;
+        for (name, u) in [("us-east", 0.5), ("eu-west", 0.8), ("ap-south", 0.95)] {
+            regions[gslb.region_id(name).unwrap() as usize].utilisation = Some(u);
+        }
+        let status = Status::build(&gslb, regions, None);
+        for name in ["shed.svc.test.", "least.svc.test."] {
+            let lower = gslbd::name::Name::parse(name, None).unwrap();
+            let (index, service) = gslb.service(lower.as_wire()).unwrap();
+            let st = &status.services[index];
+            let t = median_ns(|i| {
+                let (addr, loc) = located[i as usize % located.len()];
+                let mut ctx = Ctx {
+                    regions: &gslb.regions,
+                    status: &status.regions,
+                    rechosen: st.rechosen,
+                    client: Client::located(addr, loc),
+                    shed: None,
+                };
+                black_box(select(&service.chain, st.candidates(rtype::A), &mut ctx));
+            });
+            let chain: Vec<&str> = service.chain.iter().map(|s| s.name()).collect();
+            println!("{:<52} {t:>10.1}", format!("decision {} ({}), loads known", name, chain.join("->")));
+        }
     }
 
     let counters = metrics::dns_shard(0);

@@ -83,6 +83,9 @@ struct Api {
     control: Arc<Control>,
     /// Samples of the answer counters for the status page's recent shares.
     shares: Arc<std::sync::Mutex<crate::page::ShareWindow>>,
+    /// Samples of the answer counters over [`SKEW_WINDOW`], for the skew figures.
+    skew: Arc<std::sync::Mutex<crate::page::ShareWindow>>,
+    drain_max_utilisation: f64,
     tokens: Arc<Vec<Token>>,
     read_requires_token: bool,
     request_timeout: Duration,
@@ -171,6 +174,8 @@ pub fn router(control: Arc<Control>, tokens: Vec<Token>, cfg: &crate::config::Ad
             crate::page::SHARE_WINDOW,
             std::time::Duration::from_secs(5),
         ))),
+        skew: Arc::new(std::sync::Mutex::new(crate::page::ShareWindow::new(SKEW_WINDOW, Duration::from_secs(1)))),
+        drain_max_utilisation: cfg.drain_max_utilisation,
         tokens: Arc::new(tokens),
         read_requires_token: cfg.read_requires_token,
         request_timeout: cfg.request_timeout,
@@ -344,18 +349,86 @@ async fn page(State(api): State<Api>) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], html).into_response()
 }
 
+/// The span over which actual shares of answers are compared with intended ones: about two
+/// TTLs of a typical service, so a change of plan shows within a minute.
+pub const SKEW_WINDOW: Duration = Duration::from_secs(60);
+
+/// One service's intended and actual shares of answers, by region, and its skew.
+#[derive(Debug, Clone)]
+struct ServiceSkew {
+    service: String,
+    /// (region, intended share, actual share over [`SKEW_WINDOW`]; None without answers).
+    rows: Vec<(String, f64, Option<f64>)>,
+    skew: Option<f64>,
+}
+
+/// Every service's shares and skew now (samples the answer counters).
+fn skews(api: &Api, snap: &crate::snapshot::Snapshot) -> Vec<ServiceSkew> {
+    let mut totals = Vec::new();
+    for (i, s) in snap.gslb.services.iter().enumerate() {
+        for (pos, &r) in s.regions.iter().enumerate() {
+            let region = snap.gslb.regions[r as usize].name.clone();
+            totals.push((s.name.to_string(), region, snap.answer_counts.total(i, pos)));
+        }
+    }
+    let recent = api.skew.lock().unwrap_or_else(|p| p.into_inner()).update(std::time::Instant::now(), &totals);
+    snap.gslb
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let name = s.name.to_string();
+            let intended = crate::gslb::shares::intended(&snap.gslb, &snap.status, i);
+            let counts = recent.get(&name).cloned().unwrap_or_default();
+            let sum: u64 = counts.iter().map(|c| c.1).sum();
+            let rows: Vec<(String, f64, Option<f64>)> = s
+                .regions
+                .iter()
+                .map(|&r| {
+                    let region = snap.gslb.regions[r as usize].name.clone();
+                    let want = intended.iter().find(|x| x.0 == r).map_or(0.0, |x| x.1);
+                    let got = counts.iter().find(|c| c.0 == region).map(|c| c.1);
+                    let actual = (sum > 0).then(|| got.unwrap_or(0) as f64 / sum as f64);
+                    (region, want, actual)
+                })
+                .collect();
+            let pairs: Vec<(f64, f64)> = rows.iter().filter_map(|(_, w, a)| Some((*w, (*a)?))).collect();
+            ServiceSkew { service: name, skew: crate::gslb::shares::skew(&pairs), rows }
+        })
+        .collect()
+}
+
+/// A region's load for `/v1/status`: source, utilisation (null when unknown), raw reading,
+/// age of the last good reading, why the last attempt failed.
+fn load_value(load: Option<&crate::load::RegionLoad>, now: std::time::SystemTime) -> Value {
+    match load {
+        None => Value::Null,
+        Some(l) => json!({
+            "source": l.source,
+            "utilisation": l.utilisation,
+            "raw": l.raw,
+            "age_seconds": l.age(now),
+            "failure": l.failure.as_ref().map(|f| f.to_string()),
+        }),
+    }
+}
+
 /// What `/v1/status` answers: zones, services, regions now.
 fn status_value(api: &Api) -> Value {
     let snap = api.control.state.load_full();
     let health = api.control.health();
     let overrides = api.control.overrides();
+    let load = api.control.load();
+    let now = std::time::SystemTime::now();
+    let skews = skews(api, &snap);
     let names = |ids: &[u16]| ids.iter().map(|&r| snap.gslb.regions[r as usize].name.clone()).collect::<Vec<_>>();
     let services: Vec<Value> = snap
         .gslb
         .services
         .iter()
         .zip(&snap.status.services)
-        .map(|(s, st)| {
+        .zip(&skews)
+        .map(|((s, st), sk)| {
             json!({
                 "name": s.name.to_string(),
                 "policy": s.chain.names(),
@@ -365,6 +438,8 @@ fn status_value(api: &Api) -> Value {
                 "ttl": st.ttl,
                 "answer_set": { "A": names(&st.candidates_a), "AAAA": names(&st.candidates_aaaa) },
                 "latency_choice": st.rechosen.map(|r| snap.gslb.regions[r as usize].name.clone()),
+                "skew": sk.skew,
+                "shares": sk.rows.iter().map(|(r, want, got)| json!({ "region": r, "intended": want, "actual": got })).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -392,6 +467,10 @@ fn status_value(api: &Api) -> Value {
                     "reason": match &p.outcome { crate::health::ProbeOutcome::Fail(f) => Some(f.to_string()), _ => None },
                 })).collect::<Vec<_>>()),
                 "weight": { "configured": r.weight, "effective": st.weight },
+                "capacity": r.capacity,
+                "utilisation": st.utilisation,
+                "load_age_seconds": load.regions.get(&r.name).and_then(|l| l.age(now)),
+                "load": load_value(load.regions.get(&r.name), now),
                 "override": o,
             })
         })
@@ -477,12 +556,71 @@ async fn set_weight(
     )
 }
 
+/// `POST /v1/regions/{name}/drain`: body optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DrainRequest {
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct DrainQuery {
+    dry_run: Option<bool>,
+}
+
+/// Drains a region, unless its clients would push a remaining region over
+/// `admin.drain_max_utilisation` (409 with the projections; `"force": true` drains anyway).
+/// `?dry_run=true` only reports the projections.
 async fn drain(
     State(api): State<Api>,
     Path(name): Path<String>,
+    Query(q): Query<DrainQuery>,
     axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
 ) -> Response {
-    override_result(api.control.set_override(&name, &caller.client, &caller.token, "drain", |o| o.drained = true).await)
+    let req: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DrainRequest::default()
+    } else {
+        match self::body(&body) {
+            Ok(r) => r,
+            Err(r) => return r,
+        }
+    };
+    let snap = api.control.state.load_full();
+    let Some(id) = snap.gslb.region_id(&name) else {
+        return error(StatusCode::NOT_FOUND, format!("unknown region {name:?}"), Some("name"));
+    };
+    let max = api.drain_max_utilisation;
+    let projections = crate::gslb::shares::drain_projection(&snap.gslb, &snap.status, id);
+    let overloaded: Vec<String> = projections
+        .iter()
+        .filter(|p| p.projected.is_some_and(|u| u > max))
+        .map(|p| snap.gslb.regions[p.region as usize].name.clone())
+        .collect();
+    let report = json!({
+        "region": name,
+        "utilisation": snap.status.regions.get(id as usize).and_then(|s| s.utilisation),
+        "max_utilisation": max,
+        "remaining": projections.iter().map(|p| json!({
+            "region": snap.gslb.regions[p.region as usize].name,
+            "utilisation": p.utilisation,
+            "projected_utilisation": p.projected,
+        })).collect::<Vec<_>>(),
+        "overloaded": overloaded,
+    });
+    if q.dry_run == Some(true) {
+        return Json(json!({ "ok": true, "dry_run": true, "projection": report })).into_response();
+    }
+    if !overloaded.is_empty() && !req.force {
+        let message = format!(
+            "draining {name} would push {} over utilisation {max}; send {{\"force\": true}} to drain anyway",
+            overloaded.join(", ")
+        );
+        return (StatusCode::CONFLICT, Json(json!({ "error": message, "projection": report }))).into_response();
+    }
+    let action = if overloaded.is_empty() { "drain" } else { "drain-forced" };
+    override_result(api.control.set_override(&name, &caller.client, &caller.token, action, |o| o.drained = true).await)
 }
 
 async fn undrain(
@@ -582,7 +720,9 @@ async fn reload(State(api): State<Api>) -> Response {
 }
 
 async fn metrics_text(State(api): State<Api>) -> Response {
-    let state = SnapshotCollector { snap: api.control.state.load_full(), health: api.control.health() };
+    let snap = api.control.state.load_full();
+    let skews = skews(&api, &snap);
+    let state = SnapshotCollector { snap, health: api.control.health(), load: api.control.load(), skews };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(state)).into_response()
 }
 
@@ -592,6 +732,8 @@ async fn metrics_text(State(api): State<Api>) -> Response {
 struct SnapshotCollector {
     snap: Arc<crate::snapshot::Snapshot>,
     health: Arc<crate::health::HealthTable>,
+    load: Arc<crate::load::LoadTable>,
+    skews: Vec<ServiceSkew>,
 }
 
 impl SnapshotCollector {
@@ -639,6 +781,66 @@ impl prometheus_client::collector::Collector for SnapshotCollector {
         for (r, _) in regions() {
             if let Some(rtt) = health.region(&r.name).and_then(|h| h.rtt_ewma_ms) {
                 m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&(rtt / 1000.0))?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "region_utilisation",
+            "How full the region's balancer says it is (smoothed; 1 = at capacity); absent when unknown",
+            None,
+            Gauge,
+        )?;
+        for (r, st) in regions() {
+            if let Some(u) = st.utilisation {
+                m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&u)?;
+            }
+        }
+        let now = std::time::SystemTime::now();
+        let mut m = encoder.encode_descriptor(
+            "region_load_reading_age_seconds",
+            "Seconds since the region's last good load reading",
+            None,
+            Gauge,
+        )?;
+        for (r, _) in regions() {
+            if let Some(age) = self.load.regions.get(&r.name).and_then(|l| l.age(now)) {
+                m.encode_family(&[("region", r.name.as_str())])?.encode_gauge(&age)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "service_share_intended",
+            "Share of the service's answers the region is meant to get (weights and load)",
+            None,
+            Gauge,
+        )?;
+        for sk in &self.skews {
+            for (region, want, _) in &sk.rows {
+                m.encode_family(&[("service", sk.service.as_str()), ("region", region.as_str())])?
+                    .encode_gauge(want)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "service_share_actual",
+            "Share of the service's answers the region got over the last minute",
+            None,
+            Gauge,
+        )?;
+        for sk in &self.skews {
+            for (region, _, got) in &sk.rows {
+                if let Some(got) = got {
+                    m.encode_family(&[("service", sk.service.as_str()), ("region", region.as_str())])?
+                        .encode_gauge(got)?;
+                }
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "service_skew",
+            "Largest actual/intended share ratio among the service's regions (1 = as planned)",
+            None,
+            Gauge,
+        )?;
+        for sk in &self.skews {
+            if let Some(v) = sk.skew {
+                m.encode_family(&[("service", sk.service.as_str())])?.encode_gauge(&v)?;
             }
         }
         let names: Vec<String> = snap.gslb.services.iter().map(|s| s.name.to_string()).collect();
@@ -716,5 +918,5 @@ async fn explain(State(api): State<Api>, Query(q): Query<ExplainQuery>, headers:
         },
     };
     let snap = api.control.state.load_full();
-    Json(crate::explain::explain(&snap, &qname, qtype, client, ecs)).into_response()
+    Json(crate::explain::explain(&snap, Some(&api.control.load()), &qname, qtype, client, ecs)).into_response()
 }

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::gslb::Gslb;
 use crate::gslb::status::{Mode, Status};
 use crate::health::HealthTable;
+use crate::load::LoadTable;
 use crate::metrics;
 use crate::overrides::Overrides;
 use crate::region::RegionStatus;
@@ -29,6 +30,7 @@ use crate::snapshot::{SharedState, Snapshot};
 pub fn region_inputs(
     gslb: &Gslb,
     health: &HealthTable,
+    load: &LoadTable,
     unknown_is_up: bool,
     overrides: &Overrides,
     now: u64,
@@ -43,6 +45,7 @@ pub fn region_inputs(
                 is_forced: forced.is_some(),
                 weight: ov.map_or(r.weight, |o| o.effective_weight(r.weight)),
                 rtt_ms: health.region(&r.name).and_then(|h| h.rtt_ewma_ms),
+                utilisation: load.utilisation(&r.name),
             }
         })
         .collect()
@@ -50,8 +53,14 @@ pub fn region_inputs(
 
 /// The status of every region and service from all inputs. `prev` carries the latency
 /// policy's choices (pass the status of the same `gslb`, or None).
-pub fn status(gslb: &Gslb, health: &HealthTable, overrides: &Overrides, prev: Option<&Status>) -> Status {
-    let regions = region_inputs(gslb, health, gslb.unknown_is_up, overrides, crate::overrides::now());
+pub fn status(
+    gslb: &Gslb,
+    health: &HealthTable,
+    load: &LoadTable,
+    overrides: &Overrides,
+    prev: Option<&Status>,
+) -> Status {
+    let regions = region_inputs(gslb, health, load, gslb.unknown_is_up, overrides, crate::overrides::now());
     Status::build(gslb, regions, prev)
 }
 
@@ -62,6 +71,7 @@ pub fn status(gslb: &Gslb, health: &HealthTable, overrides: &Overrides, prev: Op
 pub fn with_status(
     snapshot: Snapshot,
     health: &HealthTable,
+    load: &LoadTable,
     overrides: &Overrides,
     prev: Option<&Snapshot>,
 ) -> Snapshot {
@@ -73,7 +83,7 @@ pub fn with_status(
         let choice = prev.status.services.get(old)?.rechosen?;
         new.region_id(&prev.gslb.regions.get(choice as usize)?.name)
     };
-    let regions = region_inputs(new, health, new.unknown_is_up, overrides, crate::overrides::now());
+    let regions = region_inputs(new, health, load, new.unknown_is_up, overrides, crate::overrides::now());
     let status = Arc::new(Status::build_with(new, regions, &prev_rechosen));
     Snapshot { status, ..snapshot }
 }
@@ -81,9 +91,9 @@ pub fn with_status(
 /// Replaces the current snapshot's status. A reload that stores a new snapshot meanwhile
 /// makes this retry on it (read-copy-update), so a status is never paired with the wrong
 /// regions.
-pub fn rebuild(state: &SharedState, health: &HealthTable, overrides: &Overrides) {
+pub fn rebuild(state: &SharedState, health: &HealthTable, load: &LoadTable, overrides: &Overrides) {
     let prev = state.rcu(|prev| {
-        let status = Arc::new(status(&prev.gslb, health, overrides, Some(&prev.status)));
+        let status = Arc::new(status(&prev.gslb, health, load, overrides, Some(&prev.status)));
         Snapshot { status, ..(**prev).clone() }
     });
     log_mode_changes(&prev, &state.load());
@@ -121,18 +131,21 @@ pub fn log_mode_changes(prev: &Snapshot, next: &Snapshot) {
 pub async fn follow(
     state: SharedState,
     mut health: watch::Receiver<Arc<HealthTable>>,
+    mut load: watch::Receiver<Arc<LoadTable>>,
     mut overrides: watch::Receiver<Arc<Overrides>>,
     mut shutdown: Shutdown,
 ) {
     loop {
         tokio::select! {
             changed = health.changed() => if changed.is_err() { return },
+            changed = load.changed() => if changed.is_err() { return },
             changed = overrides.changed() => if changed.is_err() { return },
             _ = shutdown.recv() => return,
         }
         let table = health.borrow_and_update().clone();
+        let loads = load.borrow_and_update().clone();
         let ov = overrides.borrow_and_update().clone();
-        rebuild(&state, &table, &ov);
+        rebuild(&state, &table, &loads, &ov);
     }
 }
 
@@ -157,6 +170,7 @@ pub struct Control {
     store: crate::overrides::Store,
     overrides_tx: watch::Sender<Arc<Overrides>>,
     health_rx: watch::Receiver<Arc<HealthTable>>,
+    load_rx: watch::Receiver<Arc<LoadTable>>,
     inner: tokio::sync::Mutex<Inner>,
     ready: std::sync::atomic::AtomicBool,
     started: std::time::Instant,
@@ -165,6 +179,7 @@ pub struct Control {
 struct Inner {
     cfg: crate::config::Config,
     prober: crate::health::Prober,
+    poller: crate::load::Poller,
     /// The task saving verdicts to `health.json`; awaited at shutdown for its last save.
     saver: Option<tokio::task::JoinHandle<()>>,
 }
@@ -189,17 +204,20 @@ impl Control {
         // Start from the verdicts saved before a restart (recent ones, same checks).
         prober.seed(crate::health::persist::restore(store.dir()));
         prober.apply(cfg.gslb.region_checks(), cfg.gslb.health.history);
-        rebuild(&state, &prober.table(), &overrides_rx.borrow());
+        let (mut poller, load_rx) = crate::load::Poller::new(shutdown.clone());
+        poller.apply(cfg.gslb.load_sources());
+        rebuild(&state, &prober.table(), &load_rx.borrow(), &overrides_rx.borrow());
         let saver =
             tokio::spawn(crate::health::persist::run(store.dir().to_path_buf(), health_rx.clone(), shutdown.clone()));
-        tokio::spawn(follow(state.clone(), health_rx.clone(), overrides_rx, shutdown));
+        tokio::spawn(follow(state.clone(), health_rx.clone(), load_rx.clone(), overrides_rx, shutdown));
         Ok(Arc::new(Control {
             state,
             source,
             store,
             overrides_tx,
             health_rx,
-            inner: tokio::sync::Mutex::new(Inner { cfg, prober, saver: Some(saver) }),
+            load_rx,
+            inner: tokio::sync::Mutex::new(Inner { cfg, prober, poller, saver: Some(saver) }),
             ready: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
         }))
@@ -242,7 +260,14 @@ impl Control {
             tracing::info!(on = cfg.dns.rrl.is_some(), "dns.rrl changed; the new limits apply now");
         }
         inner.prober.apply(cfg.gslb.region_checks(), cfg.gslb.health.history);
-        let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow(), Some(&self.state.load()));
+        inner.poller.apply(cfg.gslb.load_sources());
+        let snap = with_status(
+            snap,
+            &inner.prober.table(),
+            &self.load_rx.borrow(),
+            &self.overrides_tx.borrow(),
+            Some(&self.state.load()),
+        );
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
         let prev = self.state.swap(Arc::new(snap));
         log_mode_changes(&prev, &self.state.load());
@@ -302,7 +327,7 @@ impl Control {
             detail,
         });
         let next = Arc::new(next);
-        rebuild(&self.state, &self.health_rx.borrow().clone(), &next);
+        rebuild(&self.state, &self.health_rx.borrow().clone(), &self.load_rx.borrow().clone(), &next);
         self.overrides_tx.send_replace(next);
         tracing::info!(region, action, client, token, "override changed");
         Ok(new)
@@ -342,7 +367,7 @@ impl Control {
             });
         }
         let next = Arc::new(next);
-        rebuild(&self.state, &self.health_rx.borrow().clone(), &next);
+        rebuild(&self.state, &self.health_rx.borrow().clone(), &self.load_rx.borrow().clone(), &next);
         self.overrides_tx.send_replace(next);
     }
 
@@ -354,6 +379,11 @@ impl Control {
     /// The prober's health table now.
     pub fn health(&self) -> Arc<HealthTable> {
         self.health_rx.borrow().clone()
+    }
+
+    /// Every region's load as last published (ages are computed by the reader).
+    pub fn load(&self) -> Arc<LoadTable> {
+        self.load_rx.borrow().clone()
     }
 
     /// Marks the server ready (sockets bound, signal handlers in, ready line printed);
@@ -377,6 +407,7 @@ impl Control {
     pub async fn stop(&self) {
         let mut inner = self.inner.lock().await;
         inner.prober.apply(Vec::new(), 1);
+        inner.poller.apply(Vec::new());
         if let Some(saver) = inner.saver.take()
             && tokio::time::timeout(std::time::Duration::from_secs(2), saver).await.is_err()
         {
@@ -404,6 +435,7 @@ mod tests {
             weight: 7,
             priority: 100,
             bias_km: 0.0,
+            capacity: None,
         };
         let mut g = Gslb::default();
         g.regions = vec![region("checked"), region("unknown"), region("no-checks")];
@@ -429,11 +461,17 @@ mod tests {
     #[test]
     fn inputs_follow_health_and_the_unknown_setting() {
         let none = Overrides::default();
-        let up: Vec<bool> = region_inputs(&gslb(true), &table(), true, &none, 0).iter().map(|r| r.is_up).collect();
+        let up: Vec<bool> = region_inputs(&gslb(true), &table(), &LoadTable::default(), true, &none, 0)
+            .iter()
+            .map(|r| r.is_up)
+            .collect();
         assert_eq!(up, [false, true, true]);
-        let inputs = region_inputs(&gslb(false), &table(), false, &none, 0);
+        let inputs = region_inputs(&gslb(false), &table(), &LoadTable::default(), false, &none, 0);
         assert_eq!(inputs.iter().map(|r| r.is_up).collect::<Vec<_>>(), [false, false, true]);
-        assert_eq!(inputs[0], RegionStatus { is_up: false, is_forced: false, weight: 7, rtt_ms: Some(12.5) });
+        assert_eq!(
+            inputs[0],
+            RegionStatus { is_up: false, is_forced: false, weight: 7, rtt_ms: Some(12.5), utilisation: None }
+        );
     }
 
     #[test]
@@ -443,7 +481,7 @@ mod tests {
         let force = |up, until| RegionOverride { force: Some(Force { up, until }), ..Default::default() };
         ov.regions.insert("checked".into(), force(true, Some(100)));
         ov.regions.insert("no-checks".into(), RegionOverride { drained: true, ..Default::default() });
-        let at = |now| region_inputs(&gslb(true), &table(), true, &ov, now);
+        let at = |now| region_inputs(&gslb(true), &table(), &LoadTable::default(), true, &ov, now);
         assert_eq!(at(99).iter().map(|r| (r.is_up, r.weight)).collect::<Vec<_>>(), [(true, 7), (true, 7), (true, 0)]);
         // The force expired: health decides again.
         assert!(!at(100)[0].is_up);
@@ -459,7 +497,7 @@ mod tests {
         });
         let before = state.load_full();
         assert!(before.status.regions.iter().all(|r| r.is_up));
-        rebuild(&state, &table(), &Overrides::default());
+        rebuild(&state, &table(), &LoadTable::default(), &Overrides::default());
         let after = state.load_full();
         assert_eq!(after.status.regions.iter().map(|r| r.is_up).collect::<Vec<_>>(), [false, true, true]);
         assert!(Arc::ptr_eq(&before.zones, &after.zones) && Arc::ptr_eq(&before.gslb, &after.gslb));
@@ -512,17 +550,17 @@ mod tests {
             status: Arc::new(Status::initial(&old)),
             ..Default::default()
         });
-        rebuild(&state, &rtts(&[("a", 10.0), ("b", 30.0)]), &ov);
+        rebuild(&state, &rtts(&[("a", 10.0), ("b", 30.0)]), &LoadTable::default(), &ov);
         // b is better now, but by less than the margin: a is kept.
         let near = rtts(&[("a", 12.0), ("b", 11.0)]);
-        rebuild(&state, &near, &ov);
+        rebuild(&state, &near, &LoadTable::default(), &ov);
         assert_eq!(choice(&state.load()).as_deref(), Some("a"));
         // A reload adds a region that sorts first, so every region id moves; the choice
         // stays a, where a fresh start would pick b.
         let new = latency_gslb(&["0first", "a", "b"]);
         let fresh = Snapshot { gslb: new.clone(), status: Arc::new(Status::initial(&new)), ..Default::default() };
-        let reloaded = with_status(fresh.clone(), &near, &ov, Some(&state.load()));
+        let reloaded = with_status(fresh.clone(), &near, &LoadTable::default(), &ov, Some(&state.load()));
         assert_eq!(choice(&reloaded).as_deref(), Some("a"));
-        assert_eq!(choice(&with_status(fresh, &near, &ov, None)).as_deref(), Some("b"));
+        assert_eq!(choice(&with_status(fresh, &near, &LoadTable::default(), &ov, None)).as_deref(), Some("b"));
     }
 }

@@ -54,7 +54,16 @@ fn names(snap: &Snapshot, ids: &Candidates) -> Vec<String> {
 /// location, the answer records, and for a service each region's state, why it was
 /// skipped, and what every policy of the chain kept (`{"error": ...}` when no query can be
 /// built).
-pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: Option<(IpAddr, u8)>) -> Value {
+///
+/// `load`: the regions' load readings, for their age (None: ages not shown).
+pub fn explain(
+    snap: &Snapshot,
+    load: Option<&crate::load::LoadTable>,
+    qname: &Name,
+    qtype: u16,
+    source: IpAddr,
+    ecs: Option<(IpAddr, u8)>,
+) -> Value {
     let packet = query_packet(qname, qtype, ecs);
     let Decoded::Query(query) = wire::decode(&packet) else {
         return json!({ "error": "could not build a query for that name and type" });
@@ -120,7 +129,18 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
             } else {
                 Some("not a candidate in this mode".to_string())
             };
-            json!({ "name": region.name, "up": rs.map(|s| s.is_up), "forced": rs.map(|s| s.is_forced), "weight": rs.map(|s| s.weight), "skipped": skipped })
+            let l = load.and_then(|t| t.regions.get(&region.name));
+            let age = l.and_then(|l| l.age(std::time::SystemTime::now()));
+            let load = match (l, rs.and_then(|s| s.utilisation)) {
+                (None, _) => "no load source: load unknown".to_string(),
+                (Some(l), None) => match &l.failure {
+                    Some(f) => format!("load unknown: {f}"),
+                    None => "load unknown: no reading yet".to_string(),
+                },
+                (Some(_), Some(u)) => format!("utilisation {u:.2}"),
+            };
+            json!({ "name": region.name, "up": rs.map(|s| s.is_up), "forced": rs.map(|s| s.is_forced), "weight": rs.map(|s| s.weight), "skipped": skipped,
+                    "utilisation": rs.and_then(|s| s.utilisation), "load_age_seconds": age, "load": load })
         })
         .collect();
     let mut ctx = Ctx {
@@ -128,6 +148,7 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
         status: &snap.status.regions,
         rechosen: st.rechosen,
         client: Client::located(client, location),
+        shed: None,
     };
     let (chosen, trace) = select_traced(&service.chain, st.candidates(family), &mut ctx);
     result["service"] = json!({
@@ -137,7 +158,13 @@ pub fn explain(snap: &Snapshot, qname: &Name, qtype: u16, source: IpAddr, ecs: O
         "ttl": st.ttl,
         "depends_on_client": service.is_client_dependent,
         "regions": regions,
-        "steps": trace.iter().map(|t| json!({ "policy": t.policy, "before": names(snap, &t.before), "after": names(snap, &t.after) })).collect::<Vec<_>>(),
+        "steps": trace.iter().map(|t| {
+            let mut step = json!({ "policy": t.policy, "before": names(snap, &t.before), "after": names(snap, &t.after) });
+            if !t.notes.is_empty() {
+                step["regions"] = t.notes.iter().map(|(r, note)| json!({ "region": snap.gslb.regions[*r as usize].name, "note": note })).collect();
+            }
+            step
+        }).collect::<Vec<_>>(),
         "chosen": names(snap, &chosen),
         "note": "random policies (weighted, multivalue) may choose differently on each query",
     });

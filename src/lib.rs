@@ -46,6 +46,7 @@ pub mod frontend;
 pub mod geoip;
 pub mod gslb;
 pub mod health;
+pub mod load;
 pub mod load_error;
 pub mod metrics;
 pub mod name;

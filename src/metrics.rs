@@ -288,6 +288,17 @@ struct Slow {
     probe_results: Family<ProbeResultLabels, Counter>,
     probe_duration: HistogramFamily<RegionLabels>,
     health_transitions: Family<TransitionLabels, Counter>,
+    load_reads: Family<LoadReadLabels, Counter>,
+}
+
+/// `{region, result}` of a load reading: `ok`, or why it failed (`timeout`, `connect`,
+/// `status`, `parse`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoadReadLabels {
+    /// The region whose load was read.
+    pub region: String,
+    /// `ok`, or why the reading failed (`timeout`, `connect`, `status`, `parse`).
+    pub result: &'static str,
 }
 
 static SLOW: LazyLock<Slow> = LazyLock::new(|| {
@@ -319,8 +330,15 @@ static SLOW: LazyLock<Slow> = LazyLock::new(|| {
         "Region health changes, by the state entered",
         Family::clone(&health_transitions),
     );
+    let load_reads = Family::default();
+    registry.register(
+        "load_reads",
+        "Load readings by region and result (ok, timeout, connect, status, parse)",
+        Family::clone(&load_reads),
+    );
     registry.register_collector(Box::new(DnsCollector));
     Slow {
+        load_reads,
         registry,
         service_mode_changes,
         reloads,
@@ -355,6 +373,12 @@ pub fn probed(region: &str, result: &'static str, passed_in: Option<std::time::D
 /// Counts `region` entering health state `to`.
 pub fn health_changed(region: &str, to: &'static str) {
     SLOW.health_transitions.get_or_create(&TransitionLabels { region: region.to_string(), to }).inc();
+}
+
+/// Counts one load reading of `region`: None when good, else the failure's kind.
+pub fn load_read(region: &str, failure: Option<&'static str>) {
+    let result = failure.unwrap_or("ok");
+    SLOW.load_reads.get_or_create(&LoadReadLabels { region: region.to_string(), result }).inc();
 }
 
 /// Encodes one counter value (no exemplar).

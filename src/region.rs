@@ -27,6 +27,8 @@ pub struct Region {
     pub priority: u32,
     /// Kilometres subtracted from its distance by the nearest policy.
     pub bias_km: f64,
+    /// Requests or sessions it can take (`capacity`), if configured.
+    pub capacity: Option<f64>,
 }
 
 impl Region {
@@ -53,4 +55,8 @@ pub struct RegionStatus {
     pub weight: u32,
     /// Smoothed RTT of health probes, milliseconds.
     pub rtt_ms: Option<f64>,
+    /// How full its balancer says it is (`crate::load`: smoothed, release-limited), 1 = at
+    /// capacity; None: unknown (no source, or no recent good reading), which load steps
+    /// treat as neither empty nor full.
+    pub utilisation: Option<f64>,
 }

@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // Health checks (one file per probe kind, each parsing its own table; rise/fall; the
     // prober) and the operator's overrides on disk: below config, which calls the probe
     // registry for `[regions.NAME.check]` as it calls the policy registry.
-    ("checks", &["overrides", "health"]),
+    ("checks", &["overrides", "health", "load"]),
     // Configuration: TOML -> validated Config, calling the policy and probe registries.
     ("config", &["config"]),
     // Services and what each may answer now.

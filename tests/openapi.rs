@@ -34,9 +34,26 @@ fn every_route_is_described_and_responses_match_the_spec() {
         .replace("directory = \"zones\"", &format!("directory = \"{}\"", gslb.join("zones").display()))
         .replace("token_file = \"admin.token\"", &format!("token_file = \"{}\"", gslb.join("admin.token").display()))
         .replace("../../geoip/", &format!("{}/", repo("geoip").display()));
+    // us-east reads its load (0.95: full) from a JSON page, and a service sheds by load, so
+    // the load fields, explain's load notes and a refused drain are all recorded.
+    let load = serve_json("{\"u\": 0.95}");
+    let text = format!(
+        "{text}\n[regions.us-east.load]\ntype = \"json\"\nurl = \"http://{load}/load\"\npointer = \"/u\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n\
+         [services.\"shed.svc.test\"]\nregions = [\"us-east\", \"eu-west\"]\npolicy = [\"shed\", \"weighted\"]\n"
+    );
     let cfg = dir.write("gslbd.toml", &text);
     let s = Server::start(&["--config", cfg.to_str().unwrap()]);
     let admin = s.admin.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !json(&http(admin, "GET", "/v1/status", None, None).1)["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "us-east" && r["utilisation"].is_number())
+    {
+        assert!(std::time::Instant::now() < deadline, "us-east's load never read");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     // The document served is the YAML's content.
     let (code, served) = http(admin, "GET", "/v1/openapi.json", None, None);
@@ -65,7 +82,11 @@ fn every_route_is_described_and_responses_match_the_spec() {
         ("PUT", "/v1/regions/{name}/weight", "/v1/regions/eu-west/weight", OPS, Some(r#"{"weight": 1, "x": 2}"#), JSON),
         ("PUT", "/v1/regions/{name}/weight", "/v1/regions/nosuch/weight", OPS, Some(r#"{"weight": 1}"#), JSON),
         ("PUT", "/v1/regions/{name}/weight", "/v1/regions/eu-west/weight", None, Some(r#"{"weight": 1}"#), JSON),
+        ("GET", "/v1/explain", "/v1/explain?name=shed.svc.test", None, None, JSON),
+        ("POST", "/v1/regions/{name}/drain", "/v1/regions/eu-west/drain?dry_run=true", OPS, None, JSON),
         ("POST", "/v1/regions/{name}/drain", "/v1/regions/eu-west/drain", OPS, None, JSON),
+        ("POST", "/v1/regions/{name}/drain", "/v1/regions/eu-west/drain", OPS, Some(r#"{"force": 1}"#), JSON),
+        ("POST", "/v1/regions/{name}/drain", "/v1/regions/eu-west/drain", OPS, Some(r#"{"force": true}"#), JSON),
         ("POST", "/v1/regions/{name}/undrain", "/v1/regions/eu-west/undrain", OPS, None, JSON),
         ("POST", "/v1/regions/{name}/drain", "/v1/regions/nosuch/drain", OPS, None, JSON),
         ("POST", "/v1/regions/{name}/force", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "down", "ttl_seconds": 60}"#), JSON),
@@ -106,6 +127,9 @@ fn every_route_is_described_and_responses_match_the_spec() {
         ("/v1/regions/{name}/weight", 404),
         ("/v1/regions/{name}/weight", 401),
         ("/v1/reload", 200),
+        ("/v1/regions/{name}/drain", 409),
+        ("/v1/regions/{name}/drain", 400),
+        ("/v1/regions/{name}/drain", 200),
         ("/v1/reload", 401),
     ] {
         assert!(seen.contains(&want), "no {want:?} among {seen:?}");
@@ -128,4 +152,25 @@ fn every_route_is_described_and_responses_match_the_spec() {
 /// The config with one error: a region naming an address that is not one.
 fn text_with_error(text: &str) -> String {
     format!("{text}\n[regions.broken]\naddresses = [\"not-an-address\"]\n")
+}
+
+/// Serves `body` as JSON to every request, from a thread, for the life of the test process.
+fn serve_json(body: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let _ = c.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = c.write_all(reply.as_bytes());
+        }
+    });
+    addr
 }

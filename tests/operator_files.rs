@@ -56,8 +56,10 @@ fn exported_metrics() -> String {
             "[zones]\ndirectory = \"zones\"\n[admin]\ntoken_file = \"admin.token\"\n[dns.rrl]\nresponses_per_second = 100\n\
              [regions.checked]\naddresses = [\"192.0.2.1\"]\n[regions.checked.check]\ntype = \"tcp\"\naddress = \"{}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n\
              [regions.other]\naddresses = [\"192.0.2.2\"]\n\
+             [regions.other.load]\ntype = \"json\"\nurl = \"http://{}/load\"\npointer = \"/u\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n\
              [services.\"app.svc.test\"]\nregions = [\"checked\", \"other\"]\npolicy = \"failover\"\n",
-            listener.local_addr().unwrap()
+            listener.local_addr().unwrap(),
+            serve_json("{\"u\": 0.5}")
         ),
     );
     let s = Server::start(&["--config", config.to_str().unwrap()]);
@@ -72,7 +74,10 @@ fn exported_metrics() -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let text = http(admin, "GET", "/metrics", None, None).1;
-        if text.contains("gslbd_health_transitions_total{") && text.contains("gslbd_probe_duration_seconds_bucket") {
+        if text.contains("gslbd_health_transitions_total{")
+            && text.contains("gslbd_probe_duration_seconds_bucket")
+            && text.contains("gslbd_region_utilisation{")
+        {
             return text;
         }
         assert!(Instant::now() < deadline, "no probe metrics after {WAIT:?}:\n{text}");
@@ -131,6 +136,8 @@ fn the_dashboard_is_well_formed_and_names_exported_metrics() {
         "gslbd_region_rtt_ewma_seconds",
         "gslbd_probe_results_total",
         "gslbd_reloads_total",
+        "gslbd_region_utilisation",
+        "gslbd_service_skew",
     ] {
         assert!(exprs.contains(needed), "the dashboard does not show {needed}");
     }
@@ -138,4 +145,25 @@ fn the_dashboard_is_well_formed_and_names_exported_metrics() {
     let exported = metric_names(&exported_metrics());
     let missing: Vec<_> = named.difference(&exported).collect();
     assert!(missing.is_empty(), "the dashboard names metrics gslbd does not export: {missing:?}");
+}
+
+/// Serves `body` as JSON to every request, from a thread, for the life of the test process.
+fn serve_json(body: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 2048];
+            let _ = c.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = c.write_all(reply.as_bytes());
+        }
+    });
+    addr
 }

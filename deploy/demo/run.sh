@@ -7,6 +7,12 @@
 #                                       which stop everything it started (by PID)
 #   deploy/demo/run.sh restart REGION   start again what was killed of a region (HAProxy,
 #                                       backends), from another terminal while it runs
+#   deploy/demo/run.sh load REGION N [--for SECONDS]
+#                                       hold N open connections to a region's HAProxy
+#                                       (its session limit is 20) for SECONDS (default 60)
+#                                       or until Ctrl-C, from another terminal while the demo
+#                                       runs, showing the region's utilisation and its share
+#                                       of api.demo.test answers falling and coming back
 #
 # Works without a terminal too:  deploy/demo/run.sh > demo.log 2>&1 &  ...  kill $!
 # Generated files (HAProxy configs, PIDs, logs, gslbd state) go to $GSLBD_DEMO_DIR
@@ -154,7 +160,66 @@ if [ "${1:-}" = restart ]; then
   done
   die "$name did not come back in 5 s; see $run/$name/*.log"
 fi
-[ $# -eq 0 ] || die "usage: $self [restart REGION]"
+# `run.sh load REGION N [--for SECONDS]`: a small load client (python3) holds N connections
+# open to the region's HAProxy, reopening each one HAProxy closes, while this terminal shows
+# every 2 s what gslbd reads and answers: the region's utilisation and its share of 100
+# api.demo.test answers. It stops by itself after SECONDS, or on Ctrl-C, and keeps showing
+# the share for 10 s more while it comes back.
+if [ "${1:-}" = load ]; then
+  name=${2:-}; n=${3:-}; secs=60
+  usage="usage: $self load us-east|eu-west|ap-south N [--for SECONDS]"
+  [ -n "${ip[$name]:-}" ] && [[ $n =~ ^[0-9]+$ ]] || die "$usage"
+  if [ "${4:-}" = --for ]; then
+    [[ ${5:-} =~ ^[0-9]+$ ]] || die "$usage"
+    secs=$5
+  fi
+  alive "$run/run.pid" run.sh >/dev/null || die "no demo is running (start it with $self)"
+  command -v dig >/dev/null || die "please install dig (bind9-dnsutils)"
+  python3 - "${ip[$name]}" 8080 "$n" "$secs" <<'PY' &
+import socket, sys, threading, time
+host, port, n, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+end = time.time() + secs
+def hold():
+    while time.time() < end:
+        try:
+            s = socket.create_connection((host, port), timeout=1)
+            s.settimeout(0.2)
+            while time.time() < end:
+                try:
+                    if not s.recv(256):
+                        break
+                except socket.timeout:
+                    pass
+            s.close()
+        except OSError:
+            time.sleep(0.05)
+threads = [threading.Thread(target=hold, daemon=True) for _ in range(n)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+PY
+  loader=$!
+  trap 'kill "$loader" 2>/dev/null; wait "$loader" 2>/dev/null; say "load on $name ended (Ctrl-C)"; exit 0' INT TERM
+  say "holding $n connections to $name (${ip[$name]}:8080) for ${secs}s; Ctrl-C ends it"
+  show() {
+    local hits=0 u
+    for _ in $(seq 100); do
+      [ "$(dig +short +tries=1 +time=1 -p 5353 @127.0.0.1 api.demo.test A)" = "${ip[$name]}" ] && hits=$((hits + 1))
+    done
+    u=$(curl -s --max-time 1 http://127.0.0.1:8053/v1/status | python3 -c "
+import json, sys
+r = [r for r in json.load(sys.stdin)['regions'] if r['name'] == '$name'][0]
+print('unknown' if r['utilisation'] is None else '%.2f' % r['utilisation'])" 2>/dev/null || echo '?')
+    say "$(date +%T) $name: utilisation $u, share of api answers $hits % ($1)"
+  }
+  while kill -0 "$loader" 2>/dev/null; do show "loaded: $n connections"; sleep 1; done
+  wait "$loader" 2>/dev/null || true
+  say "load on $name ended after ${secs}s"
+  for _ in 1 2 3 4 5; do show "load ended"; sleep 1; done
+  exit 0
+fi
+[ $# -eq 0 ] || die "usage: $self [restart REGION | load REGION N [--for SECONDS]]"
 
 # --- Install what is missing (Debian packages) and build gslbd.
 need_pkgs=()

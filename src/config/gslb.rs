@@ -24,6 +24,11 @@ impl GslbConfig {
             .map(|r| crate::health::RegionChecks { name: r.name.clone(), checks: r.checks.clone(), quorum: r.quorum })
             .collect()
     }
+
+    /// The regions that have a load source, as the load poller runs them.
+    pub fn load_sources(&self) -> Vec<(String, crate::load::LoadConfig)> {
+        self.regions.iter().filter_map(|r| Some((r.name.clone(), r.load.clone()?))).collect()
+    }
 }
 
 /// A place in the config file, for errors found after parsing.
@@ -61,6 +66,11 @@ pub struct RegionConfig {
     pub checks: Vec<CheckConfig>,
     /// How many checks must pass for the region to be healthy; None: all of them.
     pub quorum: Option<usize>,
+    /// `[regions.NAME.load]`: where its balancer says how full it is; None: load unknown.
+    pub load: Option<crate::load::LoadConfig>,
+    /// Requests or sessions it can take: the denominator of prometheus and json sources
+    /// without their own, and what a safe drain's projection weighs regions by.
+    pub capacity: Option<f64>,
     /// Where `[regions.NAME]` is, for errors found later.
     pub pos: Pos,
 }
@@ -159,6 +169,35 @@ pub(super) struct RawRegion {
     check: Option<Spanned<serde::de::IgnoredAny>>,
     checks: Option<Vec<Spanned<serde::de::IgnoredAny>>>,
     quorum: Option<Spanned<i64>>,
+    load: Option<Spanned<RawLoad>>,
+    capacity: Option<Spanned<f64>>,
+}
+
+/// `[regions.NAME.load]`: the keys of every source type; each type's validation refuses
+/// the keys of the others.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLoad {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    url: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    proxy: Option<Spanned<String>>,
+    server: Option<Spanned<String>>,
+    metric: Option<Spanned<String>>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+    pointer: Option<Spanned<String>>,
+    current: Option<Spanned<String>>,
+    capacity: Option<Spanned<RawCapacity>>,
+}
+
+/// A source's `capacity`: a number, or (json) a pointer into the document.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawCapacity {
+    Number(f64),
+    Pointer(String),
 }
 
 /// `policy = "weighted"` or `policy = ["geo", "nearest"]`.
@@ -356,6 +395,8 @@ fn region(
         bias_km: 0.0,
         checks: Vec::new(),
         quorum: None,
+        load: None,
+        capacity: None,
         pos: pos_of(name.span().start),
     };
     for a in raw.addresses.unwrap_or_default() {
@@ -419,7 +460,164 @@ fn region(
         r.bias_km = b;
     }
     checks(&mut r, raw.check, raw.checks, raw.quorum, base, doc, history, report);
+    if let Some(c) = raw.capacity {
+        r.capacity =
+            in_range(&c, f64::MIN_POSITIVE..=1e12, &format!("regions.{n}.capacity"), "use a positive number", report);
+    }
+    if let Some(l) = raw.load {
+        let span = l.span();
+        r.load = load_source(n, span, l.into_inner(), r.capacity, report);
+    }
     Some(r)
+}
+
+/// Validates `[regions.NAME.load]`.
+fn load_source(
+    n: &str,
+    span: std::ops::Range<usize>,
+    raw: RawLoad,
+    region_capacity: Option<f64>,
+    report: &mut Report<'_>,
+) -> Option<crate::load::LoadConfig> {
+    use crate::load::SourceKind;
+    use crate::load::source::JsonCapacity;
+    let f = |k: &str| format!("regions.{n}.load.{k}");
+    let mut ok = true;
+    let mut bad = |span: std::ops::Range<usize>, msg: String, hint: &str| {
+        ok = false;
+        report(span, msg, Some(hint));
+    };
+    let url = match &raw.url {
+        Some(u) if u.get_ref().starts_with("http://") && reqwest::Url::parse(u.get_ref()).is_ok() => {
+            u.get_ref().clone()
+        }
+        Some(u) => {
+            bad(
+                u.span(),
+                format!("{}: {:?} is not an http:// URL", f("url"), u.get_ref()),
+                "e.g. url = \"http://10.0.0.5:8404/stats\"",
+            );
+            String::new()
+        }
+        None => {
+            bad(span.clone(), format!("{} is missing", f("url")), "add url = \"http://...\"");
+            String::new()
+        }
+    };
+    let duration = |v: &Option<Spanned<String>>,
+                    key: &str,
+                    default: std::time::Duration,
+                    bad: &mut dyn FnMut(std::ops::Range<usize>, String, &str)| match v {
+        None => default,
+        Some(v) => match super::parse_duration(v.get_ref()) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                bad(v.span(), format!("{}: {:?} is not a duration", f(key), v.get_ref()), "e.g. \"2s\" or \"500ms\"");
+                default
+            }
+        },
+    };
+    let interval = duration(&raw.interval, "interval", std::time::Duration::from_secs(2), &mut bad);
+    let timeout = duration(&raw.timeout, "timeout", (interval / 2).min(std::time::Duration::from_secs(1)), &mut bad);
+    if timeout > interval / 2 {
+        let at = raw.timeout.as_ref().map_or(span.clone(), |t| t.span());
+        bad(at, format!("{}: must be at most half the interval", f("timeout")), "shorten it or lengthen interval");
+    }
+    let number_capacity = match raw.capacity.as_ref().map(|c| (c.span(), c.get_ref())) {
+        Some((_, RawCapacity::Number(c))) if *c > 0.0 && c.is_finite() => Some(*c),
+        Some((s, RawCapacity::Number(_))) => {
+            bad(s, format!("{} must be positive", f("capacity")), "e.g. capacity = 1000");
+            None
+        }
+        _ => None,
+    };
+    let kind_name = raw.kind.get_ref().as_str();
+    let allowed: &[&str] = match kind_name {
+        "haproxy" => &["proxy", "server", "capacity"],
+        "prometheus" => &["metric", "labels", "capacity"],
+        "json" => &["pointer", "current", "capacity"],
+        other => {
+            bad(
+                raw.kind.span(),
+                format!("{}: unknown load source {other:?}", f("type")),
+                "use one of: haproxy, prometheus, json",
+            );
+            return None;
+        }
+    };
+    let given: [(&str, Option<std::ops::Range<usize>>); 7] = [
+        ("proxy", raw.proxy.as_ref().map(|v| v.span())),
+        ("server", raw.server.as_ref().map(|v| v.span())),
+        ("metric", raw.metric.as_ref().map(|v| v.span())),
+        ("labels", raw.labels.as_ref().map(|v| v.span())),
+        ("pointer", raw.pointer.as_ref().map(|v| v.span())),
+        ("current", raw.current.as_ref().map(|v| v.span())),
+        ("capacity", raw.capacity.as_ref().map(|v| v.span())),
+    ];
+    for (key, s) in given {
+        if let Some(s) = s.filter(|_| !allowed.contains(&key)) {
+            bad(
+                s,
+                format!("{}: {key} is not a key of {kind_name} load sources", f(key)),
+                &format!("{kind_name} takes: {}", allowed.join(", ")),
+            );
+        }
+    }
+    let required = |v: &Option<Spanned<String>>,
+                    key: &str,
+                    hint: &str,
+                    bad: &mut dyn FnMut(std::ops::Range<usize>, String, &str)|
+     -> String {
+        match v {
+            Some(v) if !v.get_ref().is_empty() => v.get_ref().clone(),
+            _ => {
+                bad(span.clone(), format!("{} is required for {kind_name} load sources", f(key)), hint);
+                String::new()
+            }
+        }
+    };
+    let kind = match kind_name {
+        "haproxy" => SourceKind::Haproxy {
+            proxy: required(&raw.proxy, "proxy", "the frontend or backend name, e.g. proxy = \"www\"", &mut bad),
+            server: raw.server.as_ref().map_or("FRONTEND".to_string(), |s| s.get_ref().clone()),
+            capacity: number_capacity.or(region_capacity),
+        },
+        "prometheus" => {
+            let metric = required(&raw.metric, "metric", "e.g. metric = \"nginx_connections_active\"", &mut bad);
+            let capacity = number_capacity.or(region_capacity);
+            if capacity.is_none() {
+                bad(
+                    span.clone(),
+                    format!("{}: a prometheus source needs a capacity", f("capacity")),
+                    "set capacity here or on the region",
+                );
+            }
+            SourceKind::Prometheus {
+                metric,
+                labels: raw.labels.map(|l| l.into_inner()).unwrap_or_default(),
+                capacity: capacity.unwrap_or(1.0),
+            }
+        }
+        _ => {
+            let capacity = match raw.capacity.as_ref().map(|c| c.get_ref()) {
+                Some(RawCapacity::Pointer(p)) => Some(JsonCapacity::Pointer(p.clone())),
+                _ => number_capacity.or(region_capacity).map(JsonCapacity::Fixed),
+            };
+            match (&raw.pointer, &raw.current) {
+                (Some(p), None) => SourceKind::Json { value: p.get_ref().clone(), capacity: None },
+                (None, Some(c)) if capacity.is_some() => SourceKind::Json { value: c.get_ref().clone(), capacity },
+                _ => {
+                    bad(
+                        span.clone(),
+                        format!("regions.{n}.load: a json source needs pointer, or current and a capacity"),
+                        "pointer = \"/utilisation\", or current = \"/sessions\" with capacity = \"/limit\" (or a number)",
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    ok.then_some(crate::load::LoadConfig { kind, url, interval, timeout })
 }
 
 /// `check` (one) or `checks` (several) and `quorum`.
@@ -679,5 +877,97 @@ mod tests {
         ] {
             assert!(text.contains(want), "want {want:?} in:\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::parse;
+    use crate::load::SourceKind;
+    use crate::load::source::JsonCapacity;
+
+    const REGION: &str = "[regions.fra]\naddresses = [\"192.0.2.10\"]\n";
+
+    fn load(text: &str) -> Result<crate::load::LoadConfig, Vec<String>> {
+        parse(&format!("{REGION}{text}"), Path::new("/etc/gslbd/gslbd.toml"))
+            .map(|c| c.gslb.regions[0].load.clone().expect("a load source"))
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn sources_with_defaults_and_every_kind() {
+        let l = load("[regions.fra.load]\ntype = \"haproxy\"\nurl = \"http://10.0.0.5:8404/stats\"\nproxy = \"www\"\n")
+            .unwrap();
+        assert_eq!((l.interval, l.timeout), (Duration::from_secs(2), Duration::from_secs(1)));
+        assert_eq!(l.fetch_url(), "http://10.0.0.5:8404/stats;csv");
+        assert_eq!(l.kind, SourceKind::Haproxy { proxy: "www".into(), server: "FRONTEND".into(), capacity: None });
+        let l = load(
+            "capacity = 500\n[regions.fra.load]\ntype = \"prometheus\"\nurl = \"http://10.0.0.5/metrics\"\n\
+             metric = \"envoy_cx_active\"\nlabels = { cluster = \"api\" }\ninterval = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(l.timeout, Duration::from_secs(1));
+        let SourceKind::Prometheus { capacity, labels, .. } = &l.kind else { panic!("{l:?}") };
+        assert_eq!((*capacity, labels.get("cluster").map(String::as_str)), (500.0, Some("api")));
+        let l =
+            load("[regions.fra.load]\ntype = \"json\"\nurl = \"http://x/l\"\ncurrent = \"/s\"\ncapacity = \"/max\"\n")
+                .unwrap();
+        assert_eq!(
+            l.kind,
+            SourceKind::Json { value: "/s".into(), capacity: Some(JsonCapacity::Pointer("/max".into())) }
+        );
+        let l = load("[regions.fra.load]\ntype = \"json\"\nurl = \"http://x/l\"\ncurrent = \"/s\"\ncapacity = 40\n")
+            .unwrap();
+        assert_eq!(l.kind, SourceKind::Json { value: "/s".into(), capacity: Some(JsonCapacity::Fixed(40.0)) });
+    }
+
+    #[test]
+    fn bad_sources_are_reported_with_their_place() {
+        // (table after [regions.fra.load], the start of the error)
+        let cases: &[(&str, &str)] = &[
+            (
+                "type = \"snmp\"\nurl = \"http://x/\"\n",
+                "/etc/gslbd/gslbd.toml:4:8: error: regions.fra.load.type: unknown load source",
+            ),
+            (
+                "type = \"haproxy\"\nurl = \"https://x/\"\nproxy = \"a\"\n",
+                "/etc/gslbd/gslbd.toml:5:7: error: regions.fra.load.url",
+            ),
+            (
+                "type = \"haproxy\"\nurl = \"http://x/\"\n",
+                "/etc/gslbd/gslbd.toml:3:1: error: regions.fra.load.proxy is required",
+            ),
+            (
+                "type = \"haproxy\"\nurl = \"http://x/\"\nproxy = \"a\"\nmetric = \"m\"\n",
+                "/etc/gslbd/gslbd.toml:7:10: error: regions.fra.load.metric: metric is not a key of haproxy",
+            ),
+            (
+                "type = \"prometheus\"\nurl = \"http://x/\"\nmetric = \"m\"\n",
+                "/etc/gslbd/gslbd.toml:3:1: error: regions.fra.load.capacity: a prometheus source needs a capacity",
+            ),
+            (
+                "type = \"json\"\nurl = \"http://x/\"\n",
+                "/etc/gslbd/gslbd.toml:3:1: error: regions.fra.load: a json source needs pointer",
+            ),
+            (
+                "type = \"json\"\nurl = \"http://x/\"\npointer = \"/u\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n",
+                "/etc/gslbd/gslbd.toml:8:11: error: regions.fra.load.timeout: must be at most half",
+            ),
+            (
+                "type = \"json\"\nurl = \"http://x/\"\npointer = \"/u\"\ninterval = \"soon\"\n",
+                "/etc/gslbd/gslbd.toml:7:12: error: regions.fra.load.interval",
+            ),
+        ];
+        for (table, want) in cases {
+            let errors = load(&format!("[regions.fra.load]\n{table}")).unwrap_err();
+            assert!(errors[0].starts_with(want), "{table}: {errors:?}");
+        }
+        let errors =
+            load("capacity = -3\n[regions.fra.load]\ntype = \"json\"\nurl = \"http://x/\"\npointer = \"/u\"\n")
+                .unwrap_err();
+        assert!(errors[0].contains("regions.fra.capacity: -3 is out of range"), "{errors:?}");
     }
 }

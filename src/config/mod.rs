@@ -50,6 +50,9 @@ pub struct Admin {
     pub state_dir: PathBuf,
     /// A request must be read and answered, and a connection may stay idle, this long.
     pub request_timeout: Duration,
+    /// A drain (`POST /v1/regions/NAME/drain`) that would push a remaining region's
+    /// projected utilisation over this is refused unless forced. Default 0.9.
+    pub drain_max_utilisation: f64,
 }
 
 /// Where the admin API listens when a config file has `[admin]` enabled without `listen`:
@@ -65,6 +68,7 @@ impl Default for Admin {
             read_requires_token: false,
             state_dir: PathBuf::from("state"),
             request_timeout: Duration::from_secs(10),
+            drain_max_utilisation: 0.9,
         }
     }
 }
@@ -177,6 +181,7 @@ struct RawAdmin {
     read_requires_token: Option<bool>,
     state_dir: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
+    drain_max_utilisation: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +330,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
                 format!("admin.request_timeout: {:?} is not a duration", t.get_ref()),
                 Some("write e.g. \"10s\""),
             )),
+        }
+    }
+    if let Some(m) = raw_admin.drain_max_utilisation {
+        let v = *m.get_ref();
+        if v > 0.0 && v <= 10.0 {
+            cfg.admin.drain_max_utilisation = v;
+        } else {
+            errors.push(at(
+                m.span(),
+                format!("admin.drain_max_utilisation: {v} is out of range"),
+                Some("use a number above 0, e.g. 0.9 (1 = at capacity)"),
+            ));
         }
     }
     cfg.admin.state_dir = base.join(raw_admin.state_dir.map_or_else(|| "state".to_string(), |d| d.into_inner()));

@@ -2,6 +2,7 @@
 //! checked against the served zones. Immutable: health and operator overrides live in
 //! [`status::Status`], rebuilt and swapped on every change.
 
+pub mod shares;
 pub mod status;
 
 use std::collections::HashMap;
@@ -107,6 +108,7 @@ impl Gslb {
                     weight: r.weight,
                     priority: r.priority,
                     bias_km: r.bias_km,
+                    capacity: r.capacity,
                 }
             })
             .collect();

@@ -95,7 +95,7 @@ impl Status {
         let regions = gslb
             .regions
             .iter()
-            .map(|r| RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None })
+            .map(|r| RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None, utilisation: None })
             .collect();
         Status::build(gslb, regions, None)
     }
@@ -208,7 +208,13 @@ mod tests {
             .regions
             .iter()
             .zip(up)
-            .map(|(r, is_up)| RegionStatus { is_up, is_forced: false, weight: r.weight, rtt_ms: None })
+            .map(|(r, is_up)| RegionStatus {
+                is_up,
+                is_forced: false,
+                weight: r.weight,
+                rtt_ms: None,
+                utilisation: None,
+            })
             .collect();
         Status::build(g, regions, None).services.remove(0)
     }
@@ -261,7 +267,13 @@ mod tests {
     fn with(g: &Gslb, regions: [(bool, bool, u32); 3]) -> ServiceStatus {
         let regions = regions
             .iter()
-            .map(|&(is_up, is_forced, weight)| RegionStatus { is_up, is_forced, weight, rtt_ms: None })
+            .map(|&(is_up, is_forced, weight)| RegionStatus {
+                is_up,
+                is_forced,
+                weight,
+                rtt_ms: None,
+                utilisation: None,
+            })
             .collect();
         Status::build(g, regions, None).services.remove(0)
     }

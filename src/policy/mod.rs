@@ -75,6 +75,8 @@ registry! {
     failover::Failover,
     multivalue::MultiValue,
     sticky::Sticky,
+    shed::Shed,
+    least_loaded::LeastLoaded,
 }
 
 /// Names of the policies with a settings table (`[services."NAME".<policy>]`).
@@ -108,6 +110,19 @@ pub trait Policy: fmt::Debug + Send + Sync {
     fn rechoose(&self, cands: &[RegionId], status: &[RegionStatus], prev: Option<RegionId>) -> Option<RegionId> {
         let _ = (cands, status, prev);
         None
+    }
+
+    /// `shed`'s watermarks, so intended shares and drain projections can scale weights as
+    /// the query path does. None for every other policy.
+    fn watermarks(&self) -> Option<shed::Watermarks> {
+        None
+    }
+
+    /// For explain: what it made of each region of `before` (load steps say what they did
+    /// with each region's load). Not the query path.
+    fn notes(&self, status: &[RegionStatus], before: &[RegionId]) -> Vec<(RegionId, String)> {
+        let _ = (status, before);
+        Vec::new()
     }
 }
 
@@ -221,6 +236,11 @@ impl Chain {
         self.iter().any(|p| p.is_client_dependent())
     }
 
+    /// The watermarks of the chain's `shed`, if it has one.
+    pub fn watermarks(&self) -> Option<shed::Watermarks> {
+        self.iter().find_map(|p| p.watermarks())
+    }
+
     /// The choice some policy makes on status change (see [`Policy::rechoose`]).
     pub fn rechoose(&self, cands: &[RegionId], status: &[RegionStatus], prev: Option<RegionId>) -> Option<RegionId> {
         self.iter().find_map(|p| p.rechoose(cands, status, prev))
@@ -245,13 +265,22 @@ pub struct Ctx<'a> {
     pub rechosen: Option<RegionId>,
     /// The client the query is answered for.
     pub client: Client<'a>,
+    /// Set by `shed` for the policies after it: [`Ctx::weight`] is then scaled by load.
+    pub shed: Option<shed::Watermarks>,
 }
 
 impl Ctx<'_> {
-    /// The region's effective weight now (configured, or the operator's; 0 when drained or
-    /// out of range).
+    /// The region's effective weight: the operator's, scaled by load (or replaced by its
+    /// free capacity) after `shed`.
     pub fn weight(&self, r: RegionId) -> u32 {
-        self.status.get(r as usize).map_or(0, |s| s.weight)
+        match (self.status.get(r as usize), self.shed) {
+            (None, _) => 0,
+            (Some(s), None) => s.weight,
+            (Some(s), Some(w)) => match self.regions.get(r as usize) {
+                Some(region) => w.weight(region, s),
+                None => w.scale(s.weight, s.utilisation),
+            },
+        }
     }
 }
 
@@ -315,6 +344,8 @@ pub struct Traced {
     pub before: Candidates,
     /// The candidates after it ran.
     pub after: Candidates,
+    /// What it made of each region ([`Policy::notes`]).
+    pub notes: Vec<(RegionId, String)>,
 }
 
 /// Like [`select`], recording every policy (for the admin API's explain; not the query path).
@@ -326,7 +357,8 @@ pub fn select_traced(chain: &Chain, pool: &[RegionId], ctx: &mut Ctx<'_>) -> (Ca
         if cands.len() > 1 {
             policy.apply(ctx, &mut cands);
         }
-        trace.push(Traced { policy: policy.name(), before, after: cands.clone() });
+        let notes = if before.len() > 1 { policy.notes(ctx.status, &before) } else { Vec::new() };
+        trace.push(Traced { policy: policy.name(), before, after: cands.clone(), notes });
     }
     (cands, trace)
 }

@@ -60,7 +60,7 @@ fn status_of(g: &Gslb, up: [bool; 3], rtt: [Option<f64>; 3], prev: Option<&Statu
         .iter()
         .map(|r| {
             let i = ["us", "eu", "ap"].iter().position(|n| *n == r.name).unwrap();
-            RegionStatus { is_up: up[i], is_forced: false, weight: r.weight, rtt_ms: rtt[i] }
+            RegionStatus { is_up: up[i], is_forced: false, weight: r.weight, rtt_ms: rtt[i], utilisation: None }
         })
         .collect();
     Status::build(g, regions, prev)
@@ -73,6 +73,7 @@ fn run(g: &Gslb, up: [bool; 3], client: &str, rtt: [Option<f64>; 3]) -> Vec<&'st
         status: &status.regions,
         rechosen: status.services[0].rechosen,
         client: Client::new(client.parse().unwrap(), Some(&Stub)),
+        shed: None,
     };
     let names = ["us", "eu", "ap"];
     select(&g.services[0].chain, status.services[0].candidates(crate::rtype::A), &mut ctx)
@@ -205,8 +206,9 @@ fn gslb64(services: &str) -> Gslb {
 /// Runs the service of `g` `n` times for clients `client(i)` and counts how often each region
 /// id is in the answer.
 fn counts64(g: &Gslb, rtt: impl Fn(usize) -> Option<f64>, n: usize, client: impl Fn(usize) -> IpAddr) -> Vec<usize> {
-    let regions =
-        (0..64).map(|i| RegionStatus { is_up: true, is_forced: false, weight: 100, rtt_ms: rtt(i) }).collect();
+    let regions = (0..64)
+        .map(|i| RegionStatus { is_up: true, is_forced: false, weight: 100, rtt_ms: rtt(i), utilisation: None })
+        .collect();
     let status = Status::build(g, regions, None);
     let mut counts = vec![0; 64];
     for i in 0..n {
@@ -215,6 +217,7 @@ fn counts64(g: &Gslb, rtt: impl Fn(usize) -> Option<f64>, n: usize, client: impl
             status: &status.regions,
             rechosen: status.services[0].rechosen,
             client: Client::new(client(i), Some(&Stub)),
+            shed: None,
         };
         for r in select(&g.services[0].chain, status.services[0].candidates(crate::rtype::A), &mut ctx) {
             counts[r as usize] += 1;
@@ -256,4 +259,165 @@ fn every_policy_reaches_all_of_64_regions() {
     assert_eq!(counts64(&gslb64("policy = \"nearest\""), |_| None, 10, london), only_last, "nearest");
     let rtt = |i: usize| Some(if i == 63 { 5.0 } else { 50.0 + i as f64 });
     assert_eq!(counts64(&gslb64("policy = \"latency\""), rtt, 10, any), only_last, "latency");
+}
+
+/// The shares of `n` answers per region (us, eu, ap), with utilisations given in that order.
+fn load_shares(g: &Gslb, util: [Option<f64>; 3], n: usize) -> [f64; 3] {
+    let names = ["us", "eu", "ap"];
+    let regions: Vec<RegionStatus> = g
+        .regions
+        .iter()
+        .map(|r| {
+            let i = names.iter().position(|x| *x == r.name).unwrap();
+            RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None, utilisation: util[i] }
+        })
+        .collect();
+    let status = Status::build(g, regions, None);
+    let mut counts = [0usize; 3];
+    for _ in 0..n {
+        let mut ctx = Ctx {
+            regions: &g.regions,
+            status: &status.regions,
+            rechosen: None,
+            client: Client::new("9.9.9.9".parse().unwrap(), None),
+            shed: None,
+        };
+        for id in select(&g.services[0].chain, status.services[0].candidates(crate::rtype::A), &mut ctx) {
+            counts[names.iter().position(|x| *x == g.regions[id as usize].name).unwrap()] += 1;
+        }
+    }
+    counts.map(|c| (c as f64 * 100.0 / n as f64).round())
+}
+
+#[test]
+fn shed_scales_weights_between_the_watermarks_and_stops_full_regions() {
+    let g = gslb("[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = [\"shed\", \"weighted\"]\n");
+    // Weights 50/30/20. (utilisation us, eu, ap) -> percent of answers, within 2 points.
+    type Case = ([Option<f64>; 3], [f64; 3]);
+    let cases: &[Case] = &[
+        // Unknown load everywhere: the weights.
+        ([None, None, None], [50.0, 30.0, 20.0]),
+        // Below low: the weights.
+        ([Some(0.5), Some(0.7), Some(0.1)], [50.0, 30.0, 20.0]),
+        // us at 0.8: weight 25 of 75.
+        ([Some(0.8), Some(0.2), Some(0.2)], [33.0, 40.0, 27.0]),
+        // us full: nothing while the others are below high.
+        ([Some(0.95), Some(0.2), None], [0.0, 60.0, 40.0]),
+        // us and eu full, ap unknown: all to ap (unknown is not full).
+        ([Some(0.95), Some(1.5), None], [0.0, 0.0, 100.0]),
+        // Every region full: none removed, weights all zero: equal shares.
+        ([Some(0.95), Some(1.5), Some(0.9)], [33.0, 33.0, 33.0]),
+    ];
+    for (util, want) in cases {
+        let got = load_shares(&g, *util, 30_000);
+        for i in 0..3 {
+            assert!((got[i] - want[i]).abs() <= 2.0, "{util:?}: {got:?} vs {want:?}");
+        }
+    }
+    let g = gslb(
+        "[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = [\"shed\", \"weighted\"]\nshed = { low = 0.5, high = 0.6 }\n",
+    );
+    assert_eq!(load_shares(&g, [Some(0.6), Some(0.55), Some(0.1)], 1000)[0], 0.0);
+}
+
+#[test]
+fn least_loaded_keeps_regions_within_the_margin() {
+    let g = gslb(
+        "[services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = [\"least-loaded\", \"weighted\"]\n\
+         least-loaded = { margin = 0.1 }\n",
+    );
+    type Case = ([Option<f64>; 3], [f64; 3]);
+    let cases: &[Case] = &[
+        ([Some(0.5), Some(0.2), Some(0.9)], [0.0, 100.0, 0.0]),
+        // us and eu within 0.1: both, by weight (50:30).
+        ([Some(0.25), Some(0.2), Some(0.9)], [63.0, 38.0, 0.0]),
+        // Unknown load is kept beside the least loaded.
+        ([Some(0.5), Some(0.2), None], [0.0, 60.0, 40.0]),
+        // Nothing known: unchanged.
+        ([None, None, None], [50.0, 30.0, 20.0]),
+    ];
+    for (util, want) in cases {
+        let got = load_shares(&g, *util, 30_000);
+        for i in 0..3 {
+            assert!((got[i] - want[i]).abs() <= 2.0, "{util:?}: {got:?} vs {want:?}");
+        }
+    }
+}
+
+#[test]
+fn load_settings_are_validated() {
+    let errs = |svc: &str| {
+        let toml =
+            format!("[regions.a]\naddresses = [\"192.0.2.1\"]\n[services.\"s.t.test\"]\nregions = [\"a\"]\n{svc}");
+        crate::config::parse(&toml, Path::new("t.toml"))
+            .err()
+            .map(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>())
+    };
+    assert!(errs("policy = [\"shed\", \"weighted\"]\nshed = { low = 0.7, high = 0.9 }\n").is_none());
+    let e = errs("policy = [\"shed\", \"weighted\"]\nshed = { low = 0.9, high = 0.7 }\n").unwrap();
+    assert!(e[0].contains("low 0.9 must be below high 0.7"), "{e:?}");
+    let e = errs("policy = [\"least-loaded\"]\nleast-loaded = { margin = -1 }\n").unwrap();
+    assert!(e[0].contains("least-loaded.margin"), "{e:?}");
+}
+
+#[test]
+fn drain_projection_moves_load_by_weight_over_capacity() {
+    let g = gslb("");
+    let names = ["us", "eu", "ap"];
+    let util = [Some(0.6), Some(0.5), None];
+    let regions: Vec<RegionStatus> = g
+        .regions
+        .iter()
+        .map(|r| {
+            let i = names.iter().position(|x| *x == r.name).unwrap();
+            RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None, utilisation: util[i] }
+        })
+        .collect();
+    let status = Status::build(&g, regions, None);
+    let us = g.region_id("us").unwrap();
+    let p = crate::gslb::shares::drain_projection(&g, &status, us);
+    let get = |n: &str| p.iter().find(|x| x.region == g.region_id(n).unwrap()).unwrap().projected;
+    // us: 0.6 x capacity 50 (its weight) = 30 units; eu takes 30/50 of them = 18 over its
+    // capacity 30: 0.5 + 0.6 = 1.1. ap's load is unknown: unknown projection.
+    assert_eq!(get("eu").map(|u| (u * 100.0).round()), Some(110.0));
+    assert_eq!(get("ap"), None);
+}
+
+#[test]
+fn shed_follows_free_capacity_when_every_candidate_has_one() {
+    // us: capacity 100, eu: 300, ap: 100 (weights 50/30/20 as above, set on the regions).
+    let toml = "[regions.us]\naddresses = [\"192.0.2.10\"]\nweight = 50\ncapacity = 100\n\
+         [regions.eu]\naddresses = [\"192.0.2.20\"]\nweight = 30\ncapacity = 300\n\
+         [regions.ap]\naddresses = [\"192.0.2.30\"]\nweight = 20\ncapacity = 100\n\
+         [services.\"s.t.test\"]\nregions = [\"us\", \"eu\", \"ap\"]\npolicy = [\"shed\", \"weighted\"]\n";
+    let cfg = crate::config::parse(toml, Path::new("t.toml")).unwrap();
+    let apex = crate::name::Name::parse("t.test.", None).unwrap();
+    let recs = crate::zone::parse::parse_str(ZONE, Path::new("z"), &apex, Path::new("/")).unwrap();
+    let zones = ZoneSet::new(vec![Zone::from_records(&apex, recs, Path::new("z")).unwrap()]);
+    let g = Gslb::build(&cfg.gslb, &zones, None, Path::new("t.toml")).unwrap();
+    // Free capacity: us 100 x 0.5 = 50, eu 300 x 0.5 = 150, ap 100 x 0.0 = 0 (full): 25/75/0.
+    let got = load_shares(&g, [Some(0.5), Some(0.5), Some(1.0)], 30_000);
+    for (g, w) in got.iter().zip([25.0, 75.0, 0.0]) {
+        assert!((g - w).abs() <= 2.0, "{got:?}");
+    }
+    // One load unknown: no free capacity to compare, the weights apply (50/30/20).
+    let got = load_shares(&g, [Some(0.5), Some(0.5), None], 30_000);
+    for (g, w) in got.iter().zip([50.0, 30.0, 20.0]) {
+        assert!((g - w).abs() <= 2.0, "{got:?}");
+    }
+    // Intended shares follow the same rule.
+    let names = ["us", "eu", "ap"];
+    let regions: Vec<RegionStatus> = g
+        .regions
+        .iter()
+        .map(|r| {
+            let i = names.iter().position(|x| *x == r.name).unwrap();
+            let u = [Some(0.5), Some(0.5), Some(1.0)][i];
+            RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None, utilisation: u }
+        })
+        .collect();
+    let status = Status::build(&g, regions, None);
+    let intended = crate::gslb::shares::intended(&g, &status, 0);
+    let eu = intended.iter().find(|x| x.0 == g.region_id("eu").unwrap()).unwrap().1;
+    assert!((eu - 0.75).abs() < 0.01, "{intended:?}");
 }

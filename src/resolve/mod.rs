@@ -300,6 +300,7 @@ fn service_answer<'a>(
         status: &snap.status.regions,
         rechosen: status.rechosen,
         client: crate::policy::Client::new(client_address(query, source), snap.gslb.geo.as_deref()),
+        shed: None,
     };
     let chosen = crate::policy::select(&service.chain, status.candidates(family), &mut ctx);
     ans.service = Some((index, chosen.clone()));

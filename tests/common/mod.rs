@@ -4,6 +4,8 @@
 // Helpers of a test crate: a panic is how they report failure.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod demo;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,196 @@
+//! The load poller: one task per region with a load source, each reading on its own
+//! jittered schedule (the first read after a random delay within one interval, then every
+//! `interval ± 10%`, start to start), bounded by the source's timeout, off the query path,
+//! as the prober does for health. Each region's [`Tracker`] lives in one table; a new
+//! immutable [`LoadTable`] is published on the watch channel when what steering sees
+//! changed, and the control loop rebuilds the status from it.
+//!
+//! Logs: one line when a region's source changes state (good readings, failing for a
+//! reason, load unknown), never one per poll.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::source::{self, LoadConfig};
+use super::{LoadTable, RegionLoad, Tracker, stale_after};
+use crate::shutdown::Shutdown;
+
+/// Polls every region's load source on its own schedule (interval with jitter, timeout),
+/// off the query path, and publishes the [`LoadTable`] when a reading changes.
+pub struct Poller {
+    shared: Arc<Shared>,
+    running: HashMap<String, (LoadConfig, JoinHandle<()>)>,
+    shutdown: Shutdown,
+    client: Option<reqwest::Client>,
+}
+
+struct Shared {
+    trackers: Mutex<BTreeMap<String, (u64, Tracker)>>,
+    tx: watch::Sender<Arc<LoadTable>>,
+}
+
+impl Poller {
+    /// A poller with no sources yet, and the receiver of its tables; its tasks end on
+    /// `shutdown`.
+    pub fn new(shutdown: Shutdown) -> (Poller, watch::Receiver<Arc<LoadTable>>) {
+        let (tx, rx) = watch::channel(Arc::new(LoadTable::default()));
+        let client = http_client();
+        let shared = Arc::new(Shared { trackers: Mutex::new(BTreeMap::new()), tx });
+        (Poller { shared, running: HashMap::new(), shutdown, client }, rx)
+    }
+
+    /// Every region's load now, with the age of its readings (for the admin API).
+    pub fn snapshot(&self) -> BTreeMap<String, RegionLoad> {
+        self.shared.lock().iter().map(|(k, (_, t))| (k.clone(), t.load.clone())).collect()
+    }
+
+    /// Reconciles the running sources with `sources` (region name, config): unchanged ones
+    /// keep their task and readings, changed ones start afresh, removed ones stop.
+    pub fn apply(&mut self, sources: Vec<(String, LoadConfig)>) {
+        let wanted: HashMap<&str, &LoadConfig> = sources.iter().map(|(n, c)| (n.as_str(), c)).collect();
+        let mut trackers = self.shared.lock();
+        self.running.retain(|name, (cfg, task)| {
+            if wanted.get(name.as_str()).is_some_and(|w| *w == cfg) {
+                return true;
+            }
+            task.abort();
+            trackers.remove(name);
+            false
+        });
+        for (name, cfg) in sources {
+            if self.running.contains_key(&name) {
+                continue;
+            }
+            let generation = fastrand::u64(..);
+            let tracker = Tracker::new(cfg.type_name(), stale_after(cfg.interval, cfg.timeout));
+            trackers.insert(name.clone(), (generation, tracker));
+            let job = Job {
+                shared: self.shared.clone(),
+                region: name.clone(),
+                generation,
+                cfg: cfg.clone(),
+                client: self.client.clone(),
+            };
+            let task = tokio::spawn(job.run(self.shutdown.clone()));
+            self.running.insert(name, (cfg, task));
+        }
+        self.shared.publish(&trackers);
+    }
+}
+
+/// A plain-HTTP client: no pooled connections and no proxy, so each read sees the
+/// balancer as it is now. Sources are http:// only; the TLS settings are only there because
+/// reqwest is built without a default crypto provider (an empty root store: nothing could
+/// be trusted). None if it cannot be built: every read then fails, and says why.
+fn http_client() -> Option<reqwest::Client> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let built = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(crate::health::probe::USER_AGENT)
+        .tls_backend_preconfigured(tls)
+        .build();
+    match built {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the load sources' HTTP client; every load is unknown");
+            None
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        for (_, t) in self.running.values() {
+            t.abort();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (u64, Tracker)>> {
+        // Every update is one region's tracker: still consistent after a panic elsewhere.
+        self.trackers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, trackers: &BTreeMap<String, (u64, Tracker)>) {
+        let regions = trackers.iter().map(|(k, (_, t))| (k.clone(), t.load.clone())).collect();
+        self.tx.send_replace(Arc::new(LoadTable { regions }));
+    }
+
+    fn record(&self, region: &str, generation: u64, result: Result<f64, source::LoadFailure>) {
+        let mut trackers = self.lock();
+        let Some((_, t)) = trackers.get_mut(region).filter(|(g, _)| *g == generation) else { return };
+        let before = state(&t.load);
+        match &result {
+            Ok(_) => crate::metrics::load_read(region, None),
+            Err(f) => crate::metrics::load_read(region, Some(f.kind())),
+        }
+        let changed = t.observe(result, SystemTime::now());
+        let after = state(&t.load);
+        if before != after {
+            let u = t.load.utilisation;
+            match (&t.load.failure, u) {
+                (None, _) => tracing::info!(region, utilisation = u, "load readings good"),
+                (Some(f), Some(_)) => {
+                    tracing::warn!(region, reason = %f, "load reading failed; keeping the last reading until it is stale")
+                }
+                (Some(f), None) => {
+                    tracing::warn!(region, reason = %f, "load unknown; load steps ignore this region's load")
+                }
+            }
+        }
+        if changed || before != after {
+            self.publish(&trackers);
+        }
+    }
+}
+
+/// What a state change is: good, or failing for a reason, and whether the load is known.
+fn state(l: &RegionLoad) -> (Option<&'static str>, bool) {
+    (l.failure.as_ref().map(|f| f.kind()), l.utilisation.is_some())
+}
+
+struct Job {
+    shared: Arc<Shared>,
+    region: String,
+    generation: u64,
+    cfg: LoadConfig,
+    client: Option<reqwest::Client>,
+}
+
+impl Job {
+    async fn run(self, mut shutdown: Shutdown) {
+        let mut next = Instant::now() + self.cfg.interval.mul_f64(fastrand::f64());
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = shutdown.recv() => return,
+            }
+            let started = Instant::now();
+            let result = tokio::select! {
+                r = async {
+                    match &self.client {
+                        Some(c) => source::read(c, &self.cfg).await,
+                        None => Err(source::LoadFailure::Connect("no HTTP client (see the log at start)".into())),
+                    }
+                } => r,
+                _ = shutdown.recv() => return,
+            };
+            self.shared.record(&self.region, self.generation, result);
+            next = started + crate::health::prober::jittered(self.cfg.interval);
+        }
+    }
+}
