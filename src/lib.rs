@@ -40,6 +40,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod diag;
+pub mod dnssec;
 pub mod events;
 pub mod explain;
 pub mod frontend;

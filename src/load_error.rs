@@ -97,6 +97,9 @@ pub enum LoadErrorKind {
     /// A service's name also has static A, AAAA or CNAME records in its zone.
     #[error("service {service} collides with static A, AAAA or CNAME records in {}", zone_file.display())]
     ServiceCollides { service: String, zone_file: PathBuf },
+    /// A DNSSEC key file in `[dnssec] key_directory` cannot be read or parsed.
+    #[error("{0}")]
+    DnssecKey(String),
     /// The reload could not run to the end (its task panicked); nothing changed.
     #[error("reload task failed: {0}")]
     ReloadFailed(String),

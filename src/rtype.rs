@@ -18,6 +18,8 @@ pub const RRSIG: u16 = 46;
 pub const NSEC: u16 = 47;
 pub const DNSKEY: u16 = 48;
 pub const NSEC3: u16 = 50;
+/// RFC 9824 compact denial: in an NSEC bitmap, "this name does not exist"; never a question.
+pub const NXNAME: u16 = 128;
 pub const IXFR: u16 = 251;
 pub const AXFR: u16 = 252;
 pub const MAILB: u16 = 253;

@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub status: Arc<Status>,
     /// Answers per (service, region), indexed like `gslb.services` and each service's regions.
     pub answer_counts: Arc<crate::metrics::AnswerCounts>,
+    /// DNSSEC keys of the signed zones (empty: nothing is signed). Swapped with the zones.
+    pub keys: Arc<crate::dnssec::Keys>,
 }
 
 /// The current snapshot, shared by every listener.
@@ -84,10 +86,20 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<Lo
     if let Some(dir) = &source.state_dir {
         cfg.admin.state_dir = dir.clone();
     }
-    let zones = ZoneSet::load_dir(&cfg.zones_dir)
+    let mut zones = ZoneSet::load_dir(&cfg.zones_dir)
         .map_err(|errors| errors.into_iter().map(LoadError::from).collect::<Vec<_>>())?;
     if zones.is_empty() {
         return Err(vec![LoadError { location: Location::file(&cfg.zones_dir), kind: LoadErrorKind::NoZones }]);
+    }
+    let keys = match &cfg.dnssec_key_dir {
+        Some(dir) => crate::dnssec::load_keys(dir, &zones)?,
+        None => crate::dnssec::Keys::default(),
+    };
+    // The DNSKEY RRset is zone data: published at the apex, answered like any other RRset.
+    for apex in keys.apexes() {
+        if let Some(zk) = keys.zone(apex.as_wire()) {
+            zones.publish_apex(apex.as_wire(), zk.dnskey.clone());
+        }
     }
     let geo = match &cfg.gslb.geoip {
         Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![LoadError::from(e)])?),
@@ -106,6 +118,7 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<Lo
         answer_counts: Arc::new(answer_counts(&gslb)),
         gslb: Arc::new(gslb),
         status: Arc::new(status),
+        keys: Arc::new(keys),
     };
     Ok((cfg, snapshot))
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub admin: Admin,
     /// `[[notify]]`: webhook targets for health, mode and override changes.
     pub notify: Vec<notify::NotifyConfig>,
+    /// `[dnssec] key_directory`: zones with a key there are signed. None: nothing is signed.
+    pub dnssec_key_dir: Option<PathBuf>,
 }
 
 /// `[admin]`: the HTTP API.
@@ -117,6 +119,7 @@ impl Default for Config {
             gslb: gslb::GslbConfig::default(),
             admin: Admin::default(),
             notify: Vec::new(),
+            dnssec_key_dir: None,
         }
     }
 }
@@ -132,6 +135,8 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     notify: Vec<notify::RawNotify>,
+    #[serde(default)]
+    dnssec: RawDnssec,
     #[serde(default)]
     geoip: gslb::RawGeoip,
     #[serde(default)]
@@ -165,6 +170,12 @@ struct RawAdmin {
     read_requires_token: Option<bool>,
     state_dir: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDnssec {
+    key_directory: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +288,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
     } else {
         cfg.zones_dir = base.join("zones");
     }
+    cfg.dnssec_key_dir = raw.dnssec.key_directory.map(|d| base.join(d.get_ref()));
     // [admin]: on by default with a config file, on loopback.
     for (i, n) in raw.notify.into_iter().enumerate() {
         let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
@@ -384,6 +396,9 @@ mod tests {
         assert_eq!(c.dns.listen.len(), 2);
         assert_eq!(c.dns.tcp_idle_timeout, Duration::from_millis(1500));
         assert_eq!(c.dns.transfer_allow.len(), 2);
+        assert_eq!(c.dnssec_key_dir, None);
+        let c = parse("[dnssec]\nkey_directory = \"keys\"\n", Path::new("/x/g.toml")).unwrap();
+        assert_eq!(c.dnssec_key_dir, Some(PathBuf::from("/x/keys")));
     }
 
     #[test]

@@ -1,0 +1,170 @@
+//! The signature cache and the budget of fresh signatures, one [`Signer`] per UDP worker.
+//!
+//! Per worker, not shared: a worker owns its `Signer` outright, so a cache hit is a hash
+//! probe with no lock, no atomic and no cache line bouncing between cores; the price is that
+//! each worker signs a popular RRset once (a few workers, once per validity window: nothing).
+//! A shared lock-free map would save those few signatures and cost every hit an atomic
+//! reference count on a shared line.
+//!
+//! Keyed by the exact RRset (owner in lower case, type, TTL, canonical rdata set), so a GSLB
+//! answer shared by thousands of clients is signed once per window; the window comes from
+//! the clock alone ([`Validity`]), so an entry stays good until the week turns.
+//!
+//! Bounded: two generations of at most `capacity` entries each; when the current one is
+//! full it becomes the previous one and the oldest is dropped, and a hit in the previous
+//! generation is moved forward. RRsets asked for all the time stay; one-off ones (random
+//! names) age out.
+//!
+//! Fresh signatures are limited by a token bucket (`rate` per second, a second of burst).
+//! Denials (NSEC records at names that do not exist, one per random name under a flood) may
+//! only spend the upper half of the bucket, so positive answers always find tokens: under a
+//! random-name flood, denials beyond the budget get SERVFAIL while cached answers, and new
+//! positive ones within half the budget, keep flowing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Validity, ZoneKeys, canonical_rrset, sign};
+use crate::zone::store::RRset;
+
+type Map = HashMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+
+struct Entry {
+    validity: Validity,
+    rrsig: Arc<RRset>,
+}
+
+/// Fresh signatures per second per worker, by default (measured: a core makes about
+/// 25,000 ECDSA P-256 signatures a second; bench/README.md).
+pub const DEFAULT_RATE: u32 = 5_000;
+/// Entries per generation, by default: two generations of 50,000 small RRsets are a few
+/// tens of MB at most.
+pub const DEFAULT_CAPACITY: usize = 50_000;
+
+/// What kind of RRset asks for a signature: decides which part of the budget it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Data that exists whoever asks: many queries share it.
+    Positive,
+    /// Made for the name asked (denials, wildcard answers): one per random name in a flood.
+    PerName,
+}
+
+/// Counters a worker publishes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SignerStats {
+    pub hits: u64,
+    pub fresh: u64,
+    pub refused: u64,
+}
+
+pub struct Signer {
+    current: Map,
+    previous: Map,
+    capacity: usize,
+    /// Identity of the keys the entries were made with (the `Arc<Keys>` address): a reload
+    /// with other keys empties the cache.
+    keys_id: usize,
+    scratch: Vec<u8>,
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+    pub stats: SignerStats,
+}
+
+impl Default for Signer {
+    fn default() -> Self {
+        Signer::new(DEFAULT_RATE, DEFAULT_CAPACITY)
+    }
+}
+
+impl Signer {
+    pub fn new(rate: u32, capacity: usize) -> Signer {
+        Signer {
+            current: Map::default(),
+            previous: Map::default(),
+            capacity: capacity.max(1),
+            keys_id: 0,
+            scratch: Vec::with_capacity(512),
+            rate: f64::from(rate.max(1)),
+            tokens: f64::from(rate.max(1)),
+            refilled: Instant::now(),
+            stats: SignerStats::default(),
+        }
+    }
+
+    /// Empties the cache if `keys_id` differs from the keys it was filled with.
+    pub fn use_keys(&mut self, keys_id: usize) {
+        if keys_id != self.keys_id {
+            self.current.clear();
+            self.previous.clear();
+            self.keys_id = keys_id;
+        }
+    }
+
+    /// The RRSIG RRset over `set` at `owner_lower` with `ttl`, from the cache or freshly
+    /// made. None when the budget for fresh signatures is spent (or signing failed).
+    pub fn rrsig(
+        &mut self,
+        zone: &ZoneKeys,
+        owner_lower: &[u8],
+        set: &RRset,
+        ttl: u32,
+        validity: Validity,
+        kind: Kind,
+    ) -> Option<Arc<RRset>> {
+        canonical_rrset(owner_lower, set, ttl, &mut self.scratch);
+        if let Some(e) = self.current.get(&self.scratch[..]).filter(|e| e.validity == validity) {
+            self.stats.hits += 1;
+            return Some(e.rrsig.clone());
+        }
+        if let Some((k, e)) = self.previous.remove_entry(&self.scratch[..])
+            && e.validity == validity
+        {
+            self.stats.hits += 1;
+            let rrsig = e.rrsig.clone();
+            self.insert(k, e);
+            return Some(rrsig);
+        }
+        if !self.take_token(kind) {
+            self.stats.refused += 1;
+            return None;
+        }
+        let rrsig = Arc::new(sign(zone, &self.scratch, validity)?);
+        self.stats.fresh += 1;
+        let key: Box<[u8]> = self.scratch[..].into();
+        self.insert(key, Entry { validity, rrsig: rrsig.clone() });
+        Some(rrsig)
+    }
+
+    fn insert(&mut self, key: Box<[u8]>, entry: Entry) {
+        if self.current.len() >= self.capacity {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, entry);
+    }
+
+    fn take_token(&mut self, kind: Kind) -> bool {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        let floor = if kind == Kind::PerName { self.rate / 2.0 } else { 0.0 };
+        if self.tokens >= floor + 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Entries held, both generations.
+    pub fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
