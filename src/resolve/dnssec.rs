@@ -82,7 +82,21 @@ pub fn sign<'s>(query: &Query<'_>, ans: &Answer<'s>, snap: &'s Snapshot, signer:
     let sections: [(Section, &[PlacedRRset<'_>]); 3] =
         [(Section::Answer, &ans.answer), (Section::Authority, &ans.authority), (Section::Additional, &ans.additional)];
     for (section, rrs) in sections {
-        for (i, rr) in rrs.iter().enumerate() {
+        let mut i = 0;
+        while let Some(rr) = rrs.get(i) {
+            // A GSLB answer places one RRset per chosen region: on the wire they are one
+            // RRset (same owner and type), and so they are signed as one, the RRSIG after
+            // the last part.
+            let parts = rrs[i..].iter().take_while(|p| p.owner == rr.owner && p.rrset.rtype == rr.rrset.rtype).count();
+            let last = i + parts - 1;
+            let merged;
+            let set = if parts == 1 {
+                rr.rrset
+            } else {
+                merged = RRset::new(rr.rrset.rtype, rr.rrset.ttl, rrs[i..=last].iter().flat_map(|p| p.rrset.rdatas()));
+                &merged
+            };
+            i = last + 1;
             let Some(owner) = owner_lower(rr.owner, query) else {
                 continue;
             };
@@ -98,8 +112,8 @@ pub fn sign<'s>(query: &Query<'_>, ans: &Answer<'s>, snap: &'s Snapshot, signer:
                 Kind::Positive
             };
             let ttl = rr.ttl_override.unwrap_or(rr.rrset.ttl);
-            match signer.rrsig(keys, owner.as_wire(), rr.rrset, ttl, validity, kind) {
-                Some(sig) => signed.rrsigs.push((section, i, sig)),
+            match signer.rrsig(keys, owner.as_wire(), set, ttl, validity, kind) {
+                Some(sig) => signed.rrsigs.push((section, last, sig)),
                 None => {
                     signed.is_refused = true;
                     return Some(signed);
