@@ -168,3 +168,83 @@ impl Signer {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dnssec::WEEK_SECS;
+    use crate::name::Name;
+    use crate::rtype;
+
+    fn zone() -> (ZoneKeys, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("gslbd-cache-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let apex = Name::parse("ex.", None).unwrap();
+        let key = crate::dnssec::keygen(&dir, &apex, crate::dnssec::ALG_ECDSAP256SHA256).unwrap();
+        (ZoneKeys { apex, dnskey: RRset::new(rtype::DNSKEY, 3600, [&key.dnskey[..]]), keys: vec![key] }, dir)
+    }
+
+    fn a(last: u8) -> RRset {
+        RRset::new(rtype::A, 60, [&[192, 0, 2, last][..]])
+    }
+
+    #[test]
+    fn one_signature_per_rrset_and_window_whatever_the_region_order() {
+        let (zone, dir) = zone();
+        let v = Validity::at(1_795_651_200);
+        let mut s = Signer::new(100, 1000);
+        let ab = RRset::new(rtype::A, 60, [&[192, 0, 2, 1][..], &[192, 0, 2, 2][..]]);
+        let ba = RRset::new(rtype::A, 60, [&[192, 0, 2, 2][..], &[192, 0, 2, 1][..]]);
+        let first = s.rrsig(&zone, b"\x03www\x02ex\x00", &ab, 60, v, Kind::Positive).unwrap();
+        let second = s.rrsig(&zone, b"\x03www\x02ex\x00", &ba, 60, v, Kind::Positive).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "same rdata set in another order: one signature");
+        assert_eq!(s.stats, SignerStats { hits: 1, fresh: 1, refused: 0 });
+        // Another TTL, owner or window is another RRSIG.
+        s.rrsig(&zone, b"\x03www\x02ex\x00", &ab, 30, v, Kind::Positive).unwrap();
+        s.rrsig(&zone, b"\x03api\x02ex\x00", &ab, 60, v, Kind::Positive).unwrap();
+        s.rrsig(&zone, b"\x03www\x02ex\x00", &ab, 60, Validity::at(1_795_651_200 + WEEK_SECS), Kind::Positive).unwrap();
+        assert_eq!(s.stats.fresh, 4);
+        // New keys empty the cache.
+        s.use_keys(42);
+        assert!(s.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_flood_of_new_names_cannot_starve_cached_or_positive_answers() {
+        let (zone, dir) = zone();
+        let v = Validity::at(1_795_651_200);
+        let mut s = Signer::new(10, 1000);
+        let cached = s.rrsig(&zone, b"\x03www\x02ex\x00", &a(1), 60, v, Kind::Positive).unwrap();
+        // Random names: only the upper half of the budget (here 10/s, a full bucket).
+        let mut denied = 0;
+        for i in 0..100u8 {
+            let name = [1, b'a' + (i % 26), 1, b'0' + i / 26, 2, b'e', b'x', 0];
+            if s.rrsig(&zone, &name, &a(2), 60, v, Kind::PerName).is_none() {
+                denied += 1;
+            }
+        }
+        assert!((94..=96).contains(&denied), "about half of a 10-token bucket for new names: {denied}");
+        // Cached answers need no token; new positive data still finds the reserved half.
+        let again = s.rrsig(&zone, b"\x03www\x02ex\x00", &a(1), 60, v, Kind::Positive).unwrap();
+        assert!(Arc::ptr_eq(&cached, &again));
+        assert!(s.rrsig(&zone, b"\x03api\x02ex\x00", &a(3), 60, v, Kind::Positive).is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_keeps_what_is_asked_for() {
+        let (zone, dir) = zone();
+        let v = Validity::at(1_795_651_200);
+        let mut s = Signer::new(10_000, 4);
+        let hot = b"\x03hot\x02ex\x00";
+        s.rrsig(&zone, hot, &a(1), 60, v, Kind::Positive).unwrap();
+        for i in 0..20u8 {
+            s.rrsig(&zone, &[1, b'a' + i, 2, b'e', b'x', 0], &a(2), 60, v, Kind::Positive).unwrap();
+            s.rrsig(&zone, hot, &a(1), 60, v, Kind::Positive).unwrap();
+            assert!(s.len() <= 8);
+        }
+        assert_eq!(s.stats.fresh, 21, "the hot RRset was signed once");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -321,6 +321,8 @@ pub struct Validity {
 }
 
 const WEEK: u64 = 7 * 86_400;
+#[cfg(test)]
+pub(crate) const WEEK_SECS: u64 = WEEK;
 
 impl Validity {
     /// Windows start on Thursdays 00:00 UTC (the Unix epoch was one, as PowerDNS aligns):
