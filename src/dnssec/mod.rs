@@ -386,6 +386,18 @@ pub fn canonical_rrset(owner_lower: &[u8], set: &RRset, ttl: u32, out: &mut Vec<
     out.extend_from_slice(owner_lower);
     out.extend_from_slice(&set.rtype.to_be_bytes());
     out.extend_from_slice(&ttl.to_be_bytes());
+    if !matches!(set.rtype, rtype::NS | rtype::CNAME | rtype::PTR | rtype::DNAME | rtype::MX | rtype::SRV | rtype::SOA)
+    {
+        // No names inside: sort the stored rdata as it is, without copies.
+        let mut rdatas: smallvec::SmallVec<[&[u8]; 8]> = set.rdatas().collect();
+        rdatas.sort_unstable();
+        rdatas.dedup();
+        for rd in &rdatas {
+            out.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+            out.extend_from_slice(rd);
+        }
+        return;
+    }
     let mut rdatas: smallvec::SmallVec<[Vec<u8>; 8]> = set
         .rdatas()
         .map(|rd| {
