@@ -35,8 +35,9 @@ struct Entry {
     rrsig: Arc<RRset>,
 }
 
-/// Fresh signatures per second per worker, by default (measured: a core makes about
-/// 25,000 ECDSA P-256 signatures a second; bench/README.md).
+/// Fresh signatures per second per worker, by default: a quarter or less of what a core
+/// makes (20,000 to 45,000 ECDSA P-256 signatures a second, bench/README.md), so a flood
+/// of new names leaves most of the worker's time to answering.
 pub const DEFAULT_RATE: u32 = 5_000;
 /// Entries per generation, by default: two generations of 50,000 small RRsets are a few
 /// tens of MB at most.

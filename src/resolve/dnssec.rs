@@ -105,8 +105,12 @@ pub fn sign<'s>(query: &Query<'_>, ans: &Answer<'s>, snap: &'s Snapshot, signer:
             };
             any = true;
             // Names that exist only for this query (wildcard answers, one per name asked)
-            // spend the part of the budget a flood of random names may use.
-            let kind = if matches!(rr.owner, Owner::Question) && zone.node(owner.as_wire()).is_none() {
+            // spend the part of the budget a flood of random names may use; service names
+            // are not zone nodes but are real, shared data.
+            let kind = if matches!(rr.owner, Owner::Question)
+                && zone.node(owner.as_wire()).is_none()
+                && !snap.gslb.owns_name(owner.as_wire())
+            {
                 Kind::PerName
             } else {
                 Kind::Positive
