@@ -31,8 +31,9 @@ impl Setup {
         let geoip = Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/test-city.mmdb");
         let cfg = std::fs::read_to_string(src.join("gslbd.toml")).unwrap();
         dir.write("gslbd.toml", &cfg.replace("../../geoip/test-city.mmdb", geoip.to_str().unwrap()));
-        let zone = std::fs::read_to_string(src.join("zones/sec.test.zone")).unwrap();
-        dir.write("zones/sec.test.zone", &zone);
+        for zone in ["sec.test.zone", "plain.test.zone"] {
+            dir.write(&format!("zones/{zone}"), &std::fs::read_to_string(src.join("zones").join(zone)).unwrap());
+        }
         let mut setup = Setup { dir, dnskeys: Vec::new() };
         for &alg in algorithms {
             setup.keygen(alg);
@@ -324,6 +325,20 @@ fn answers_without_do_are_byte_for_byte_those_of_an_unsigned_server() {
             let b = udp_raw(plain.dns, &bytes, WAIT).unwrap();
             assert_eq!(a, b, "{name} {qtype:?} edns={edns}");
         }
+    }
+}
+
+#[test]
+fn a_chain_into_an_unsigned_zone_keeps_its_signed_part() {
+    let setup = Setup::new(&[13]);
+    let server = setup.start();
+    for (name, rcode) in [("out.sec.test.", ResponseCode::NXDomain), ("out2.sec.test.", ResponseCode::NoError)] {
+        let r = udp(server.dns, &with_dnssec(query(name, RecordType::A)));
+        assert_eq!(r.metadata.response_code, rcode, "{name}: the unsigned zone's rcode, not compact denial");
+        let types: Vec<RecordType> = r.answers.iter().map(|a| a.record_type()).collect();
+        assert_eq!(types[..2], [RecordType::CNAME, RecordType::RRSIG], "{name}: {r:?}");
+        assert_eq!(types.iter().filter(|t| **t == RecordType::RRSIG).count(), 1, "{name}: only sec.test. signs");
+        assert!(r.authorities.iter().all(|a| a.record_type() != RecordType::NSEC), "{name}");
     }
 }
 

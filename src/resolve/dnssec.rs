@@ -135,23 +135,30 @@ pub fn sign<'s>(query: &Query<'_>, ans: &Answer<'s>, snap: &'s Snapshot, signer:
         let Owner::Name(apex) = soa.owner else {
             return any.then_some(signed);
         };
-        // The name denied: the last CNAME's target after a chain, else the question.
+        // The name denied: the last CNAME's target after a chain, else the question. Not
+        // signable (the denying zone has no keys: a chain into an unsigned zone): the
+        // signatures made so far still go out.
         let name = match ans.answer.last() {
-            Some(last) => last.rrset.rdatas().next().and_then(NameBuf::from_lowercase)?,
-            None => query.qname_lower.clone(),
+            Some(last) => last.rrset.rdatas().next().and_then(NameBuf::from_lowercase),
+            None => Some(query.qname_lower.clone()),
         };
-        let keys = snap.keys.zone(apex)?;
-        let zone = snap.zones.get(apex)?;
-        let types = if ans.rcode == rcode::NXDOMAIN {
-            signed.rcode = Some(rcode::NOERROR);
-            SmallVec::from_slice(&[NXNAME])
-        } else {
-            types_at(snap, zone, name.as_wire(), query.qtype)
+        let (Some(name), Some(keys), Some(zone)) = (name, snap.keys.zone(apex), snap.zones.get(apex)) else {
+            return any.then_some(signed);
         };
-        let nsec = compact_nsec(name.as_wire(), &types, soa.rrset.ttl)?;
+        let is_nx = ans.rcode == rcode::NXDOMAIN;
+        let types =
+            if is_nx { SmallVec::from_slice(&[NXNAME]) } else { types_at(snap, zone, name.as_wire(), query.qtype) };
+        let Some(nsec) = compact_nsec(name.as_wire(), &types, soa.rrset.ttl) else {
+            return any.then_some(signed);
+        };
         let at_question = name.as_wire() == query.qname_lower.as_wire();
         match signer.rrsig(keys, name.as_wire(), &nsec, nsec.ttl, validity, Kind::PerName) {
-            Some(sig) => signed.nsec = Some((name, nsec, sig, at_question)),
+            Some(sig) => {
+                signed.nsec = Some((name, nsec, sig, at_question));
+                if is_nx {
+                    signed.rcode = Some(rcode::NOERROR);
+                }
+            }
             None => signed.is_refused = true,
         }
         return Some(signed);
