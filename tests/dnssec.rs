@@ -285,6 +285,14 @@ fn two_published_keys_sign_everything_and_either_anchor_validates() {
     let r = udp(server.dns, &with_dnssec(query("static.sec.test.", RecordType::A)));
     let sigs = r.answers.iter().filter(|a| a.record_type() == RecordType::RRSIG).count();
     assert_eq!(sigs, 2, "{r:?}");
+    // Counted: the validators' queries made some fresh, repeated ones came from the cache.
+    let (_, metrics) = http(server.admin.unwrap(), "GET", "/metrics", None, None);
+    let count = |result: &str| -> u64 {
+        let prefix = format!("gslbd_dnssec_signatures_total{{result=\"{result}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    assert!(count("fresh") > 0 && count("cached") > 0, "{metrics}");
+    assert_eq!(count("refused"), 0);
 }
 
 fn with_dnssec(m: hickory_proto::op::Message) -> hickory_proto::op::Message {

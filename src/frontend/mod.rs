@@ -103,7 +103,11 @@ pub fn respond_signed(
     let answer = resolve::answer(&query, client, snap);
     let answer = match signer {
         Some(signer) if query.edns.is_some_and(|e| e.dnssec_ok) && !snap.keys.is_empty() => {
-            match resolve::dnssec::sign(&query, &answer, snap, signer) {
+            let before = signer.stats;
+            let result = resolve::dnssec::sign(&query, &answer, snap, signer);
+            let after = signer.stats;
+            counters.signatures(after.hits - before.hits, after.fresh - before.fresh, after.refused - before.refused);
+            match result {
                 Some(s) => {
                     signed = s;
                     signed.apply(answer)
