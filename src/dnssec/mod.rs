@@ -212,7 +212,15 @@ pub fn load_keys(dir: &Path, zones: &ZoneSet) -> Result<Keys, Vec<LoadError>> {
             continue;
         }
         match read_key_file(&path) {
-            Ok(k) => by_zone.entry(apex.as_wire().to_vec()).or_default().push(k),
+            Ok(k) => {
+                use std::os::unix::fs::PermissionsExt as _;
+                if let Ok(meta) = std::fs::metadata(&path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(file = %path.display(), "dnssec: private key readable by others than its owner; chmod 600 it");
+                }
+                by_zone.entry(apex.as_wire().to_vec()).or_default().push(k)
+            }
             Err(e) => errors.push(key_error(&path, e)),
         }
     }
@@ -224,6 +232,8 @@ pub fn load_keys(dir: &Path, zones: &ZoneSet) -> Result<Keys, Vec<LoadError>> {
             continue;
         };
         let dnskey = RRset::new(rtype::DNSKEY, DNSKEY_TTL, list.iter().map(|k| &k.dnskey[..]));
+        let tags: Vec<String> = list.iter().map(|k| format!("{}/{}", k.algorithm, k.tag)).collect();
+        tracing::info!(zone = %name, keys = %tags.join(","), "dnssec: signing");
         keys.zones.insert(apex.into(), Arc::new(ZoneKeys { apex: name, keys: list, dnskey }));
     }
     Ok(keys)
