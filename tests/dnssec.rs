@@ -351,6 +351,41 @@ fn a_chain_into_an_unsigned_zone_keeps_its_signed_part() {
 }
 
 #[test]
+fn a_signed_child_served_beside_its_signed_parent_validates_through_the_ds() {
+    if !have_tools() {
+        return;
+    }
+    // kid.sec.test. is a zone of its own on the same server, delegated from sec.test. with
+    // the DS of its key: delv trusts only sec.test.'s key.
+    let setup = Setup::new(&[13]);
+    let out = Command::new(bin())
+        .args(["dnssec", "keygen", "--key-directory", setup.keys().to_str().unwrap(), "kid.sec.test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let ds = Command::new(bin())
+        .args(["dnssec", "ds", "--key-directory", setup.keys().to_str().unwrap(), "kid.sec.test"])
+        .output()
+        .unwrap();
+    let ds = String::from_utf8(ds.stdout).unwrap();
+    let parent = std::fs::read_to_string(setup.dir.path().join("zones/sec.test.zone")).unwrap();
+    setup.dir.write("zones/sec.test.zone", &format!("{parent}kid IN NS ns1.sec.test.\n{ds}"));
+    setup.dir.write(
+        "zones/kid.sec.test.zone",
+        "$ORIGIN kid.sec.test.\n$TTL 300\n@ 3600 IN SOA ns1.sec.test. hostmaster.sec.test. 1 3600 600 604800 60\n@ 3600 IN NS ns1.sec.test.\nhost IN A 192.0.2.90\n",
+    );
+    let server = setup.start();
+    let cases: &[(Option<&str>, &str, &str, Want)] = &[
+        (None, "kid.sec.test", "DS", Want::Positive("DS\t")),
+        (None, "kid.sec.test", "DNSKEY", Want::Positive("DNSKEY\t257 3 13")),
+        (None, "host.kid.sec.test", "A", Want::Positive("A\t192.0.2.90")),
+        (None, "nx.kid.sec.test", "A", Want::Negative),
+    ];
+    let failures = delv_corpus(server.dns, &setup.anchor_delv(0), cases);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
 fn nxname_question_is_formerr() {
     let setup = Setup::new(&[13]);
     let server = setup.start();
