@@ -280,12 +280,14 @@ fn main() -> ExitCode {
         Some(Command::Check(source)) => match snapshot::load(&source.with_listen(&[])) {
             Ok((_, snap)) => {
                 let records: usize = snap.zones.iter().map(|z| z.record_count()).sum();
+                let signed = snap.keys.apexes().count();
                 println!(
-                    "ok: {} zones, {} records, {} services, {} regions",
+                    "ok: {} zones, {} records, {} services, {} regions{}",
                     snap.zones.len(),
                     records,
                     snap.gslb.services.len(),
-                    snap.gslb.regions.len()
+                    snap.gslb.regions.len(),
+                    if signed > 0 { format!(", {signed} signed") } else { String::new() }
                 );
                 ExitCode::SUCCESS
             }

@@ -453,6 +453,9 @@ fn keygen_and_ds_commands() {
         assert_eq!(&f[..4], ["sec.test.", "3600", "IN", "DS"], "{line}");
         assert_eq!((f[5], f[6], f[7].len()), (alg, "2", 64), "{line}");
     }
+    // `gslbd check` counts the signed zones (sec.test. of the two).
+    let out = Command::new(bin()).args(["check", "--config", setup.config().to_str().unwrap()]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok: 2 zones, 37 records, 7 services, 4 regions, 1 signed");
     // No key: exit 2 with a message.
     let out = Command::new(bin())
         .args(["dnssec", "ds", "--key-directory", setup.keys().to_str().unwrap(), "other.test"])
