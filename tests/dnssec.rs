@@ -386,6 +386,50 @@ fn a_signed_child_served_beside_its_signed_parent_validates_through_the_ds() {
 }
 
 #[test]
+fn referrals_sign_the_ds_or_its_denial_but_never_ns_or_glue() {
+    let setup = Setup::new(&[13]);
+    let server = setup.start();
+    let kinds = |r: &hickory_proto::op::Message| -> (Vec<String>, Vec<String>) {
+        let show = |rrs: &[hickory_proto::rr::Record]| {
+            rrs.iter()
+                .filter(|a| a.record_type() != RecordType::OPT)
+                .map(|a| match a.record_type() {
+                    RecordType::RRSIG => {
+                        // hickory without its dnssec feature: the rdata as bytes, type covered first.
+                        let rd = a.data.to_bytes().unwrap();
+                        let covered = RecordType::from(u16::from_be_bytes([rd[0], rd[1]]));
+                        format!("{} RRSIG({covered:?})", a.name.to_lowercase())
+                    }
+                    t => format!("{} {t:?}", a.name.to_lowercase()),
+                })
+                .collect::<Vec<_>>()
+        };
+        (show(&r.authorities), show(&r.additionals))
+    };
+    let r = udp(server.dns, &with_dnssec(query("host.secure.sec.test.", RecordType::A)));
+    assert!(!r.metadata.authoritative);
+    assert_eq!(
+        kinds(&r),
+        (
+            vec!["secure.sec.test. NS".into(), "secure.sec.test. DS".into(), "secure.sec.test. RRSIG(DS)".into()],
+            vec!["ns.secure.sec.test. A".into()]
+        )
+    );
+    let r = udp(server.dns, &with_dnssec(query("host.unsigned.sec.test.", RecordType::A)));
+    assert_eq!(
+        kinds(&r),
+        (
+            vec![
+                "unsigned.sec.test. NS".into(),
+                "unsigned.sec.test. NSEC".into(),
+                "unsigned.sec.test. RRSIG(NSEC)".into()
+            ],
+            vec!["ns.unsigned.sec.test. A".into()]
+        )
+    );
+}
+
+#[test]
 fn nxname_question_is_formerr() {
     let setup = Setup::new(&[13]);
     let server = setup.start();
