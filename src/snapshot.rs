@@ -26,11 +26,19 @@ pub struct Settings {
     /// Response rate limiting on UDP (`[dns.rrl]`); None: off. Each UDP worker compares it
     /// with its limiter's once per batch, so a reload changes the limits in flight.
     pub rrl: Option<Arc<crate::config::rrl::RrlConfig>>,
+    /// New DNSSEC signatures per second per UDP worker (`[dnssec]`); each worker's
+    /// [`Signer`](crate::dnssec::Signer) follows it at its next signed answer.
+    pub fresh_signatures_per_second: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { udp_payload: 1232, transfer_allow: Vec::new(), rrl: None }
+        Settings {
+            udp_payload: 1232,
+            transfer_allow: Vec::new(),
+            rrl: None,
+            fresh_signatures_per_second: crate::dnssec::cache::DEFAULT_RATE,
+        }
     }
 }
 
@@ -114,6 +122,7 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<Lo
             udp_payload: cfg.dns.udp_payload,
             transfer_allow: cfg.dns.transfer_allow.clone(),
             rrl: cfg.dns.rrl.clone().map(Arc::new),
+            fresh_signatures_per_second: cfg.dnssec_fresh_rate,
         }),
         answer_counts: Arc::new(answer_counts(&gslb)),
         gslb: Arc::new(gslb),

@@ -95,6 +95,15 @@ impl Signer {
         }
     }
 
+    /// Follows a reload's budget of fresh signatures per second.
+    pub fn set_rate(&mut self, rate: u32) {
+        let rate = f64::from(rate.max(1));
+        if rate != self.rate {
+            self.rate = rate;
+            self.tokens = self.tokens.min(rate);
+        }
+    }
+
     /// Empties the cache if `keys_id` differs from the keys it was filled with.
     pub fn use_keys(&mut self, keys_id: usize) {
         if keys_id != self.keys_id {
@@ -230,6 +239,10 @@ mod tests {
         let again = s.rrsig(&zone, b"\x03www\x02ex\x00", &a(1), 60, v, Kind::Positive).unwrap();
         assert!(Arc::ptr_eq(&cached, &again));
         assert!(s.rrsig(&zone, b"\x03api\x02ex\x00", &a(3), 60, v, Kind::Positive).is_some());
+        // A reload lowers the budget: the bucket shrinks with it at once.
+        s.set_rate(1);
+        assert!(s.rrsig(&zone, b"\x03new\x02ex\x00", &a(4), 60, v, Kind::Positive).is_some());
+        assert!(s.rrsig(&zone, b"\x04new2\x02ex\x00", &a(4), 60, v, Kind::Positive).is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

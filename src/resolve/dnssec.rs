@@ -76,6 +76,7 @@ pub fn sign<'s>(query: &Query<'_>, ans: &Answer<'s>, snap: &'s Snapshot, signer:
         return None;
     }
     signer.use_keys(Arc::as_ptr(&snap.keys) as usize);
+    signer.set_rate(snap.settings.fresh_signatures_per_second);
     let validity = Validity::now();
     let mut signed = Signed::default();
     let mut any = false;
