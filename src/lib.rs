@@ -17,7 +17,8 @@
 //!   health, mode and override changes.
 //! - data: [`zone`] zone files -> immutable zone index; [`geoip`] MaxMind lookups and the
 //!   `.mmdb` builder; [`region`] the regions policies read; [`answer`] the [`answer::Answer`]
-//!   value between lookup and encoder.
+//!   value between lookup and encoder; [`dnssec`] signing keys, RRSIGs and the per-worker
+//!   signature cache.
 //! - [`metrics`]: counters with plain labels, Prometheus text.
 //! - [`policy`]: the steering policies, one file each, and the [`policy::Chain`] of a service.
 //! - [`config`]: TOML -> validated configuration, errors with `file:line:col`.
@@ -26,7 +27,8 @@
 //!   [`overrides`] operator overrides on disk.
 //! - [`snapshot`]: the [`snapshot::Snapshot`] every query reads, and loading it.
 //! - [`wire`]: packets <-> [`wire::Query`] / [`answer::Answer`], the protocol gates.
-//! - [`resolve`]: the authoritative answer algorithm and zone transfer contents, pure;
+//! - [`resolve`]: the authoritative answer algorithm and zone transfer contents, pure, and
+//!   which RRsets of an answer DO=1 queries get signed, with compact denial;
 //!   [`explain`]: the same, traced, for the admin API.
 //! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]);
 //!   [`control`]: where health, overrides and reloads become a new snapshot; [`admin`]: the
@@ -40,6 +42,7 @@ pub mod config;
 pub mod control;
 pub mod ctl;
 pub mod diag;
+pub mod dnssec;
 pub mod events;
 pub mod explain;
 pub mod frontend;

@@ -109,6 +109,9 @@ pub enum LoadErrorKind {
     #[error("service {service} collides with static A, AAAA or CNAME records in {}", zone_file.display())]
     #[allow(missing_docs, reason = "fields named in the variant's doc")]
     ServiceCollides { service: String, zone_file: PathBuf },
+    /// A DNSSEC key file in `[dnssec] key_directory` cannot be read or parsed.
+    #[error("{0}")]
+    DnssecKey(String),
     /// The reload could not run to the end (its task panicked); nothing changed.
     #[error("reload task failed: {0}")]
     ReloadFailed(String),

@@ -38,6 +38,9 @@ enum Command {
     /// GeoIP databases (.mmdb): build one from a CSV of networks.
     #[command(subcommand)]
     Geoip(GeoipCommand),
+    /// DNSSEC keys: make one, print the DS records for the parent.
+    #[command(subcommand)]
+    Dnssec(DnssecCommand),
     /// Control a running gslbd through its admin API (status, explain, drain, weight,
     /// force, reload). Finds the admin address and token in the config file.
     Ctl(CtlArgs),
@@ -144,6 +147,82 @@ enum GeoipCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum DnssecCommand {
+    /// Write a new signing key for ZONE into DIR (created, mode 0700, if missing; the
+    /// private file is readable by its owner only) and print its DNSKEY. A zone with a key
+    /// in `[dnssec] key_directory` is signed from the next start or reload.
+    Keygen {
+        #[arg(long, value_name = "DIR")]
+        key_directory: PathBuf,
+        /// 13 (ECDSA P-256 with SHA-256, the default) or 15 (Ed25519).
+        #[arg(long, default_value_t = 13, value_parser = parse_algorithm)]
+        algorithm: u8,
+        zone: String,
+    },
+    /// Print the DS record (SHA-256, digest type 2) of each key of ZONE in DIR, one line
+    /// each, in zone-file form: what the parent zone publishes.
+    Ds {
+        #[arg(long, value_name = "DIR")]
+        key_directory: PathBuf,
+        zone: String,
+    },
+}
+
+fn parse_algorithm(s: &str) -> Result<u8, String> {
+    match s {
+        "13" => Ok(13),
+        "15" => Ok(15),
+        _ => Err(format!("{s:?}: use 13 (ECDSAP256SHA256) or 15 (ED25519)")),
+    }
+}
+
+/// `gslbd dnssec keygen|ds`: exit 2 for a bad zone name or key file, 1 when writing fails.
+fn dnssec(command: &DnssecCommand) -> ExitCode {
+    use gslbd::dnssec;
+    let zone = match command {
+        DnssecCommand::Keygen { zone, .. } | DnssecCommand::Ds { zone, .. } => zone,
+    };
+    let text = if zone.ends_with('.') { zone.clone() } else { format!("{zone}.") };
+    let apex = match gslbd::name::Name::parse(&text, None) {
+        Ok(n) => n.to_lowercase(),
+        Err(e) => {
+            eprintln!("gslbd dnssec: error: {zone:?} is not a zone name: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    match command {
+        DnssecCommand::Keygen { key_directory, algorithm, .. } => {
+            match dnssec::keygen(key_directory, &apex, *algorithm) {
+                Ok(key) => {
+                    println!("{}", dnssec::dnskey_line(&apex, &key));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gslbd dnssec keygen: error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        DnssecCommand::Ds { key_directory, .. } => match dnssec::zone_keys_in(key_directory, &apex) {
+            Ok(keys) if keys.is_empty() => {
+                eprintln!("gslbd dnssec ds: error: no key for {apex} in {}", key_directory.display());
+                ExitCode::from(EXIT_INVALID)
+            }
+            Ok(keys) => {
+                for key in &keys {
+                    println!("{}", dnssec::ds_line(&apex, key));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
+    }
+}
+
 /// Where configuration and zones come from.
 #[derive(Args, Debug, Clone)]
 struct Source {
@@ -178,6 +257,9 @@ fn main() -> ExitCode {
     if let Some(Command::Ctl(args)) = &cli.command {
         return ctl(args);
     }
+    if let Some(Command::Dnssec(command)) = &cli.command {
+        return dnssec(command);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("GSLBD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let format = cli.log_format.clone().or_else(|| std::env::var("GSLBD_LOG_FORMAT").ok());
@@ -198,12 +280,14 @@ fn main() -> ExitCode {
         Some(Command::Check(source)) => match snapshot::load(&source.with_listen(&[])) {
             Ok((_, snap)) => {
                 let records: usize = snap.zones.iter().map(|z| z.record_count()).sum();
+                let signed = snap.keys.apexes().count();
                 println!(
-                    "ok: {} zones, {} records, {} services, {} regions",
+                    "ok: {} zones, {} records, {} services, {} regions{}",
                     snap.zones.len(),
                     records,
                     snap.gslb.services.len(),
-                    snap.gslb.regions.len()
+                    snap.gslb.regions.len(),
+                    if signed > 0 { format!(", {signed} signed") } else { String::new() }
                 );
                 ExitCode::SUCCESS
             }
@@ -216,7 +300,7 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Geoip(GeoipCommand::Build { csv, out })) => geoip_build(&csv, &out),
-        Some(Command::Ctl(_)) => unreachable!("handled before logging starts"),
+        Some(Command::Ctl(_) | Command::Dnssec(_)) => unreachable!("handled before logging starts"),
         None => match snapshot::load(&cli.source.with_listen(&cli.listen)) {
             Err(errors) => {
                 for e in &errors {

@@ -104,6 +104,8 @@ pub struct DnsShard {
     /// Response rate limiting, [`RRL_SERIES`] in order; the worker adds what changed once per
     /// batch (wrapping: gauges may go down), as workers of several addresses share a shard.
     rrl: [AtomicU64; 8],
+    /// DNSSEC signatures put in answers: [from the cache, made fresh, refused (over budget)].
+    signatures: [AtomicU64; 3],
 }
 
 /// The RRL series a shard keeps, in order: (metric without prefix or `_total`, `action`
@@ -136,6 +138,7 @@ impl DnsShard {
             dropped: AtomicU64::new(0),
             datagrams: AtomicU64::new(0),
             rrl: std::array::from_fn(|_| AtomicU64::new(0)),
+            signatures: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -156,6 +159,16 @@ impl DnsShard {
         for ((cell, b), n) in self.rrl.iter().zip(before).zip(now) {
             if n != b {
                 cell.fetch_add(n.wrapping_sub(*b), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts the RRSIG RRsets one DO=1 answer took from the cache and made fresh, and the
+    /// signatures refused for want of budget (the answer was SERVFAIL).
+    pub fn signatures(&self, cached: u64, fresh: u64, refused: u64) {
+        for (cell, n) in self.signatures.iter().zip([cached, fresh, refused]) {
+            if n > 0 {
+                cell.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
@@ -422,6 +435,17 @@ impl Collector for DnsCollector {
             MetricType::Counter,
         )?;
         encode_counter(&mut m, dropped)?;
+
+        let mut m = encoder.encode_descriptor(
+            "dnssec_signatures",
+            "RRSIG RRsets put in DO=1 answers, by result: cached, fresh (signed now), refused (over the fresh-signature budget: SERVFAIL)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, result) in ["cached", "fresh", "refused"].into_iter().enumerate() {
+            let n: u64 = shards.iter().map(|s| s.signatures[i].load(Ordering::Relaxed)).sum();
+            encode_counter(&mut m.encode_family(&[("result", result)])?, n)?;
+        }
 
         let mut m = encoder.encode_descriptor(
             "udp_worker_datagrams",

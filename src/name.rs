@@ -192,6 +192,19 @@ pub fn label_count(wire: &[u8]) -> usize {
     n
 }
 
+/// Length of the uncompressed wire name at the start of `b`, root label included; None if
+/// it runs past the end.
+pub fn wire_len(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let len = *b.get(i)? as usize;
+        i += 1 + len;
+        if len == 0 {
+            return Some(i);
+        }
+    }
+}
+
 /// Case-insensitive "is `name` at or below `ancestor`", both valid wire names.
 pub fn is_subdomain(name: &[u8], ancestor: &[u8]) -> bool {
     if ancestor.len() > name.len() {

@@ -35,6 +35,8 @@ pub const NSEC: u16 = 47;
 pub const DNSKEY: u16 = 48;
 /// NSEC3: hashed authenticated denial (RFC 5155).
 pub const NSEC3: u16 = 50;
+/// RFC 9824 compact denial: in an NSEC bitmap, "this name does not exist"; never a question.
+pub const NXNAME: u16 = 128;
 /// IXFR: incremental zone transfer query type (RFC 1995); a meta type.
 pub const IXFR: u16 = 251;
 /// AXFR: full zone transfer query type (RFC 5936); a meta type.

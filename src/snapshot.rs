@@ -26,11 +26,19 @@ pub struct Settings {
     /// Response rate limiting on UDP (`[dns.rrl]`); None: off. Each UDP worker compares it
     /// with its limiter's once per batch, so a reload changes the limits in flight.
     pub rrl: Option<Arc<crate::config::rrl::RrlConfig>>,
+    /// New DNSSEC signatures per second per UDP worker (`[dnssec]`); each worker's
+    /// [`Signer`](crate::dnssec::Signer) follows it at its next signed answer.
+    pub fresh_signatures_per_second: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { udp_payload: 1232, transfer_allow: Vec::new(), rrl: None }
+        Settings {
+            udp_payload: 1232,
+            transfer_allow: Vec::new(),
+            rrl: None,
+            fresh_signatures_per_second: crate::dnssec::cache::DEFAULT_RATE,
+        }
     }
 }
 
@@ -49,6 +57,8 @@ pub struct Snapshot {
     pub status: Arc<Status>,
     /// Answers per (service, region), indexed like `gslb.services` and each service's regions.
     pub answer_counts: Arc<crate::metrics::AnswerCounts>,
+    /// DNSSEC keys of the signed zones (empty: nothing is signed). Swapped with the zones.
+    pub keys: Arc<crate::dnssec::Keys>,
 }
 
 /// The current snapshot, shared by every listener.
@@ -94,10 +104,20 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<Lo
     if let Some(dir) = &source.state_dir {
         cfg.admin.state_dir = dir.clone();
     }
-    let zones = ZoneSet::load_dir(&cfg.zones_dir)
+    let mut zones = ZoneSet::load_dir(&cfg.zones_dir)
         .map_err(|errors| errors.into_iter().map(LoadError::from).collect::<Vec<_>>())?;
     if zones.is_empty() {
         return Err(vec![LoadError { location: Location::file(&cfg.zones_dir), kind: LoadErrorKind::NoZones }]);
+    }
+    let keys = match &cfg.dnssec_key_dir {
+        Some(dir) => crate::dnssec::load_keys(dir, &zones)?,
+        None => crate::dnssec::Keys::default(),
+    };
+    // The DNSKEY RRset is zone data: published at the apex, answered like any other RRset.
+    for apex in keys.apexes() {
+        if let Some(zk) = keys.zone(apex.as_wire()) {
+            zones.publish_apex(apex.as_wire(), zk.dnskey.clone());
+        }
     }
     let geo = match &cfg.gslb.geoip {
         Some(path) => Some(crate::geoip::open(path).map_err(|e| vec![LoadError::from(e)])?),
@@ -112,10 +132,12 @@ pub fn load(source: &Source) -> Result<(crate::config::Config, Snapshot), Vec<Lo
             udp_payload: cfg.dns.udp_payload,
             transfer_allow: cfg.dns.transfer_allow.clone(),
             rrl: cfg.dns.rrl.clone().map(Arc::new),
+            fresh_signatures_per_second: cfg.dnssec_fresh_rate,
         }),
         answer_counts: Arc::new(answer_counts(&gslb)),
         gslb: Arc::new(gslb),
         status: Arc::new(status),
+        keys: Arc::new(keys),
     };
     Ok((cfg, snapshot))
 }

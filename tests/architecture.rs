@@ -22,7 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("vocabulary", &["rtype", "name", "addr", "diag", "shutdown", "events"]),
     // Data read by everything above: zone data, GeoIP, the region model, the answer value,
     // and what can be wrong with them at load.
-    ("data", &["zone", "geoip", "region", "answer", "load_error"]),
+    ("data", &["zone", "geoip", "region", "answer", "load_error", "dnssec"]),
     // Counters: plain labels in (names, rcodes, transports), Prometheus text out; every
     // layer above may count.
     ("metrics", &["metrics"]),

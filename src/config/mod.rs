@@ -33,6 +33,10 @@ pub struct Config {
     pub admin: Admin,
     /// `[[notify]]`: webhook targets for health, mode and override changes.
     pub notify: Vec<notify::NotifyConfig>,
+    /// `[dnssec] key_directory`: zones with a key there are signed. None: nothing is signed.
+    pub dnssec_key_dir: Option<PathBuf>,
+    /// `[dnssec] fresh_signatures_per_second`: the budget of new signatures per UDP worker.
+    pub dnssec_fresh_rate: u32,
 }
 
 /// `[admin]`: the HTTP API.
@@ -133,6 +137,8 @@ impl Default for Config {
             gslb: gslb::GslbConfig::default(),
             admin: Admin::default(),
             notify: Vec::new(),
+            dnssec_key_dir: None,
+            dnssec_fresh_rate: crate::dnssec::cache::DEFAULT_RATE,
         }
     }
 }
@@ -148,6 +154,8 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     notify: Vec<notify::RawNotify>,
+    #[serde(default)]
+    dnssec: RawDnssec,
     #[serde(default)]
     geoip: gslb::RawGeoip,
     #[serde(default)]
@@ -182,6 +190,13 @@ struct RawAdmin {
     state_dir: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
     drain_max_utilisation: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDnssec {
+    key_directory: Option<Spanned<String>>,
+    fresh_signatures_per_second: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,6 +308,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
         cfg.zones_dir = base.join(dir.get_ref());
     } else {
         cfg.zones_dir = base.join("zones");
+    }
+    cfg.dnssec_key_dir = raw.dnssec.key_directory.map(|d| base.join(d.get_ref()));
+    if let Some(v) = raw.dnssec.fresh_signatures_per_second {
+        let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
+        let hint = "use 1 to 1000000; a core makes 20,000 to 45,000 ECDSA signatures a second";
+        if let Some(n) = in_range(&v, 1..=1_000_000, "dnssec.fresh_signatures_per_second", hint, &mut report) {
+            cfg.dnssec_fresh_rate = n as u32;
+        }
     }
     // [admin]: on by default with a config file, on loopback.
     for (i, n) in raw.notify.into_iter().enumerate() {
@@ -413,6 +436,13 @@ mod tests {
         assert_eq!(c.dns.listen.len(), 2);
         assert_eq!(c.dns.tcp_idle_timeout, Duration::from_millis(1500));
         assert_eq!(c.dns.transfer_allow.len(), 2);
+        assert_eq!(c.dnssec_key_dir, None);
+        let c =
+            parse("[dnssec]\nkey_directory = \"keys\"\nfresh_signatures_per_second = 200\n", Path::new("/x/g.toml"))
+                .unwrap();
+        assert_eq!(c.dnssec_key_dir, Some(PathBuf::from("/x/keys")));
+        assert_eq!(c.dnssec_fresh_rate, 200);
+        assert!(parse("[dnssec]\nfresh_signatures_per_second = 0\n", Path::new("/x/g.toml")).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::addr::canonical;
 use crate::answer::Transport;
+use crate::dnssec::Signer;
 use crate::metrics::DnsShard;
 use crate::resolve;
 use crate::rtype;
@@ -33,7 +34,8 @@ pub enum Reply {
 
 /// Decodes one message, answers it from `snap` and encodes the response into `out`. A UDP
 /// worker passes its rate limiter, which may drop the response or send it truncated
-/// (`rrl`); TCP passes None: TCP answers are never limited.
+/// (`rrl`); TCP passes None: TCP answers are never limited. Answers are not signed: see
+/// [`respond_signed`].
 pub fn respond(
     packet: &[u8],
     client: IpAddr,
@@ -42,6 +44,22 @@ pub fn respond(
     out: &mut Vec<u8>,
     counters: &DnsShard,
     limiter: Option<&mut rrl::Limiter>,
+) -> Reply {
+    respond_signed(packet, client, transport, snap, out, counters, limiter, None)
+}
+
+/// [`respond`], with the worker's DNSSEC [`Signer`]: answers to queries with DO=1 from a
+/// zone with keys carry RRSIGs and compact denial. DO=0 queries never touch the signer.
+#[allow(clippy::too_many_arguments)]
+pub fn respond_signed(
+    packet: &[u8],
+    client: IpAddr,
+    transport: Transport,
+    snap: &Snapshot,
+    out: &mut Vec<u8>,
+    counters: &DnsShard,
+    limiter: Option<&mut rrl::Limiter>,
+    signer: Option<&mut Signer>,
 ) -> Reply {
     let payload = snap.settings.udp_payload;
     let query = match wire::decode(packet) {
@@ -80,7 +98,25 @@ pub fn respond(
         wire::encode_error(&refuse, payload, out);
         return sent(verdict, refuse.rcode, query.qtype, transport, out, counters);
     }
+    // Declared first: the signed answer borrows it, and it must outlive that.
+    let signed;
     let answer = resolve::answer(&query, client, snap);
+    let answer = match signer {
+        Some(signer) if query.edns.is_some_and(|e| e.dnssec_ok) && !snap.keys.is_empty() => {
+            let before = signer.stats;
+            let result = resolve::dnssec::sign(&query, &answer, snap, signer);
+            let after = signer.stats;
+            counters.signatures(after.hits - before.hits, after.fresh - before.fresh, after.refused - before.refused);
+            match result {
+                Some(s) => {
+                    signed = s;
+                    signed.apply(answer)
+                }
+                None => answer,
+            }
+        }
+        _ => answer,
+    };
     let mut limit = wire::size_limit(query.edns.as_ref(), transport == Transport::Tcp, payload);
     if query.qtype == rtype::ANY && transport == Transport::Udp {
         // RFC 8482 already answers ANY with one RRset; this keeps a large one (a long TXT

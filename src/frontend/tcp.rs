@@ -13,8 +13,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
-use super::{Reply, respond};
+use super::{Reply, respond_signed};
 use crate::answer::Transport;
+use crate::dnssec::Signer;
+
+static TCP_SIGNER: std::sync::LazyLock<std::sync::Mutex<Signer>> = std::sync::LazyLock::new(Default::default);
 use crate::shutdown::Shutdown;
 use crate::snapshot::SharedState;
 use crate::wire;
@@ -117,7 +120,21 @@ async fn connection(
             Err(_) => return Ok(()),
         }
         let snap = state.load_full();
-        let reply = respond(body, peer.ip(), Transport::Tcp, &snap, &mut out, crate::metrics::tcp_shard(), None);
+        let reply = {
+            // TCP answers are few (truncated UDP answers, transfers): one signature cache
+            // for all connections, behind a lock no UDP worker ever takes.
+            let mut signer = TCP_SIGNER.lock().unwrap_or_else(|e| e.into_inner());
+            respond_signed(
+                body,
+                peer.ip(),
+                Transport::Tcp,
+                &snap,
+                &mut out,
+                crate::metrics::tcp_shard(),
+                None,
+                Some(&mut signer),
+            )
+        };
         match reply {
             Reply::Drop => continue,
             Reply::Message => {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::rrl::{self, Limiter};
-use super::{Reply, respond};
+use super::{Reply, respond_signed};
 use crate::answer::Transport;
 use crate::config::UdpSteering;
 use crate::shutdown::Shutdown;
@@ -351,6 +351,8 @@ const QUERY_BUF: usize = 4096;
 struct Batch {
     queries: Box<[[u8; QUERY_BUF]]>,
     answers: Vec<Vec<u8>>,
+    /// This worker's DNSSEC signature cache: its own, so a hit takes no lock.
+    signer: crate::dnssec::Signer,
     /// The sender of each received query, and the destination of each answer.
     peers: Box<[libc::sockaddr_storage]>,
     recv_iovs: Box<[libc::iovec]>,
@@ -374,6 +376,7 @@ impl Batch {
         let mut b = Batch {
             queries: vec![[0u8; QUERY_BUF]; BATCH].into_boxed_slice(),
             answers: (0..BATCH).map(|_| Vec::with_capacity(4096)).collect(),
+            signer: crate::dnssec::Signer::default(),
             peers: vec![zeroed_storage(); BATCH].into_boxed_slice(),
             recv_iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH].into_boxed_slice(),
             recv_msgs: (0..BATCH).map(|_| zeroed_mmsghdr()).collect(),
@@ -433,8 +436,16 @@ impl Batch {
                 continue;
             };
             let query = &self.queries[i][..self.query_lens[i]];
-            let reply =
-                respond(query, peer, Transport::Udp, snap, &mut self.answers[i], counters, limiter.as_deref_mut());
+            let reply = respond_signed(
+                query,
+                peer,
+                Transport::Udp,
+                snap,
+                &mut self.answers[i],
+                counters,
+                limiter.as_deref_mut(),
+                Some(&mut self.signer),
+            );
             if reply == Reply::Message {
                 self.to_send.push(i);
             }

@@ -12,6 +12,7 @@ use crate::snapshot::Snapshot;
 use crate::wire::{NameBuf, Query};
 use crate::zone::store::{Lookup, Node, RRset, Zone};
 
+pub mod dnssec;
 mod transfer;
 pub use transfer::transfer;
 

@@ -297,7 +297,8 @@ pub fn decode(packet: &[u8]) -> Decoded<'_> {
     }
     if rtype::is_meta(qtype) && !matches!(qtype, rtype::ANY | rtype::AXFR | rtype::IXFR) {
         // OPT, MAILA/MAILB and the other meta types are not questions one can answer.
-        reply.rcode = if qtype == rtype::OPT { rcode::FORMERR } else { rcode::NOTIMP };
+        // RFC 9824 section 3.3: NXNAME (128) in a question is FORMERR, as OPT is.
+        reply.rcode = if matches!(qtype, rtype::OPT | rtype::NXNAME) { rcode::FORMERR } else { rcode::NOTIMP };
         return Decoded::Error(reply);
     }
     let Some(qname_lower) = NameBuf::from_lowercase(qname) else {

@@ -68,6 +68,9 @@ fn gates_answer_with_the_right_rcode() {
     assert_eq!(error_rcode(&zero), rcode::FORMERR);
     let truncated = &query_packet(1, "abc.", 1, None)[..15];
     assert_eq!(error_rcode(truncated), rcode::FORMERR);
+    // RFC 9824 section 3.3: NXNAME as a question is FORMERR; other meta types NOTIMP.
+    assert_eq!(error_rcode(&query_packet(1, "a.", 128, None)), rcode::FORMERR);
+    assert_eq!(error_rcode(&query_packet(1, "a.", 129, None)), rcode::NOTIMP);
     let mut compressed = query_packet(1, "a.", 1, None);
     compressed.splice(12..15, [0xC0, 0x0C]);
     assert_eq!(error_rcode(&compressed), rcode::FORMERR);

@@ -37,6 +37,14 @@ impl ZoneSet {
         set
     }
 
+    /// Adds `set` at the apex of the zone `apex_lower` (replacing one of its type): the
+    /// DNSKEY RRset of a signed zone.
+    pub fn publish_apex(&mut self, apex_lower: &[u8], set: super::store::RRset) {
+        if let Some(z) = self.zones.get_mut(apex_lower) {
+            z.publish_apex(set);
+        }
+    }
+
     /// Loads every `*.zone` file of `dir`. All errors of all files are reported.
     pub fn load_dir(dir: &Path) -> Result<ZoneSet, Vec<ZoneError>> {
         let at_dir = |kind| ZoneError { pos: SourcePos { file: Arc::new(dir.to_path_buf()), line: 0, col: 0 }, kind };

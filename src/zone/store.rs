@@ -278,6 +278,15 @@ impl Zone {
         Ok(Zone { source: file.to_path_buf(), apex, soa, negative_soa, nodes, record_count })
     }
 
+    /// Adds `set` at the apex, replacing an RRset of its type (types stay in order).
+    pub fn publish_apex(&mut self, set: RRset) {
+        if let Some(node) = self.nodes.get_mut(self.apex.as_wire()) {
+            node.rrsets.retain(|s| s.rtype != set.rtype);
+            let at = node.rrsets.iter().position(|s| s.rtype > set.rtype).unwrap_or(node.rrsets.len());
+            node.rrsets.insert(at, set);
+        }
+    }
+
     /// The apex, lowercased.
     pub fn apex(&self) -> &Name {
         &self.apex
