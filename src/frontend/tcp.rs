@@ -16,11 +16,12 @@ use tokio::time::timeout;
 use super::{Reply, respond_signed};
 use crate::answer::Transport;
 use crate::dnssec::Signer;
-
-static TCP_SIGNER: std::sync::LazyLock<std::sync::Mutex<Signer>> = std::sync::LazyLock::new(Default::default);
 use crate::shutdown::Shutdown;
 use crate::snapshot::SharedState;
 use crate::wire;
+
+/// The DNSSEC signature cache of TCP answers (see `connection`).
+static TCP_SIGNER: std::sync::LazyLock<std::sync::Mutex<Signer>> = std::sync::LazyLock::new(Default::default);
 
 /// TCP limits from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -120,20 +121,17 @@ async fn connection(
             Err(_) => return Ok(()),
         }
         let snap = state.load_full();
-        let reply = {
-            // TCP answers are few (truncated UDP answers, transfers): one signature cache
-            // for all connections, behind a lock no UDP worker ever takes.
+        // TCP answers are few (truncated UDP answers, transfers): one signature cache for all
+        // connections, behind a lock no UDP worker ever takes, and only DO=1 queries to a
+        // server with keys take it.
+        let wants_signatures = !snap.keys.is_empty()
+            && matches!(wire::decode(body), wire::Decoded::Query(q) if q.edns.is_some_and(|e| e.dnssec_ok));
+        let shard = crate::metrics::tcp_shard();
+        let reply = if wants_signatures {
             let mut signer = TCP_SIGNER.lock().unwrap_or_else(|e| e.into_inner());
-            respond_signed(
-                body,
-                peer.ip(),
-                Transport::Tcp,
-                &snap,
-                &mut out,
-                crate::metrics::tcp_shard(),
-                None,
-                Some(&mut signer),
-            )
+            respond_signed(body, peer.ip(), Transport::Tcp, &snap, &mut out, shard, None, Some(&mut signer))
+        } else {
+            respond_signed(body, peer.ip(), Transport::Tcp, &snap, &mut out, shard, None, None)
         };
         match reply {
             Reply::Drop => continue,
