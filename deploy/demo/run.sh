@@ -203,20 +203,20 @@ PY
   trap 'kill "$loader" 2>/dev/null; wait "$loader" 2>/dev/null; say "load on $name ended (Ctrl-C)"; exit 0' INT TERM
   say "holding $n connections to $name (${ip[$name]}:8080) for ${secs}s; Ctrl-C ends it"
   show() {
-    local hits=0 u
-    for _ in $(seq 100); do
-      [ "$(dig +short +tries=1 +time=1 -p 5353 @127.0.0.1 api.demo.test A)" = "${ip[$name]}" ] && hits=$((hits + 1))
-    done
+    local hits u queries=()
+    for _ in $(seq 100); do queries+=(api.demo.test A); done
+    # One dig, 100 queries (one process instead of a hundred: a line of output in ~1 s).
+    hits=$(dig +short +tries=1 +time=1 -p 5353 @127.0.0.1 "${queries[@]}" | grep -cx "${ip[$name]//./\\.}" || true)
     u=$(curl -s --max-time 1 http://127.0.0.1:8053/v1/status | python3 -c "
 import json, sys
 r = [r for r in json.load(sys.stdin)['regions'] if r['name'] == '$name'][0]
 print('unknown' if r['utilisation'] is None else '%.2f' % r['utilisation'])" 2>/dev/null || echo '?')
     say "$(date +%T) $name: utilisation $u, share of api answers $hits % ($1)"
   }
-  while kill -0 "$loader" 2>/dev/null; do show "loaded: $n connections"; sleep 1; done
+  while kill -0 "$loader" 2>/dev/null; do show "loaded: $n connections"; sleep 1.5; done
   wait "$loader" 2>/dev/null || true
   say "load on $name ended after ${secs}s"
-  for _ in 1 2 3 4 5; do show "load ended"; sleep 1; done
+  for _ in 1 2 3 4 5 6; do show "load ended"; sleep 1.5; done
   exit 0
 fi
 [ $# -eq 0 ] || die "usage: $self [restart REGION | load REGION N [--for SECONDS]]"
