@@ -308,7 +308,7 @@ tip "$dig_ www.demo.test +short +subnet=202.196.224.0/24" "Manila, PH -> ap-sout
 tip "$dig_ www.demo.test AAAA +short +subnet=2001:218::/32" "Tokyo, JP -> ap-south (2001:db8::13)"
 tip "$dig_ db.demo.test +short" "failover: us-east, else eu-west, else ap-south"
 tip "$dig_ sticky.demo.test +short +subnet=198.51.100.0/24" "a client subnet keeps its region"
-tip "for i in \$(seq 100); do $dig_ api.demo.test +short; done | sort | uniq -c" "weighted 50/30/20"
+tip "for i in \$(seq 100); do $dig_ api.demo.test +short; done | sort | uniq -c" "weighted 50/30/20, less when full"
 tip "curl http://127.0.0.12:8080/" "a region at work: which backend answered"
 tip "curl http://127.0.0.12:8080/stats" "HAProxy's own view of its backends"
 echo
@@ -318,6 +318,10 @@ tip "curl -i http://127.0.0.12:8080/health" "... 503 Service Unavailable"
 tip "$dig_ www.demo.test +short +subnet=81.2.69.0/24" "... London moves to us-east within 2-3 s"
 tip "kill $(pids_of us-east haproxy)" "us-east's HAProxy: Seattle and db move to eu-west"
 tip "$self restart eu-west" "start what was killed of a region; gslbd sees it"
+echo
+echo "Fill a region (another terminal): its share of api answers falls, its health stays:"
+tip "$self load us-east 19 --for 30" "19 of its 20 sessions held; prints utilisation and share"
+tip "curl -s -X POST $auth '$admin/v1/regions/eu-west/drain?dry_run=true'" "where eu-west's load would go"
 echo
 echo "Operate it through the admin API (token from deploy/demo/admin.token: demo only):"
 tip "curl -s $admin/v1/status" "services, regions, health, overrides"
