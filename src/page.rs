@@ -180,6 +180,18 @@ fn services(h: &mut String, status: &Value, shares: &BTreeMap<String, Vec<(Strin
             shown = shown(name),
             class = mode_class(mode),
         );
+        // Skew (last minute, actual over intended share, from /v1/status): a region taking
+        // several times its share shows at a glance.
+        if let Some(skew) = s["skew"].as_f64().filter(|k| *k >= 1.5) {
+            let class = if skew >= 3.0 { "bad" } else { "warn" };
+            let _ = write!(
+                h,
+                "<span class=\"pill {class}\" title=\"largest actual/intended share, last minute\">skew {skew:.1}x</span>"
+            );
+        }
+        let intended = |region: &str| -> Option<f64> {
+            s["shares"].as_array()?.iter().find(|x| x["region"] == region)?["intended"].as_f64()
+        };
         let rows = shares.get(name).map(Vec::as_slice).unwrap_or(&[]);
         let total: u64 = rows.iter().map(|(_, n)| n).sum();
         if total == 0 {
@@ -189,9 +201,12 @@ fn services(h: &mut String, status: &Value, shares: &BTreeMap<String, Vec<(Strin
             let pct = *n as f64 * 100.0 / total as f64;
             let _ = write!(
                 h,
-                "<div class=\"share\" data-region=\"{r}\"><span class=\"bar\" style=\"width:{w:.1}px\"></span>{r} {pct:.0}%</div>",
+                "<div class=\"share\" data-region=\"{r}\"><span class=\"bar\" style=\"width:{w:.1}px\"></span>{r} {pct:.0}%{planned}</div>",
                 r = escape(region),
                 w = pct * 1.2,
+                planned = intended(region)
+                    .map(|i| format!(" <span class=\"note\">of {:.0}% planned</span>", i * 100.0))
+                    .unwrap_or_default(),
             );
         }
         let _ = write!(
@@ -349,7 +364,8 @@ mod tests {
         json!({
             "version": "0.1.0", "uptime_seconds": 3700, "zones": [{"name": "demo.test."}],
             "services": [{"name": "www.demo.test.", "policy": ["geo", "nearest"], "mode": "degraded", "ttl": 10,
-                          "answer_set": {"A": ["eu-west"], "AAAA": []}}],
+                          "answer_set": {"A": ["eu-west"], "AAAA": []}, "skew": 4.2,
+                          "shares": [{"region": "eu-west", "intended": 0.2, "actual": 0.84}]}],
             "regions": [
                 {"name": "eu-west", "up": true, "health": "healthy", "since": 1000, "coordinates": [51.5, -0.13],
                  "rtt_ewma_ms": 1.25, "recent_probes": [{"ok": true, "rtt_ms": 1.2}, {"ok": false, "reason": "status 503"}],
@@ -377,7 +393,8 @@ mod tests {
             "<tr id=\"service-www.demo.test.\" data-mode=\"degraded\"><td>www.demo.test</td>",
             "<span class=\"pill warn\">degraded</span>",
             "<td>geo, nearest</td><td>10</td>",
-            "eu-west 75%",
+            "eu-west 75% <span class=\"note\">of 20% planned</span>",
+            "<span class=\"pill bad\" title=\"largest actual/intended share, last minute\">skew 4.2x</span>",
             "us-&lt;east&gt; 25%",
             "<tr id=\"region-eu-west\" data-up=\"true\" data-health=\"healthy\">",
             "<tr id=\"region-us-&lt;east&gt;\" data-up=\"false\" data-health=\"unhealthy\">",

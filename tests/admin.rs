@@ -493,3 +493,36 @@ fn reads_can_require_a_token_but_liveness_stays_open() {
     assert_eq!(http(admin, "GET", "/healthz", None, None).0, 200);
     assert_eq!(http(admin, "GET", "/readyz", None, None).0, 200);
 }
+
+/// A region whose weight is cut takes, for the next minute, several times its new intended
+/// share of answers: the skew figure makes that visible in /v1/status and /metrics.
+#[test]
+fn skew_shows_a_region_taking_several_times_its_intended_share() {
+    let s = Server::start(&["--config", &config()]);
+    let admin = s.admin.unwrap();
+    let skew = || {
+        let st = json(&http(admin, "GET", "/v1/status", None, None).1);
+        st["services"].as_array().unwrap().iter().find(|x| x["name"] == "weighted.svc.test.").unwrap().clone()
+    };
+    // Sample the counters (the first look has nothing to compare with), then answer.
+    skew();
+    for _ in 0..1000 {
+        udp(s.dns, &query("weighted.svc.test.", RecordType::A));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = skew();
+    let k = before["skew"].as_f64().unwrap();
+    assert!((0.9..1.3).contains(&k), "answers follow weights 50/30/20: skew {k}\n{before}");
+    // us-east's weight 50 -> 10: intended 10/60; the last minute's answers still give it ~50 %.
+    let (code, body) = http(admin, "PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{"weight": 10}"#));
+    assert_eq!(code, 200, "{body}");
+    let after = skew();
+    let k = after["skew"].as_f64().unwrap();
+    assert!((2.5..3.5).contains(&k), "skew {k}\n{after}");
+    let us = after["shares"].as_array().unwrap().iter().find(|x| x["region"] == "us-east").unwrap();
+    assert!((us["intended"].as_f64().unwrap() - 10.0 / 60.0).abs() < 0.01, "{us}");
+    let metrics = http(admin, "GET", "/metrics", None, None).1;
+    let line = metrics.lines().find(|l| l.starts_with("gslbd_service_skew{service=\"weighted.svc.test.\"}")).unwrap();
+    let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((2.5..3.5).contains(&v), "{line}");
+}

@@ -532,6 +532,15 @@ fn load_source(
         _ => None,
     };
     let kind_name = raw.kind.get_ref().as_str();
+    if let Some(c) =
+        raw.capacity.as_ref().filter(|c| matches!(c.get_ref(), RawCapacity::Pointer(_)) && kind_name != "json")
+    {
+        bad(
+            c.span(),
+            format!("{}: a {kind_name} source's capacity is a number", f("capacity")),
+            "e.g. capacity = 1000",
+        );
+    }
     let allowed: &[&str] = match kind_name {
         "haproxy" => &["proxy", "server", "capacity"],
         "prometheus" => &["metric", "labels", "capacity"],
@@ -951,6 +960,10 @@ mod load_tests {
             (
                 "type = \"json\"\nurl = \"http://x/\"\n",
                 "/etc/gslbd/gslbd.toml:3:1: error: regions.fra.load: a json source needs pointer",
+            ),
+            (
+                "type = \"haproxy\"\nurl = \"http://x/\"\nproxy = \"a\"\ncapacity = \"/max\"\n",
+                "/etc/gslbd/gslbd.toml:7:12: error: regions.fra.load.capacity: a haproxy source's capacity is a number",
             ),
             (
                 "type = \"json\"\nurl = \"http://x/\"\npointer = \"/u\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n",

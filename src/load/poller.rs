@@ -194,3 +194,58 @@ impl Job {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::SourceKind;
+
+    fn source(url: &str) -> LoadConfig {
+        LoadConfig {
+            kind: SourceKind::Json { value: "/u".into(), capacity: None },
+            url: url.into(),
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(50),
+        }
+    }
+
+    /// Waits until the published table satisfies `f`.
+    async fn until(rx: &mut watch::Receiver<Arc<LoadTable>>, f: impl Fn(&LoadTable) -> bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !f(&rx.borrow_and_update()) {
+                let _ = rx.changed().await;
+            }
+        })
+        .await
+        .expect("the table never got there");
+    }
+
+    #[tokio::test]
+    async fn apply_starts_keeps_restarts_and_stops_sources() {
+        let (_trigger, shutdown) = Shutdown::new();
+        let (mut poller, mut rx) = Poller::new(shutdown);
+        // Nothing listens on port 9 of loopback: every read fails at once.
+        let dead = source("http://127.0.0.1:9/load");
+        poller.apply(vec![("a".into(), dead.clone())]);
+        until(&mut rx, |t| {
+            t.regions.get("a").is_some_and(|l| l.failure.as_ref().is_some_and(|f| f.kind() == "connect"))
+        })
+        .await;
+        assert_eq!(poller.snapshot()["a"].source, "json");
+        // Unchanged: the same task and readings.
+        let before = poller.running["a"].1.id();
+        poller.apply(vec![("a".into(), dead.clone())]);
+        assert_eq!(poller.running["a"].1.id(), before);
+        assert!(poller.snapshot()["a"].failure.is_some(), "readings kept");
+        // Changed: a new task, and the readings start afresh.
+        poller.apply(vec![("a".into(), source("http://127.0.0.1:9/other"))]);
+        assert_ne!(poller.running["a"].1.id(), before);
+        assert_eq!(poller.snapshot()["a"].failure, None);
+        // Removed: gone from the table.
+        poller.apply(Vec::new());
+        until(&mut rx, |t| t.regions.is_empty()).await;
+        assert!(poller.running.is_empty());
+    }
+}

@@ -154,8 +154,8 @@ impl Policy for Shed {
 
     fn notes(&self, status: &[RegionStatus], before: &[RegionId]) -> Vec<(RegionId, String)> {
         let w = self.0;
-        // (Explain's notes speak of the configured weights; free-capacity weights show in
-        // /v1/status as intended shares.)
+        // (With free capacity the base weight differs; the factor is the same, and the
+        // weights used show in /v1/status as intended shares.)
         let any_below = before.iter().any(|&r| !w.is_full(utilisation(status, r)));
         before
             .iter()
@@ -169,9 +169,13 @@ impl Policy for Shed {
                     Some(u) if w.is_full(Some(u)) => {
                         format!("utilisation {u:.2} >= high {}, but every candidate is full: kept", w.high)
                     }
-                    Some(u) if u > w.low => {
-                        format!("utilisation {u:.2} between low {} and high {}: weight {weight} -> {}", w.low, w.high, w.scale(weight, Some(u)))
-                    }
+                    Some(u) if u > w.low => format!(
+                        "utilisation {u:.2} between low {} and high {}: weight x {:.2} (configured {weight} -> {})",
+                        w.low,
+                        w.high,
+                        w.factor(u),
+                        w.scale(weight, Some(u))
+                    ),
                     Some(u) => format!("utilisation {u:.2} <= low {}: full weight {weight}", w.low),
                 };
                 (r, note)
