@@ -3,6 +3,7 @@
 //! Every problem is reported with the file, line and column of the offending value, and all
 //! problems are reported, not only the first, so an operator fixes a config in one pass.
 
+pub mod cluster;
 pub mod gslb;
 pub mod health;
 pub mod notify;
@@ -30,6 +31,8 @@ pub struct Config {
     pub admin: Admin,
     /// `[[notify]]`: webhook targets for health, mode and override changes.
     pub notify: Vec<notify::NotifyConfig>,
+    /// `[cluster]`: shared overrides through etcd; None (no table): standalone, as always.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// `[admin]`: the HTTP API.
@@ -117,6 +120,7 @@ impl Default for Config {
             gslb: gslb::GslbConfig::default(),
             admin: Admin::default(),
             notify: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -132,6 +136,7 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     notify: Vec<notify::RawNotify>,
+    cluster: Option<cluster::RawCluster>,
     #[serde(default)]
     geoip: gslb::RawGeoip,
     #[serde(default)]
@@ -283,6 +288,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
         if let Some(n) = notify::validate(n, i, base, &mut report) {
             cfg.notify.push(n);
         }
+    }
+    if let Some(c) = raw.cluster {
+        let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
+        cfg.cluster = cluster::validate(c, base, &mut report);
     }
     let raw_admin = raw.admin;
     cfg.admin.listen = if raw_admin.enabled == Some(false) { None } else { Some(DEFAULT_ADMIN_LISTEN) };
