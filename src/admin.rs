@@ -386,12 +386,32 @@ fn status_value(api: &Api) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut v = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": api.control.uptime().as_secs(),
         "zones": snap.zones.iter().map(|z| json!({"name": z.apex().to_string(), "records": z.record_count(), "file": z.source().display().to_string()})).collect::<Vec<_>>(),
         "services": services,
         "regions": regions,
+    });
+    if let Some(c) = api.control.cluster() {
+        v["cluster"] = cluster_value(c);
+    }
+    v
+}
+
+/// `/v1/status` `cluster`: this member, the connection to etcd (and since when), the live
+/// members and which of them run a different config, zones or GeoIP database.
+fn cluster_value(c: &crate::cluster::Cluster) -> Value {
+    let (connected, since) = c.connection();
+    json!({
+        "instance": c.instance(),
+        "site": c.me().site,
+        "config_hash": c.me().config_hash,
+        "connected": connected,
+        "since": secs(since),
+        "members": c.members(),
+        "differing_config": c.differing_members(),
+        "ignored_values": c.bad_values(),
     })
 }
 
@@ -402,6 +422,7 @@ fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -
             error(StatusCode::NOT_FOUND, format!("unknown region {name:?}"), Some("name"))
         }
         Err(e @ OverrideError::NotSaved(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e @ OverrideError::ClusterUnreachable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
     }
 }
 
@@ -572,7 +593,11 @@ async fn reload(State(api): State<Api>) -> Response {
 }
 
 async fn metrics_text(State(api): State<Api>) -> Response {
-    let state = SnapshotCollector { snap: api.control.state.load_full(), health: api.control.health() };
+    let state = SnapshotCollector {
+        snap: api.control.state.load_full(),
+        health: api.control.health(),
+        cluster: api.control.cluster().cloned(),
+    };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(state)).into_response()
 }
 
@@ -582,6 +607,8 @@ async fn metrics_text(State(api): State<Api>) -> Response {
 struct SnapshotCollector {
     snap: Arc<crate::snapshot::Snapshot>,
     health: Arc<crate::health::HealthTable>,
+    /// Cluster mode only: its series are absent without `[cluster]`.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl SnapshotCollector {
@@ -650,6 +677,27 @@ impl prometheus_client::collector::Collector for SnapshotCollector {
                 let labels = [("service", name.as_str()), ("region", snap.gslb.regions[usize::from(r)].name.as_str())];
                 metrics::encode_counter(&mut m.encode_family(&labels)?, self.answers(i, pos))?;
             }
+        }
+        if let Some(c) = &self.cluster {
+            let mut m = encoder.encode_descriptor("cluster_connected", "1 while etcd is reachable", None, Gauge)?;
+            m.encode_gauge(&i64::from(c.is_connected()))?;
+            let mut m =
+                encoder.encode_descriptor("cluster_members", "Live cluster members, this one included", None, Gauge)?;
+            m.encode_gauge(&(c.members().len() as i64))?;
+            let mut m = encoder.encode_descriptor(
+                "cluster_config_differing_members",
+                "Live members whose config, zones or GeoIP database differ from this one's",
+                None,
+                Gauge,
+            )?;
+            m.encode_gauge(&(c.differing_members().len() as i64))?;
+            let mut m = encoder.encode_descriptor(
+                "cluster_ignored_values",
+                "Values in etcd ignored as not written by gslbd (bad JSON, unknown keys, wrong types)",
+                None,
+                Counter,
+            )?;
+            metrics::encode_counter(&mut m, c.bad_values())?;
         }
         Ok(())
     }

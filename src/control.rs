@@ -143,6 +143,9 @@ pub enum OverrideError {
     UnknownRegion(String),
     #[error("the change was not saved, so it was not made: {0}")]
     NotSaved(#[from] crate::overrides::StoreError),
+    /// Cluster mode and etcd cannot take the write: nothing changed anywhere.
+    #[error("cluster store unreachable; nothing changed ({0})")]
+    ClusterUnreachable(String),
 }
 
 /// What the control plane owns besides the snapshot: the prober, the running config, and
@@ -154,6 +157,8 @@ pub struct Control {
     store: crate::overrides::Store,
     overrides_tx: watch::Sender<Arc<Overrides>>,
     health_rx: watch::Receiver<Arc<HealthTable>>,
+    /// Cluster mode: overrides live in etcd (None: standalone, as without `[cluster]`).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     inner: tokio::sync::Mutex<Inner>,
     ready: std::sync::atomic::AtomicBool,
     started: std::time::Instant,
@@ -164,6 +169,9 @@ struct Inner {
     prober: crate::health::Prober,
     /// The task saving verdicts to `health.json`; awaited at shutdown for its last save.
     saver: Option<tokio::task::JoinHandle<()>>,
+    /// Cluster mode: the etcd mod revision of each region's override applied here, so a
+    /// change seen twice (our own write, then the watch) or late is not applied again.
+    cluster_revs: std::collections::BTreeMap<String, i64>,
 }
 
 impl Control {
@@ -173,6 +181,7 @@ impl Control {
         cfg: crate::config::Config,
         state: SharedState,
         source: crate::snapshot::Source,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
         shutdown: Shutdown,
     ) -> Result<Arc<Control>, crate::overrides::StoreError> {
         use crate::health::Prober;
@@ -189,17 +198,104 @@ impl Control {
         rebuild(&state, &prober.table(), &overrides_rx.borrow());
         let saver =
             tokio::spawn(crate::health::persist::run(store.dir().to_path_buf(), health_rx.clone(), shutdown.clone()));
-        tokio::spawn(follow(state.clone(), health_rx.clone(), overrides_rx, shutdown));
-        Ok(Arc::new(Control {
+        tokio::spawn(follow(state.clone(), health_rx.clone(), overrides_rx, shutdown.clone()));
+        let control = Arc::new(Control {
             state,
             source,
             store,
             overrides_tx,
             health_rx,
-            inner: tokio::sync::Mutex::new(Inner { cfg, prober, saver: Some(saver) }),
+            cluster: cluster.clone(),
+            inner: tokio::sync::Mutex::new(Inner { cfg, prober, saver: Some(saver), cluster_revs: Default::default() }),
             ready: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
-        }))
+        });
+        if let Some(cluster) = cluster {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(cluster.run_overrides(tx, shutdown));
+            let c = control.clone();
+            tokio::spawn(async move {
+                while let Some(update) = rx.recv().await {
+                    c.apply_cluster(update).await;
+                }
+            });
+        }
+        Ok(control)
+    }
+
+    /// The cluster connection, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Applies overrides from etcd (a full list or watched changes) that are newer than
+    /// what this instance has, mirrors them to the state directory (so a restart while etcd
+    /// is down still honours them) and audits each change as made elsewhere.
+    async fn apply_cluster(&self, update: crate::cluster::Update) {
+        use crate::cluster::Update;
+        let mut inner = self.inner.lock().await;
+        let current = self.overrides_tx.borrow().clone();
+        let mut next = (*current).clone();
+        next.version = 1;
+        let mut changed: Vec<(String, Option<crate::overrides::RegionOverride>)> = Vec::new();
+        match update {
+            Update::Full(all) => {
+                for region in current.regions.keys().filter(|r| !all.contains_key(*r)) {
+                    changed.push((region.clone(), None));
+                }
+                inner.cluster_revs.clear();
+                for (region, (o, rev)) in all {
+                    inner.cluster_revs.insert(region.clone(), rev);
+                    if current.regions.get(&region) != Some(&o) {
+                        changed.push((region, Some(o)));
+                    }
+                }
+            }
+            Update::Changes(list) => {
+                for (region, o, rev) in list {
+                    if inner.cluster_revs.get(&region).is_some_and(|&have| have >= rev) {
+                        continue;
+                    }
+                    inner.cluster_revs.insert(region.clone(), rev);
+                    if current.regions.get(&region) != o.as_ref() {
+                        changed.push((region, o));
+                    }
+                }
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        for (region, o) in &changed {
+            let old = current.regions.get(region).cloned().unwrap_or_default();
+            let new = o.clone().unwrap_or_default();
+            match o {
+                Some(o) => next.regions.insert(region.clone(), o.clone()),
+                None => next.regions.remove(region),
+            };
+            let record = crate::overrides::AuditRecord {
+                time: crate::overrides::now(),
+                client: "cluster",
+                token: &new.updated_by,
+                instance: Some(if new.updated_on.is_empty() { "unknown" } else { &new.updated_on }),
+                action: "applied-from-cluster",
+                region,
+                old: &old,
+                new: &new,
+            };
+            if let Err(e) = self.store.audit(&record) {
+                tracing::error!(error = %e, "audit log write failed");
+            }
+            tracing::info!(region, by = %new.updated_by, on = %new.updated_on, "override applied from the cluster");
+        }
+        // Forces whose time is up stay lifted (each instance lifts them on its own clock).
+        crate::overrides::expire(&mut next, crate::overrides::now());
+        if let Err(e) = self.store.save(&next) {
+            tracing::error!(error = %e, "cannot mirror the cluster's overrides to the state directory");
+        }
+        let next = Arc::new(next);
+        rebuild(&self.state, &self.health_rx.borrow().clone(), &next);
+        self.overrides_tx.send_replace(next);
     }
 
     /// Reloads config, zones, GeoIP and services: all or nothing. The prober gets the new
@@ -258,18 +354,42 @@ impl Control {
         client: &str,
         token: &str,
         action: &str,
-        change: impl FnOnce(&mut crate::overrides::RegionOverride),
+        change: impl Fn(&mut crate::overrides::RegionOverride) + Sync,
     ) -> Result<crate::overrides::RegionOverride, OverrideError> {
-        let _serial = self.inner.lock().await;
+        let mut serial = self.inner.lock().await;
         if self.state.load().gslb.region_id(region).is_none() {
             return Err(OverrideError::UnknownRegion(region.to_string()));
         }
         let current = self.overrides_tx.borrow().clone();
-        let old = current.regions.get(region).cloned().unwrap_or_default();
-        let mut new = old.clone();
-        change(&mut new);
-        new.updated_by = token.to_string();
-        new.updated_at = crate::overrides::now();
+        let stamp = |o: &mut crate::overrides::RegionOverride| {
+            o.updated_by = token.to_string();
+            o.updated_at = crate::overrides::now();
+            if let Some(c) = &self.cluster {
+                o.updated_on = c.instance().to_string();
+            }
+        };
+        let (old, new) = match &self.cluster {
+            None => {
+                let old = current.regions.get(region).cloned().unwrap_or_default();
+                let mut new = old.clone();
+                change(&mut new);
+                stamp(&mut new);
+                (old, new)
+            }
+            // Committed in etcd first (compare-and-swap), then applied here below, before
+            // the caller answers: read-your-writes on this instance.
+            Some(cluster) => {
+                if !cluster.is_connected() {
+                    return Err(OverrideError::ClusterUnreachable("not connected to etcd".into()));
+                }
+                let (old, new, rev) = cluster
+                    .write_override(region, &change, stamp)
+                    .await
+                    .map_err(|e| OverrideError::ClusterUnreachable(e.to_string()))?;
+                serial.cluster_revs.insert(region.to_string(), rev);
+                (old, new)
+            }
+        };
         let mut next = (*current).clone();
         next.version = 1;
         if new.is_empty() {
@@ -277,9 +397,22 @@ impl Control {
         } else {
             next.regions.insert(region.to_string(), new.clone());
         }
-        self.store.save(&next)?;
-        let record =
-            crate::overrides::AuditRecord { time: new.updated_at, client, token, action, region, old: &old, new: &new };
+        match (&self.cluster, self.store.save(&next)) {
+            (_, Ok(())) => {}
+            (None, Err(e)) => return Err(e.into()),
+            // Committed in etcd: the mirror is a copy, its failure must not hide the change.
+            (Some(_), Err(e)) => tracing::error!(error = %e, "cannot mirror overrides to the state directory"),
+        }
+        let record = crate::overrides::AuditRecord {
+            time: new.updated_at,
+            client,
+            token,
+            instance: self.cluster.as_ref().map(|c| c.instance()),
+            action,
+            region,
+            old: &old,
+            new: &new,
+        };
         if let Err(e) = self.store.audit(&record) {
             // The change is saved and will be made; a lost audit line must be seen, not undo it.
             tracing::error!(error = %e, "audit log write failed");
@@ -322,6 +455,7 @@ impl Control {
                 time: new.updated_at,
                 client: "gslbd",
                 token: "expiry",
+                instance: self.cluster.as_ref().map(|c| c.instance()),
                 action: "force-expired",
                 region,
                 old,

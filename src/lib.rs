@@ -28,6 +28,8 @@
 //! - [`wire`]: packets <-> [`wire::Query`] / [`answer::Answer`], the protocol gates.
 //! - [`resolve`]: the authoritative answer algorithm and zone transfer contents, pure;
 //!   [`explain`]: the same, traced, for the admin API.
+//! - [`cluster`]: cluster mode (`[cluster]`): the etcd client, overrides shared through
+//!   etcd, membership by lease.
 //! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]);
 //!   [`control`]: where health, overrides and reloads become a new snapshot; [`admin`]: the
 //!   admin API and its status [`page`]; [`notify`]: webhooks for the [`events`] feed.
@@ -36,6 +38,7 @@
 pub mod addr;
 pub mod admin;
 pub mod answer;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod ctl;

@@ -39,6 +39,9 @@ pub struct RegionOverride {
     pub updated_by: String,
     #[serde(default)]
     pub updated_at: u64,
+    /// In cluster mode, the instance that took the change (empty when standalone).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub updated_on: String,
 }
 
 impl RegionOverride {
@@ -162,6 +165,9 @@ pub struct AuditRecord<'a> {
     pub client: &'a str,
     /// The id of the token used (never the token).
     pub token: &'a str,
+    /// In cluster mode, the instance that took the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<&'a str>,
     pub action: &'a str,
     pub region: &'a str,
     pub old: &'a RegionOverride,
@@ -203,6 +209,7 @@ mod tests {
                 force: Some(Force { up: false, until: Some(99) }),
                 updated_by: "ops".into(),
                 updated_at: 5,
+                updated_on: String::new(),
             },
         );
         store.save(&o).unwrap();
@@ -230,6 +237,7 @@ mod tests {
                     time: 1,
                     client: "127.0.0.1:5000",
                     token: "ops",
+                    instance: None,
                     action,
                     region: "r",
                     old: &a,

@@ -42,6 +42,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // decoded query, wire writes the answer value; wire never imports resolve.
     ("codec", &["wire"]),
     ("answer logic", &["resolve", "explain"]),
+    // Cluster mode: the etcd client, shared overrides and membership. Reads config and the
+    // override values; the control loop above drives it.
+    ("cluster", &["cluster"]),
     // Sockets, the control loop that builds snapshots, the admin API and its status page,
     // webhooks.
     ("io", &["frontend", "control", "admin", "page", "notify"]),

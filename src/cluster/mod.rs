@@ -1,0 +1,485 @@
+//! Cluster mode: gslbd instances sharing the operator's overrides through etcd, members
+//! known by their leases.
+//!
+//! ```text
+//! admin API -> control::set_override -> Cluster::write_override (CAS txn) -> etcd
+//!                                    \-> applied here before the 200 (read-your-writes)
+//! etcd -watch-> Cluster::run_overrides -Update-> control (apply, mirror to state_dir)
+//! Cluster::run_membership: lease keep-alive, member list, rejoin after a lost lease
+//! ```
+//!
+//! Keys, under the configured prefix `P`:
+//! - `P/overrides/REGION`: the region's [`RegionOverride`] as JSON.
+//! - `P/members/INSTANCE`: a [`Member`] as JSON, attached to the instance's lease.
+//!
+//! DNS never waits on any of this: the query path reads snapshots only, and every etcd call
+//! has a deadline.
+
+pub mod etcd;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::config::cluster::ClusterConfig;
+use crate::overrides::RegionOverride;
+use crate::shutdown::Shutdown;
+use etcd::{Etcd, EtcdError, WatchItem};
+
+/// What a member publishes about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub instance: String,
+    pub site: String,
+    /// Its admin API address (or DNS address without an admin API).
+    pub address: String,
+    pub version: String,
+    /// SHA-256 (hex, 16 digits) of its config file, zone files and GeoIP database: members
+    /// whose hash differs answer differently.
+    pub config_hash: String,
+}
+
+/// Overrides from etcd for the control loop: the whole set after a (re-)list, or changes
+/// from the watch. Each entry carries the key's mod revision, so the control loop applies
+/// a change only if it is newer than what it has (its own writes come back through the
+/// watch too).
+#[derive(Debug)]
+pub enum Update {
+    Full(BTreeMap<String, (RegionOverride, i64)>),
+    /// (region, new value or None when deleted, mod revision).
+    Changes(Vec<(String, Option<RegionOverride>, i64)>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(
+        "cluster: instance name {instance:?} is already live in the cluster (member at {address})\n  hint: give each gslbd its own [cluster] instance, or stop the other one; a stopped instance's name is free within lease_ttl"
+    )]
+    Duplicate { instance: String, address: String },
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+}
+
+/// The cluster connection of this instance.
+pub struct Cluster {
+    pub cfg: ClusterConfig,
+    etcd: Etcd,
+    me: Member,
+    lease: AtomicI64,
+    connected: AtomicBool,
+    /// Since when `connected` has had its current value.
+    since: std::sync::Mutex<SystemTime>,
+    members: std::sync::Mutex<Vec<Member>>,
+    /// Values in etcd we ignored (bad JSON, unknown keys, wrong types).
+    bad_values: AtomicU64,
+}
+
+/// Fields an override value in etcd may have; anything else makes the value ignored.
+const OVERRIDE_FIELDS: [&str; 6] = ["weight", "drained", "force", "updated_by", "updated_at", "updated_on"];
+
+impl Cluster {
+    pub fn new(cfg: ClusterConfig, me: Member) -> Result<Arc<Cluster>, EtcdError> {
+        let etcd = Etcd::new(cfg.etcd.clone(), &cfg.tls, cfg.credentials.clone())?;
+        Ok(Arc::new(Cluster {
+            cfg,
+            etcd,
+            me,
+            lease: AtomicI64::new(0),
+            connected: AtomicBool::new(false),
+            since: std::sync::Mutex::new(SystemTime::now()),
+            members: Default::default(),
+            bad_values: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.cfg.instance
+    }
+
+    fn overrides_prefix(&self) -> String {
+        format!("{}/overrides/", self.cfg.prefix)
+    }
+
+    fn members_prefix(&self) -> String {
+        format!("{}/members/", self.cfg.prefix)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Whether etcd is reachable and since when (or since when not).
+    pub fn connection(&self) -> (bool, SystemTime) {
+        (self.is_connected(), *self.since.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn set_connected(&self, now: bool) {
+        if self.connected.swap(now, Ordering::Relaxed) != now {
+            *self.since.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
+            if now {
+                tracing::info!(instance = %self.cfg.instance, "cluster: connected to etcd");
+            } else {
+                tracing::warn!(
+                    instance = %self.cfg.instance,
+                    "cluster: etcd unreachable; answering from the last overrides, admin changes refused"
+                );
+            }
+        }
+    }
+
+    /// The live members as last listed (this one included once joined).
+    pub fn members(&self) -> Vec<Member> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// This instance's own record.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    pub fn bad_values(&self) -> u64 {
+        self.bad_values.load(Ordering::Relaxed)
+    }
+
+    /// Reads an override value written by anyone: None (with one log line and a count)
+    /// unless it is a JSON object of known fields with the right types.
+    fn decode_override(&self, key: &str, value: &[u8]) -> Option<RegionOverride> {
+        let parsed = serde_json::from_slice::<Value>(value).map_err(|e| e.to_string()).and_then(|v| {
+            let obj = v.as_object().ok_or("not a JSON object")?;
+            if let Some(k) = obj.keys().find(|k| !OVERRIDE_FIELDS.contains(&k.as_str())) {
+                return Err(format!("unknown field {k:?}"));
+            }
+            serde_json::from_value::<RegionOverride>(v).map_err(|e| e.to_string())
+        });
+        match parsed {
+            Ok(o) => Some(o),
+            Err(error) => {
+                self.bad_values.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key, %error, "cluster: ignoring a value in etcd that gslbd did not write");
+                None
+            }
+        }
+    }
+
+    fn region_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.overrides_prefix()).filter(|r| !r.is_empty() && !r.contains('/'))
+    }
+
+    /// Changes one region's override with compare-and-swap: read, change, write if nobody
+    /// wrote in between, else again. Returns the old and new value and the write's revision.
+    /// A value in etcd gslbd cannot read counts as no override (and is replaced).
+    pub async fn write_override(
+        &self,
+        region: &str,
+        change: &(dyn Fn(&mut RegionOverride) + Sync),
+        stamp: impl Fn(&mut RegionOverride),
+    ) -> Result<(RegionOverride, RegionOverride, i64), EtcdError> {
+        let key = format!("{}{region}", self.overrides_prefix());
+        for _ in 0..16 {
+            let (kvs, _) = self.etcd.range(&key, false).await.inspect_err(|_| self.set_connected(false))?;
+            let (old, rev) = match kvs.first() {
+                Some(kv) => (self.decode_override(&key, &kv.value).unwrap_or_default(), kv.mod_revision),
+                None => (RegionOverride::default(), 0),
+            };
+            let mut new = old.clone();
+            change(&mut new);
+            stamp(&mut new);
+            let value = if new.is_empty() {
+                None
+            } else {
+                Some(
+                    serde_json::to_vec(&new)
+                        .map_err(|e| EtcdError::Decode { path: key.clone(), message: e.to_string() })?,
+                )
+            };
+            if let Some(written) = self.etcd.compare_and_put(&key, rev, value.as_deref(), 0).await? {
+                self.set_connected(true);
+                return Ok((old, new, written));
+            }
+        }
+        Err(EtcdError::Decode { path: key, message: "too many concurrent writers; try again".into() })
+    }
+
+    /// Lists the overrides and their store revision.
+    async fn list_overrides(&self) -> Result<(BTreeMap<String, (RegionOverride, i64)>, i64), EtcdError> {
+        let (kvs, revision) = self.etcd.range(&self.overrides_prefix(), true).await?;
+        let mut all = BTreeMap::new();
+        for kv in kvs {
+            if let Some(region) = self.region_of(&kv.key)
+                && let Some(o) = self.decode_override(&kv.key, &kv.value)
+            {
+                all.insert(region.to_string(), (o, kv.mod_revision));
+            }
+        }
+        Ok((all, revision))
+    }
+
+    /// Keeps the control loop's overrides equal to etcd's until shutdown: list, then watch
+    /// from the next revision; a broken watch resumes where it stopped, a compacted one
+    /// lists again.
+    pub async fn run_overrides(self: Arc<Self>, tx: mpsc::Sender<Update>, mut shutdown: Shutdown) {
+        let mut resume_from = None;
+        loop {
+            let step = async {
+                let mut next = match resume_from {
+                    Some(rev) => rev,
+                    None => {
+                        let (all, revision) = self.list_overrides().await?;
+                        if tx.send(Update::Full(all)).await.is_err() {
+                            return Ok(None);
+                        }
+                        revision + 1
+                    }
+                };
+                let mut watch = self.etcd.watch(&self.overrides_prefix(), next).await?;
+                resume_from = Some(next);
+                loop {
+                    match watch.next().await? {
+                        WatchItem::Compacted(rev) => {
+                            tracing::info!(compacted = rev, "cluster: watch revision compacted; listing again");
+                            return Ok(Some(()));
+                        }
+                        WatchItem::Events(events) => {
+                            let mut changes = Vec::new();
+                            for e in events {
+                                next = next.max(e.kv.mod_revision + 1);
+                                let Some(region) = self.region_of(&e.kv.key) else { continue };
+                                if e.is_delete {
+                                    changes.push((region.to_string(), None, e.kv.mod_revision));
+                                } else if let Some(o) = self.decode_override(&e.kv.key, &e.kv.value) {
+                                    changes.push((region.to_string(), Some(o), e.kv.mod_revision));
+                                }
+                            }
+                            resume_from = Some(next);
+                            if !changes.is_empty() && tx.send(Update::Changes(changes)).await.is_err() {
+                                return Ok(None);
+                            }
+                        }
+                    }
+                }
+            };
+            let result: Result<Option<()>, EtcdError> = tokio::select! {
+                r = step => r,
+                _ = shutdown.recv() => return,
+            };
+            match result {
+                Ok(None) => return,
+                // Compacted: list again.
+                Ok(Some(())) => resume_from = None,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cluster: overrides watch broken; resuming");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                        _ = shutdown.recv() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes this instance's member key under a new lease. Refused when another live member
+    /// holds the name; the key of this instance's own previous life (its lease id saved in
+    /// `state_dir`) is taken over.
+    pub async fn join(&self, state_dir: &Path) -> Result<(), JoinError> {
+        let key = format!("{}{}", self.members_prefix(), self.cfg.instance);
+        let lease = self.etcd.grant(self.cfg.lease_ttl).await?;
+        let value = serde_json::to_vec(&self.me).unwrap_or_default();
+        let previous_lease = read_saved_lease(state_dir);
+        let (kvs, _) = self.etcd.range(&key, false).await?;
+        let rev = match kvs.first() {
+            None => 0,
+            Some(kv) if Some(kv.lease) == previous_lease || kv.lease == self.lease.load(Ordering::Relaxed) => {
+                kv.mod_revision
+            }
+            Some(kv) => {
+                let _ = self.etcd.revoke(lease).await;
+                let address = serde_json::from_slice::<Member>(&kv.value).map(|m| m.address).unwrap_or_default();
+                return Err(JoinError::Duplicate { instance: self.cfg.instance.clone(), address });
+            }
+        };
+        if self.etcd.compare_and_put(&key, rev, Some(&value), lease).await?.is_none() {
+            let _ = self.etcd.revoke(lease).await;
+            return Err(JoinError::Duplicate { instance: self.cfg.instance.clone(), address: "unknown".into() });
+        }
+        self.lease.store(lease, Ordering::Relaxed);
+        if let Err(e) = std::fs::create_dir_all(state_dir)
+            .and_then(|()| std::fs::write(state_dir.join("cluster-lease"), lease.to_string()))
+        {
+            tracing::warn!(error = %e, "cluster: cannot save the lease id; a restart within lease_ttl may be refused");
+        }
+        self.set_connected(true);
+        self.refresh_members().await?;
+        tracing::info!(instance = %self.cfg.instance, site = %self.cfg.site, lease, "cluster: joined");
+        Ok(())
+    }
+
+    async fn refresh_members(&self) -> Result<(), EtcdError> {
+        let (kvs, _) = self.etcd.range(&self.members_prefix(), true).await?;
+        let mut members = Vec::new();
+        for kv in kvs {
+            match serde_json::from_slice::<Member>(&kv.value) {
+                Ok(m) => members.push(m),
+                Err(error) => {
+                    self.bad_values.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(key = %kv.key, %error, "cluster: ignoring a member record gslbd did not write");
+                }
+            }
+        }
+        let differing: Vec<&str> =
+            members.iter().filter(|m| m.config_hash != self.me.config_hash).map(|m| m.instance.as_str()).collect();
+        let before = self.members();
+        let before_differing: Vec<&str> =
+            before.iter().filter(|m| m.config_hash != self.me.config_hash).map(|m| m.instance.as_str()).collect();
+        if differing != before_differing && !differing.is_empty() {
+            tracing::warn!(members = ?differing, "cluster: members with a different config, zones or GeoIP database");
+        }
+        *self.members.lock().unwrap_or_else(|p| p.into_inner()) = members;
+        Ok(())
+    }
+
+    /// Members whose config hash differs from this instance's.
+    pub fn differing_members(&self) -> Vec<String> {
+        self.members().into_iter().filter(|m| m.config_hash != self.me.config_hash).map(|m| m.instance).collect()
+    }
+
+    /// Keeps the lease alive (every third of its TTL) and the member list fresh until
+    /// shutdown; joins again after the lease is lost or etcd comes back; revokes the lease
+    /// on shutdown so the name is free at once.
+    pub async fn run_membership(self: Arc<Self>, state_dir: std::path::PathBuf, mut shutdown: Shutdown) {
+        let period = self.cfg.lease_ttl / 3;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.recv() => break,
+            }
+            let lease = self.lease.load(Ordering::Relaxed);
+            let alive = if lease == 0 { Ok(false) } else { self.etcd.keep_alive(lease).await };
+            match alive {
+                Ok(true) => {
+                    self.set_connected(true);
+                    if let Err(e) = self.refresh_members().await {
+                        tracing::debug!(error = %e, "cluster: cannot list members");
+                    }
+                }
+                Ok(false) => {
+                    if lease != 0 {
+                        tracing::warn!(lease, "cluster: lease lost; joining again");
+                    }
+                    match self.join(&state_dir).await {
+                        Ok(()) => {}
+                        Err(e @ JoinError::Duplicate { .. }) => {
+                            self.set_connected(false);
+                            tracing::error!("{e}");
+                        }
+                        Err(JoinError::Etcd(e)) => {
+                            self.set_connected(false);
+                            tracing::debug!(error = %e, "cluster: cannot join");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cluster: lease keep-alive failed");
+                    self.set_connected(false);
+                }
+            }
+        }
+        let lease = self.lease.load(Ordering::Relaxed);
+        if lease != 0 {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.etcd.revoke(lease)).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("instance", &self.cfg.instance)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+fn read_saved_lease(state_dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(state_dir.join("cluster-lease")).ok()?.trim().parse().ok()
+}
+
+/// A short SHA-256 of what decides the answers: the config file, the zone files (by name)
+/// and the GeoIP database. Files that cannot be read count as empty.
+pub fn config_hash(config: Option<&Path>, zones_dir: &Path, geoip: Option<&Path>) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut add = |name: &str, path: &Path| {
+        ctx.update(name.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(&std::fs::read(path).unwrap_or_default());
+        ctx.update(&[0]);
+    };
+    if let Some(c) = config {
+        add("config", c);
+    }
+    let mut zones: Vec<_> = std::fs::read_dir(zones_dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    zones.sort();
+    for z in &zones {
+        add(&z.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), z);
+    }
+    if let Some(g) = geoip {
+        add("geoip", g);
+    }
+    ctx.finish().as_ref().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> Arc<Cluster> {
+        let cfg = crate::config::parse(
+            "[cluster]\netcd = [\"http://127.0.0.1:1\"]\ninstance = \"a\"\nprefix = \"/t\"\n",
+            Path::new("g.toml"),
+        )
+        .unwrap()
+        .cluster
+        .unwrap();
+        let me = Member {
+            instance: "a".into(),
+            site: "s".into(),
+            address: "x".into(),
+            version: "v".into(),
+            config_hash: "h".into(),
+        };
+        Cluster::new(cfg, me).unwrap()
+    }
+
+    #[test]
+    fn values_written_by_others_are_ignored_and_counted() {
+        let c = cluster();
+        assert_eq!(c.decode_override("k", br#"{"weight": 5, "drained": false}"#).unwrap().weight, Some(5));
+        for bad in [&b"not json"[..], br#"[1]"#, br#"{"weight": "heavy"}"#, br#"{"weight": 1, "colour": "red"}"#] {
+            assert!(c.decode_override("k", bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(c.bad_values(), 4);
+        assert_eq!(c.region_of("/t/overrides/eu"), Some("eu"));
+        assert_eq!(c.region_of("/t/overrides/eu/x"), None);
+        assert_eq!(c.region_of("/t/members/eu"), None);
+    }
+
+    #[test]
+    fn config_hash_follows_the_files() {
+        let tmp = crate::testutil::TempDir::new("hash");
+        let cfg = tmp.write("g.toml", "x");
+        tmp.write("zones/a.zone", "1");
+        let h1 = config_hash(Some(&cfg), &tmp.path().join("zones"), None);
+        assert_eq!(h1.len(), 16);
+        assert_eq!(h1, config_hash(Some(&cfg), &tmp.path().join("zones"), None));
+        tmp.write("zones/a.zone", "2");
+        assert_ne!(h1, config_hash(Some(&cfg), &tmp.path().join("zones"), None));
+    }
+}
