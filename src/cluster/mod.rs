@@ -15,6 +15,7 @@
 //! DNS never waits on any of this: the query path reads snapshots only, and every etcd call
 //! has a deadline.
 
+pub mod duty;
 pub mod etcd;
 
 use std::collections::BTreeMap;
