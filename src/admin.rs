@@ -395,6 +395,10 @@ fn status_value(api: &Api) -> Value {
     });
     if let Some(c) = api.control.cluster() {
         v["cluster"] = cluster_value(c);
+        let view = api.control.cluster_view();
+        v["cluster"]["standalone"] = json!(view.standalone);
+        v["cluster"]["regions"] = json!(view.regions);
+        v["cluster"]["verdict_rtt"] = json!("median of the fresh observers' smoothed RTTs");
     }
     v
 }

@@ -159,6 +159,12 @@ pub struct Control {
     health_rx: watch::Receiver<Arc<HealthTable>>,
     /// Cluster mode: overrides live in etcd (None: standalone, as without `[cluster]`).
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Cluster mode: the table answers are built from (the cluster's verdicts), which
+    /// `health_rx` reads; the prober's own table goes to [`Control::cluster_round`].
+    combined_tx: Option<watch::Sender<Arc<HealthTable>>>,
+    /// Cluster mode: who probes each region and whether this instance fell back to its own
+    /// probes, for the status.
+    cluster_view: std::sync::Mutex<ClusterView>,
     inner: tokio::sync::Mutex<Inner>,
     ready: std::sync::atomic::AtomicBool,
     started: std::time::Instant,
@@ -172,6 +178,42 @@ struct Inner {
     /// Cluster mode: the etcd mod revision of each region's override applied here, so a
     /// change seen twice (our own write, then the watch) or late is not applied again.
     cluster_revs: std::collections::BTreeMap<String, i64>,
+    /// Cluster mode: the regions this instance probes (None: all, as standalone).
+    probe_set: Option<std::collections::BTreeSet<String>>,
+}
+
+/// What cluster mode decided in its last round, for `/v1/status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ClusterView {
+    /// Probing every region itself: not a member (etcd lost for over the lease TTL, or
+    /// not joined yet).
+    pub standalone: bool,
+    pub regions: Vec<RegionDuty>,
+}
+
+/// One region in cluster mode.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegionDuty {
+    pub region: String,
+    /// The members chosen to probe it, in preference order.
+    pub probers: Vec<String>,
+    /// Fresh observations (chosen prober, live, with a verdict).
+    pub fresh_observers: usize,
+    /// Too few fresh observations: this instance answers by its own probes.
+    pub fallback: bool,
+    /// Whether this instance probes it.
+    pub probing: bool,
+}
+
+/// Keeps only the regions in `set` (all of them for None).
+fn only(
+    checks: Vec<crate::health::RegionChecks>,
+    set: Option<&std::collections::BTreeSet<String>>,
+) -> Vec<crate::health::RegionChecks> {
+    match set {
+        None => checks,
+        Some(set) => checks.into_iter().filter(|c| set.contains(&c.name)).collect(),
+    }
 }
 
 impl Control {
@@ -198,6 +240,16 @@ impl Control {
         rebuild(&state, &prober.table(), &overrides_rx.borrow());
         let saver =
             tokio::spawn(crate::health::persist::run(store.dir().to_path_buf(), health_rx.clone(), shutdown.clone()));
+        // Cluster mode: answers follow the cluster's verdicts, computed from the prober's
+        // own table and the others' observations by `cluster_round`.
+        let prober_rx = health_rx.clone();
+        let (combined_tx, health_rx) = match &cluster {
+            None => (None, health_rx),
+            Some(_) => {
+                let (tx, rx) = watch::channel(prober.table());
+                (Some(tx), rx)
+            }
+        };
         tokio::spawn(follow(state.clone(), health_rx.clone(), overrides_rx, shutdown.clone()));
         let control = Arc::new(Control {
             state,
@@ -206,21 +258,224 @@ impl Control {
             overrides_tx,
             health_rx,
             cluster: cluster.clone(),
-            inner: tokio::sync::Mutex::new(Inner { cfg, prober, saver: Some(saver), cluster_revs: Default::default() }),
+            combined_tx,
+            cluster_view: Default::default(),
+            inner: tokio::sync::Mutex::new(Inner {
+                cfg,
+                prober,
+                saver: Some(saver),
+                cluster_revs: Default::default(),
+                probe_set: None,
+            }),
             ready: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
         });
         if let Some(cluster) = cluster {
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-            tokio::spawn(cluster.run_overrides(tx, shutdown));
+            tokio::spawn(cluster.clone().run_watch(tx, shutdown.clone()));
             let c = control.clone();
             tokio::spawn(async move {
                 while let Some(update) = rx.recv().await {
                     c.apply_cluster(update).await;
                 }
             });
+            tokio::spawn(control.clone().run_cluster_health(cluster, prober_rx, shutdown));
         }
         Ok(control)
+    }
+
+    /// Cluster mode: runs [`Control::cluster_round`] whenever the prober's table, the
+    /// members or the observations change, and every second (forces, lease TTL).
+    async fn run_cluster_health(
+        self: Arc<Self>,
+        cluster: Arc<crate::cluster::Cluster>,
+        mut prober_rx: watch::Receiver<Arc<HealthTable>>,
+        mut shutdown: Shutdown,
+    ) {
+        let mut changed = cluster.subscribe();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut published = std::collections::BTreeMap::new();
+        loop {
+            tokio::select! {
+                r = prober_rx.changed() => if r.is_err() { return },
+                r = changed.changed() => if r.is_err() { return },
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
+            }
+            let own = prober_rx.borrow_and_update().clone();
+            self.cluster_round(&cluster, &own, &mut published).await;
+        }
+    }
+
+    /// One round of cluster health: which regions this instance probes (its rendezvous
+    /// duties, plus regions with too few fresh observations, or every region once etcd has
+    /// been lost for the lease TTL), its own verdicts published for its duties, and the
+    /// table answers use: per region the verdict rule over the fresh observations, or this
+    /// instance's own probes where there are too few (said in the log and the status).
+    async fn cluster_round(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        own: &HealthTable,
+        published: &mut std::collections::BTreeMap<String, (crate::cluster::duty::Observation, i64)>,
+    ) {
+        use crate::cluster::duty;
+        use crate::health::{RegionHealth, Verdict};
+        let (all_checks, history) = {
+            let inner = self.inner.lock().await;
+            (inner.cfg.gslb.region_checks(), inner.cfg.gslb.health.history)
+        };
+        let me = cluster.instance().to_string();
+        let (connected, since) = cluster.connection();
+        let members: Vec<(String, String)> = cluster.members().into_iter().map(|m| (m.instance, m.site)).collect();
+        let lost_for_ttl = !connected && since.elapsed().unwrap_or_default() >= cluster.cfg.lease_ttl;
+        let standalone = lost_for_ttl || !members.iter().any(|m| m.0 == me);
+        let observations = cluster.observations();
+        let k = cluster.cfg.probers_per_region as usize;
+        let prev = self.combined_tx.as_ref().map(|tx| tx.borrow().clone()).unwrap_or_default();
+        let mut view = ClusterView { standalone, regions: Vec::new() };
+        let mut table = HealthTable { regions: Default::default(), fingerprints: own.fingerprints.clone() };
+        let mut probe_set = std::collections::BTreeSet::new();
+        let mut mine = Vec::new();
+        for spec in &all_checks {
+            let r = &spec.name;
+            let chosen: Vec<String> = if standalone {
+                Vec::new()
+            } else {
+                duty::probers(r, &members, k).into_iter().map(String::from).collect()
+            };
+            let fresh: Vec<&duty::Observation> = observations
+                .get(r)
+                .map(|o| {
+                    o.iter()
+                        .filter(|(i, obs)| chosen.contains(i) && obs.verdict() != Verdict::Unknown)
+                        .map(|(_, obs)| obs)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let fallback = standalone || fresh.len() < duty::needed(chosen.len());
+            let assigned = chosen.contains(&me);
+            if assigned || fallback {
+                probe_set.insert(r.clone());
+            }
+            if assigned && !standalone {
+                mine.push(r.clone());
+            }
+            let before = prev.region(r);
+            let entry = if fallback {
+                match (own.region(r), before) {
+                    (Some(o), _) if o.state != Verdict::Unknown => Some(o.clone()),
+                    // Our own probes have no verdict yet: keep what the cluster said.
+                    (_, Some(b)) => Some(b.clone()),
+                    (o, None) => o.cloned(),
+                }
+            } else {
+                let verdicts: Vec<Verdict> = fresh.iter().map(|o| o.verdict()).collect();
+                let state = duty::decide(cluster.cfg.verdict, &verdicts);
+                let reason = (state == Verdict::Unhealthy).then(|| {
+                    let down = verdicts.iter().filter(|v| **v == Verdict::Unhealthy).count();
+                    let why = fresh.iter().find_map(|o| o.reason.clone()).unwrap_or_default();
+                    crate::health::FailReason::Cluster(format!("{down} of {} probers: {why}", verdicts.len()))
+                });
+                let same = before.is_some_and(|b| b.state == state);
+                Some(RegionHealth {
+                    state,
+                    since: before.filter(|_| same).map_or_else(std::time::SystemTime::now, |b| b.since),
+                    reason,
+                    rtt_ewma_ms: duty::median_rtt(fresh.iter().filter_map(|o| o.rtt_ewma_ms).collect()),
+                    recent: own.region(r).map(|o| o.recent.clone()).unwrap_or_default(),
+                    transitions: before.map_or(0, |b| b.transitions + u64::from(!same)),
+                })
+            };
+            if let Some(e) = entry {
+                if before.is_none_or(|b| b.state != e.state) {
+                    tracing::info!(region = %r, to = %e.state, fallback, observers = fresh.len(), "cluster: region verdict");
+                }
+                table.regions.insert(r.clone(), e);
+            }
+            view.regions.push(RegionDuty {
+                region: r.clone(),
+                probers: chosen,
+                fresh_observers: fresh.len(),
+                fallback,
+                probing: probe_set.contains(r),
+            });
+        }
+        // Say when a region starts or stops being answered from this instance's own probes.
+        {
+            let old = self.cluster_view.lock().unwrap_or_else(|p| p.into_inner());
+            for d in &view.regions {
+                let was = old.regions.iter().find(|o| o.region == d.region).map(|o| o.fallback);
+                if was != Some(d.fallback) && (was.is_some() || d.fallback) {
+                    if d.fallback {
+                        tracing::warn!(region = %d.region, observers = d.fresh_observers, standalone = view.standalone, "cluster: too few fresh observers; answering by this instance's own probes");
+                    } else {
+                        tracing::info!(region = %d.region, observers = d.fresh_observers, "cluster: region answered by the cluster's verdict again");
+                    }
+                }
+            }
+            if old.standalone != view.standalone && !old.regions.is_empty() {
+                if view.standalone {
+                    tracing::warn!("cluster: standalone: probing every region itself");
+                } else {
+                    tracing::info!("cluster: member again: probing its duties only");
+                }
+            }
+        }
+        *self.cluster_view.lock().unwrap_or_else(|p| p.into_inner()) = view;
+        // The prober runs exactly this instance's duties.
+        {
+            let mut inner = self.inner.lock().await;
+            if inner.probe_set.as_ref() != Some(&probe_set) {
+                tracing::info!(regions = ?probe_set, "cluster: probing");
+                inner.prober.apply(only(all_checks, Some(&probe_set)), history);
+                inner.probe_set = Some(probe_set);
+            }
+        }
+        // Publish our verdicts for our duties when they change; withdraw the others.
+        if connected {
+            let lease = cluster.lease();
+            for r in &mine {
+                let Some(h) = own.region(r) else { continue };
+                let obs = duty::Observation {
+                    state: h.state.as_str().to_string(),
+                    reason: h.reason.as_ref().map(ToString::to_string),
+                    rtt_ewma_ms: h.rtt_ewma_ms,
+                };
+                let stale = published.get(r).is_none_or(|(p, l)| {
+                    *l != lease
+                        || p.state != obs.state
+                        || p.reason != obs.reason
+                        || match (p.rtt_ewma_ms, obs.rtt_ewma_ms) {
+                            (Some(a), Some(b)) => (a - b).abs() > 0.2 * a.max(1.0),
+                            (a, b) => a.is_some() != b.is_some(),
+                        }
+                });
+                if stale && cluster.publish_observation(r, &obs).await.is_ok() {
+                    published.insert(r.clone(), (obs, lease));
+                }
+            }
+            let gone: Vec<String> = published.keys().filter(|r| !mine.contains(r)).cloned().collect();
+            for r in gone {
+                if cluster.withdraw_observation(&r).await.is_ok() {
+                    published.remove(&r);
+                }
+            }
+        }
+        if let Some(tx) = &self.combined_tx {
+            tx.send_if_modified(|cur| {
+                if **cur == table {
+                    false
+                } else {
+                    *cur = Arc::new(table);
+                    true
+                }
+            });
+        }
+    }
+
+    /// Cluster mode: the last round's duties and fallbacks.
+    pub fn cluster_view(&self) -> ClusterView {
+        self.cluster_view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The cluster connection, in cluster mode.
@@ -334,7 +589,8 @@ impl Control {
             // Applied by each UDP worker at its next batch (the settings ride in the snapshot).
             tracing::info!(on = cfg.dns.rrl.is_some(), "dns.rrl changed; the new limits apply now");
         }
-        inner.prober.apply(cfg.gslb.region_checks(), cfg.gslb.health.history);
+        let checks = only(cfg.gslb.region_checks(), inner.probe_set.as_ref());
+        inner.prober.apply(checks, cfg.gslb.health.history);
         let snap = with_status(snap, &inner.prober.table(), &self.overrides_tx.borrow(), Some(&self.state.load()));
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
         let prev = self.state.swap(Arc::new(snap));

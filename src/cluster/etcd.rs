@@ -267,6 +267,17 @@ impl Etcd {
         Ok(v["succeeded"].as_bool().unwrap_or(false).then(|| int(&v["header"]["revision"])))
     }
 
+    /// Writes `value` to `key` (attached to `lease` unless 0).
+    pub async fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<(), EtcdError> {
+        let body = json!({ "key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string() });
+        self.call("/v3/kv/put", body).await.map(|_| ())
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), EtcdError> {
+        self.call("/v3/kv/deleterange", json!({ "key": b64(key.as_bytes()) })).await.map(|_| ())
+    }
+
     /// A new lease of `ttl` seconds; its id.
     pub async fn grant(&self, ttl: Duration) -> Result<i64, EtcdError> {
         let v = self.call("/v3/lease/grant", json!({ "TTL": ttl.as_secs().to_string() })).await?;

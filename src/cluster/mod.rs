@@ -80,6 +80,10 @@ pub struct Cluster {
     members: std::sync::Mutex<Vec<Member>>,
     /// Values in etcd we ignored (bad JSON, unknown keys, wrong types).
     bad_values: AtomicU64,
+    /// The probers' published observations: region -> instance -> observation.
+    observations: std::sync::Mutex<BTreeMap<String, BTreeMap<String, duty::Observation>>>,
+    /// Bumped whenever members or observations change, for the control loop.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Fields an override value in etcd may have; anything else makes the value ignored.
@@ -97,6 +101,8 @@ impl Cluster {
             since: std::sync::Mutex::new(SystemTime::now()),
             members: Default::default(),
             bad_values: AtomicU64::new(0),
+            observations: Default::default(),
+            changed: tokio::sync::watch::channel(0).0,
         }))
     }
 
@@ -110,6 +116,88 @@ impl Cluster {
 
     fn members_prefix(&self) -> String {
         format!("{}/members/", self.cfg.prefix)
+    }
+
+    fn health_prefix(&self) -> String {
+        format!("{}/health/", self.cfg.prefix)
+    }
+
+    /// Wakes whoever waits on [`Cluster::subscribe`].
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that sees a change whenever members or observations change.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The observations published for each region, by instance.
+    pub fn observations(&self) -> BTreeMap<String, BTreeMap<String, duty::Observation>> {
+        self.observations.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Publishes this instance's observation of `region`, attached to its lease (so it
+    /// disappears with the instance). Nothing is written before the instance has joined.
+    pub async fn publish_observation(&self, region: &str, obs: &duty::Observation) -> Result<(), EtcdError> {
+        let lease = self.lease.load(Ordering::Relaxed);
+        if lease == 0 {
+            return Ok(());
+        }
+        let key = format!("{}{region}/{}", self.health_prefix(), self.cfg.instance);
+        let value = serde_json::to_vec(obs).unwrap_or_default();
+        self.etcd.put(&key, &value, lease).await
+    }
+
+    /// Withdraws this instance's observation of `region` (its duty moved elsewhere).
+    pub async fn withdraw_observation(&self, region: &str) -> Result<(), EtcdError> {
+        let key = format!("{}{region}/{}", self.health_prefix(), self.cfg.instance);
+        self.etcd.delete(&key).await
+    }
+
+    /// The current lease (0: not joined).
+    pub fn lease(&self) -> i64 {
+        self.lease.load(Ordering::Relaxed)
+    }
+
+    /// Applies one member or observation key (None: deleted) to the local view; true if
+    /// it was one.
+    fn apply_shared_key(&self, key: &str, value: Option<&[u8]>) -> bool {
+        if let Some(instance) = key.strip_prefix(&self.members_prefix()) {
+            let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+            members.retain(|m| m.instance != instance);
+            if let Some(v) = value {
+                match serde_json::from_slice::<Member>(v) {
+                    Ok(m) if m.instance == instance => members.push(m),
+                    Ok(_) | Err(_) => {
+                        self.bad_values.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(key, "cluster: ignoring a member record gslbd did not write");
+                    }
+                }
+            }
+            members.sort_by(|a, b| a.instance.cmp(&b.instance));
+            return true;
+        }
+        if let Some(rest) = key.strip_prefix(&self.health_prefix()) {
+            let Some((region, instance)) = rest.split_once('/') else { return false };
+            let mut all = self.observations.lock().unwrap_or_else(|p| p.into_inner());
+            match value.map(serde_json::from_slice::<duty::Observation>) {
+                None => {
+                    if let Some(r) = all.get_mut(region) {
+                        r.remove(instance);
+                    }
+                }
+                Some(Ok(o)) => {
+                    all.entry(region.to_string()).or_default().insert(instance.to_string(), o);
+                }
+                Some(Err(error)) => {
+                    self.bad_values.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(key, %error, "cluster: ignoring a health observation gslbd did not write");
+                }
+            }
+            return true;
+        }
+        false
     }
 
     pub fn is_connected(&self) -> bool {
@@ -208,38 +296,44 @@ impl Cluster {
         Err(EtcdError::Decode { path: key, message: "too many concurrent writers; try again".into() })
     }
 
-    /// Lists the overrides and their store revision.
-    async fn list_overrides(&self) -> Result<(BTreeMap<String, (RegionOverride, i64)>, i64), EtcdError> {
-        let (kvs, revision) = self.etcd.range(&self.overrides_prefix(), true).await?;
+    /// Lists everything under the prefix: the overrides (returned, with the store
+    /// revision), and the members and observations (taken into the local view).
+    async fn list_all(&self) -> Result<(BTreeMap<String, (RegionOverride, i64)>, i64), EtcdError> {
+        let (kvs, revision) = self.etcd.range(&format!("{}/", self.cfg.prefix), true).await?;
         let mut all = BTreeMap::new();
+        self.members.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.observations.lock().unwrap_or_else(|p| p.into_inner()).clear();
         for kv in kvs {
-            if let Some(region) = self.region_of(&kv.key)
-                && let Some(o) = self.decode_override(&kv.key, &kv.value)
-            {
-                all.insert(region.to_string(), (o, kv.mod_revision));
+            if let Some(region) = self.region_of(&kv.key) {
+                if let Some(o) = self.decode_override(&kv.key, &kv.value) {
+                    all.insert(region.to_string(), (o, kv.mod_revision));
+                }
+            } else {
+                self.apply_shared_key(&kv.key, Some(&kv.value));
             }
         }
+        self.bump();
         Ok((all, revision))
     }
 
     /// Keeps the control loop's overrides equal to etcd's until shutdown: list, then watch
     /// from the next revision; a broken watch resumes where it stopped, a compacted one
     /// lists again.
-    pub async fn run_overrides(self: Arc<Self>, tx: mpsc::Sender<Update>, mut shutdown: Shutdown) {
+    pub async fn run_watch(self: Arc<Self>, tx: mpsc::Sender<Update>, mut shutdown: Shutdown) {
         let mut resume_from = None;
         loop {
             let step = async {
                 let mut next = match resume_from {
                     Some(rev) => rev,
                     None => {
-                        let (all, revision) = self.list_overrides().await?;
+                        let (all, revision) = self.list_all().await?;
                         if tx.send(Update::Full(all)).await.is_err() {
                             return Ok(None);
                         }
                         revision + 1
                     }
                 };
-                let mut watch = self.etcd.watch(&self.overrides_prefix(), next).await?;
+                let mut watch = self.etcd.watch(&format!("{}/", self.cfg.prefix), next).await?;
                 resume_from = Some(next);
                 loop {
                     match watch.next().await? {
@@ -249,9 +343,14 @@ impl Cluster {
                         }
                         WatchItem::Events(events) => {
                             let mut changes = Vec::new();
+                            let mut shared = false;
                             for e in events {
                                 next = next.max(e.kv.mod_revision + 1);
-                                let Some(region) = self.region_of(&e.kv.key) else { continue };
+                                let Some(region) = self.region_of(&e.kv.key) else {
+                                    let value = (!e.is_delete).then_some(e.kv.value.as_slice());
+                                    shared |= self.apply_shared_key(&e.kv.key, value);
+                                    continue;
+                                };
                                 if e.is_delete {
                                     changes.push((region.to_string(), None, e.kv.mod_revision));
                                 } else if let Some(o) = self.decode_override(&e.kv.key, &e.kv.value) {
@@ -259,6 +358,9 @@ impl Cluster {
                                 }
                             }
                             resume_from = Some(next);
+                            if shared {
+                                self.bump();
+                            }
                             if !changes.is_empty() && tx.send(Update::Changes(changes)).await.is_err() {
                                 return Ok(None);
                             }
@@ -341,7 +443,16 @@ impl Cluster {
         if differing != before_differing && !differing.is_empty() {
             tracing::warn!(members = ?differing, "cluster: members with a different config, zones or GeoIP database");
         }
-        *self.members.lock().unwrap_or_else(|p| p.into_inner()) = members;
+        members.sort_by(|a, b| a.instance.cmp(&b.instance));
+        let changed = {
+            let mut mine = self.members.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = *mine != members;
+            *mine = members;
+            changed
+        };
+        if changed {
+            self.bump();
+        }
         Ok(())
     }
 
@@ -411,28 +522,31 @@ fn read_saved_lease(state_dir: &Path) -> Option<i64> {
     std::fs::read_to_string(state_dir.join("cluster-lease")).ok()?.trim().parse().ok()
 }
 
-/// A short SHA-256 of what decides the answers: the config file, the zone files (by name)
-/// and the GeoIP database. Files that cannot be read count as empty.
-pub fn config_hash(config: Option<&Path>, zones_dir: &Path, geoip: Option<&Path>) -> String {
+/// A short SHA-256 of what decides the answers: the steering settings as parsed
+/// (regions, services, health checks, GeoIP settings: `settings`, e.g. the `Debug` text of
+/// the config's `gslb` part, which holds no hash maps, so it prints the same everywhere),
+/// the zone files (by name) and the GeoIP database. Per-instance settings (listen
+/// addresses, state directory, the `[cluster]` table itself) are left out on purpose: they
+/// differ between members without changing an answer. Unreadable files count as empty.
+pub fn config_hash(settings: &str, zones_dir: &Path, geoip: Option<&Path>) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut add = |name: &str, path: &Path| {
+    let mut add = |name: &str, bytes: &[u8]| {
         ctx.update(name.as_bytes());
         ctx.update(&[0]);
-        ctx.update(&std::fs::read(path).unwrap_or_default());
+        ctx.update(bytes);
         ctx.update(&[0]);
     };
-    if let Some(c) = config {
-        add("config", c);
-    }
+    add("settings", settings.as_bytes());
     let mut zones: Vec<_> = std::fs::read_dir(zones_dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
         .unwrap_or_default();
     zones.sort();
     for z in &zones {
-        add(&z.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), z);
+        let name = z.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        add(&name, &std::fs::read(z).unwrap_or_default());
     }
     if let Some(g) = geoip {
-        add("geoip", g);
+        add("geoip", &std::fs::read(g).unwrap_or_default());
     }
     ctx.finish().as_ref().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
@@ -475,12 +589,12 @@ mod tests {
     #[test]
     fn config_hash_follows_the_files() {
         let tmp = crate::testutil::TempDir::new("hash");
-        let cfg = tmp.write("g.toml", "x");
         tmp.write("zones/a.zone", "1");
-        let h1 = config_hash(Some(&cfg), &tmp.path().join("zones"), None);
+        let h1 = config_hash("x", &tmp.path().join("zones"), None);
         assert_eq!(h1.len(), 16);
-        assert_eq!(h1, config_hash(Some(&cfg), &tmp.path().join("zones"), None));
+        assert_eq!(h1, config_hash("x", &tmp.path().join("zones"), None));
+        assert_ne!(h1, config_hash("y", &tmp.path().join("zones"), None));
         tmp.write("zones/a.zone", "2");
-        assert_ne!(h1, config_hash(Some(&cfg), &tmp.path().join("zones"), None));
+        assert_ne!(h1, config_hash("x", &tmp.path().join("zones"), None));
     }
 }
