@@ -24,16 +24,20 @@ const LEASE_TTL: Duration = Duration::from_secs(3);
 struct Health {
     url: String,
     hits: Arc<AtomicU64>,
+    /// Set: answers 503 (the region is down).
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn health_server() -> Health {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/health", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicU64::new(0));
-    let h = hits.clone();
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (h, d) = (hits.clone(), down.clone());
     std::thread::spawn(move || {
         for mut conn in listener.incoming().map_while(Result::ok) {
             let h = h.clone();
+            let d = d.clone();
             std::thread::spawn(move || {
                 conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut buf = [0u8; 2048];
@@ -45,11 +49,16 @@ fn health_server() -> Health {
                     }
                 }
                 h.fetch_add(1, Ordering::Relaxed);
-                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+                let answer: &[u8] = if d.load(Ordering::Relaxed) {
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndown"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                };
+                let _ = conn.write_all(answer);
             });
         }
     });
-    Health { url, hits }
+    Health { url, hits, down }
 }
 
 /// A gslbd config: the three regions, each checked at `urls[i]` every 100 ms, and the
@@ -238,4 +247,79 @@ fn one_dissenting_prober_does_not_take_a_region_out_under_majority() {
     let va = status(&a);
     let us = va["regions"].as_array().unwrap().iter().find(|r| r["name"] == "us-east").unwrap();
     assert_eq!(us["up"], true, "{va}");
+}
+
+/// Acceptance 3 (the part after the writes): every etcd member killed: answers unchanged;
+/// a region that dies then leaves every instance's answers within interval x fall plus
+/// timeout plus lease TTL (each probes every region itself once etcd has been lost for the
+/// TTL); etcd back: the instances rejoin, answer by the cluster's verdict again and take
+/// writes.
+#[test]
+fn with_etcd_lost_each_instance_probes_every_region_itself() {
+    if !need_etcd() {
+        return;
+    }
+    let mut etcd = EtcdCluster::start(3);
+    let health: Vec<Health> = (0..3).map(|_| health_server()).collect();
+    let urls: Vec<String> = health.iter().map(|h| h.url.clone()).collect();
+    let dir = TempDir::new("cluster-lost");
+    let prefix = format!("/t{}-l", std::process::id());
+    let servers: Vec<Server> =
+        ["a", "b", "c"].iter().map(|n| Server::start(&["--config", &config(&dir, n, &etcd, &prefix, &urls)])).collect();
+    let all: Vec<&Server> = servers.iter().collect();
+    settle(&all, 3);
+    for i in 0..3 {
+        etcd.kill(i);
+    }
+    for s in &all {
+        assert_eq!(first_address(s), "192.0.2.11", "answers changed when etcd was lost");
+    }
+    // us-east dies now.
+    health[0].down.store(true, Ordering::Relaxed);
+    let died = Instant::now();
+    let bound = Duration::from_millis(100 * 2 + 80) + LEASE_TTL;
+    let mut left = vec![None; 3];
+    while left.iter().any(Option::is_none) && died.elapsed() < bound + Duration::from_secs(5) {
+        for (i, s) in all.iter().enumerate() {
+            if left[i].is_none() && first_address(s) == "192.0.2.12" {
+                left[i] = Some(died.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("a dead region left the answers with etcd down after {left:?} (bound {bound:?})");
+    for (i, l) in left.iter().enumerate() {
+        let l = l.unwrap_or_else(|| panic!("instance {i} still answers the dead region:\n{}", all[i].log()));
+        // One second of slack for a shared 2-core test machine.
+        assert!(l <= bound + Duration::from_secs(1), "instance {i}: {l:?} over {bound:?}");
+    }
+    for s in &all {
+        let v = status(s);
+        assert_eq!(v["cluster"]["connected"], false, "{v}");
+        assert_eq!(v["cluster"]["standalone"], true, "{v}");
+        let (code, _) = http(s.admin.unwrap(), "GET", "/readyz", None, None);
+        assert_eq!(code, 200, "/readyz stays ready without etcd");
+    }
+    // etcd back: everyone rejoins and takes writes again, seen by all.
+    health[0].down.store(false, Ordering::Relaxed);
+    for i in 0..3 {
+        etcd.restart(i);
+    }
+    etcd.wait_healthy(&[0, 1, 2]);
+    settle(&all, 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, text) =
+            http(all[0].admin.unwrap(), "POST", "/v1/regions/us-east/drain", Some("test-token-ops"), None);
+        if code == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes refused after etcd came back: {code} {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let start = Instant::now();
+    while !all.iter().all(|s| first_address(s) == "192.0.2.12") {
+        assert!(start.elapsed() < Duration::from_secs(2), "the drain did not reach every instance");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

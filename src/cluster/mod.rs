@@ -84,6 +84,9 @@ pub struct Cluster {
     observations: std::sync::Mutex<BTreeMap<String, BTreeMap<String, duty::Observation>>>,
     /// Bumped whenever members or observations change, for the control loop.
     changed: tokio::sync::watch::Sender<u64>,
+    /// Wakes the watch when etcd is reachable again, so a stream silently cut by a
+    /// partition is replaced (with a fresh list) instead of waited on forever.
+    reconnected: tokio::sync::Notify,
 }
 
 /// Fields an override value in etcd may have; anything else makes the value ignored.
@@ -103,6 +106,7 @@ impl Cluster {
             bad_values: AtomicU64::new(0),
             observations: Default::default(),
             changed: tokio::sync::watch::channel(0).0,
+            reconnected: tokio::sync::Notify::new(),
         }))
     }
 
@@ -213,6 +217,7 @@ impl Cluster {
         if self.connected.swap(now, Ordering::Relaxed) != now {
             *self.since.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
             if now {
+                self.reconnected.notify_waiters();
                 tracing::info!(instance = %self.cfg.instance, "cluster: connected to etcd");
             } else {
                 tracing::warn!(
@@ -370,6 +375,9 @@ impl Cluster {
             };
             let result: Result<Option<()>, EtcdError> = tokio::select! {
                 r = step => r,
+                // etcd is back after an outage: list again rather than trust a stream that
+                // may have been cut without a word.
+                _ = self.reconnected.notified() => Ok(Some(())),
                 _ = shutdown.recv() => return,
             };
             match result {
@@ -377,7 +385,16 @@ impl Cluster {
                 // Compacted: list again.
                 Ok(Some(())) => resume_from = None,
                 Err(e) => {
-                    tracing::debug!(error = %e, "cluster: overrides watch broken; resuming");
+                    tracing::debug!(error = %e, "cluster: watch broken; resuming");
+                    // A broken stream is the first sign of a lost etcd: check the lease now
+                    // rather than at the next keep-alive.
+                    let lease = self.lease();
+                    if lease != 0 {
+                        match self.etcd.keep_alive(lease).await {
+                            Ok(true) => {}
+                            Ok(false) | Err(_) => self.set_connected(false),
+                        }
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(300)) => {}
                         _ = shutdown.recv() => return,
