@@ -427,6 +427,11 @@ fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -
         }
         Err(e @ OverrideError::NotSaved(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
         Err(e @ OverrideError::ClusterUnreachable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
+        Err(OverrideError::WouldHurt(services)) => {
+            let message = OverrideError::WouldHurt(services.clone()).to_string();
+            (StatusCode::CONFLICT, Json(json!({ "error": message, "field": "force", "services": services })))
+                .into_response()
+        }
     }
 }
 
@@ -436,6 +441,17 @@ fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -
 #[serde(deny_unknown_fields)]
 struct WeightRequest {
     weight: Value,
+    /// Cluster mode: make the change even if it leaves a service below min_healthy.
+    #[serde(default)]
+    force: bool,
+}
+
+/// The optional body of `drain` and `undrain`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DrainRequest {
+    #[serde(default)]
+    force: bool,
 }
 
 /// `POST /v1/regions/{name}/force`.
@@ -445,6 +461,9 @@ struct ForceRequest {
     state: Option<Value>,
     #[serde(default)]
     ttl_seconds: Option<Value>,
+    /// Cluster mode: make the change even if it leaves a service below min_healthy.
+    #[serde(default)]
+    force: bool,
 }
 
 /// Parses a JSON request body into `T`: not JSON, not an object, a missing field or one `T`
@@ -488,25 +507,47 @@ async fn set_weight(
         }
     };
     override_result(
-        api.control.set_override(&name, &caller.client, &caller.token, "weight", |o| o.weight = Some(weight)).await,
+        api.control
+            .set_override(&name, &caller.client, &caller.token, "weight", req.force, |o| o.weight = Some(weight))
+            .await,
     )
+}
+
+/// The optional `{"force": true}` body of drain and undrain; no body is `force: false`.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per bad request
+fn drain_body(bytes: &[u8]) -> Result<DrainRequest, Response> {
+    if bytes.iter().all(u8::is_ascii_whitespace) { Ok(DrainRequest::default()) } else { self::body(bytes) }
 }
 
 async fn drain(
     State(api): State<Api>,
     Path(name): Path<String>,
     axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
 ) -> Response {
-    override_result(api.control.set_override(&name, &caller.client, &caller.token, "drain", |o| o.drained = true).await)
+    let req = match drain_body(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    override_result(
+        api.control.set_override(&name, &caller.client, &caller.token, "drain", req.force, |o| o.drained = true).await,
+    )
 }
 
 async fn undrain(
     State(api): State<Api>,
     Path(name): Path<String>,
     axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
 ) -> Response {
+    let req = match drain_body(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     override_result(
-        api.control.set_override(&name, &caller.client, &caller.token, "undrain", |o| o.drained = false).await,
+        api.control
+            .set_override(&name, &caller.client, &caller.token, "undrain", req.force, |o| o.drained = false)
+            .await,
     )
 }
 
@@ -550,7 +591,7 @@ async fn force(
     };
     override_result(
         api.control
-            .set_override(&name, &caller.client, &caller.token, action, |o| {
+            .set_override(&name, &caller.client, &caller.token, action, req.force, |o| {
                 o.force = up.map(|up| Force { up, until: ttl.map(|t| now + t) })
             })
             .await,

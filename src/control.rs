@@ -146,6 +146,38 @@ pub enum OverrideError {
     /// Cluster mode and etcd cannot take the write: nothing changed anywhere.
     #[error("cluster store unreachable; nothing changed ({0})")]
     ClusterUnreachable(String),
+    /// Cluster mode: the change would leave these services below their `min_healthy`
+    /// (and the request did not say `"force": true`).
+    #[error("the change would leave {} below min_healthy; nothing changed (send \"force\": true to make it anyway)", .0.join(", "))]
+    WouldHurt(Vec<String>),
+}
+
+/// The services that `after` would leave with fewer serving regions (up and with a
+/// weight above 0) than their `min_healthy`, and that `before` did not.
+pub fn hurt_services(
+    gslb: &Gslb,
+    health: &HealthTable,
+    before: &Overrides,
+    after: &Overrides,
+    now: u64,
+) -> Vec<String> {
+    let serving = |ov: &Overrides| -> Vec<bool> {
+        region_inputs(gslb, health, gslb.unknown_is_up, ov, now).iter().map(|r| r.is_up && r.weight > 0).collect()
+    };
+    let (was, will) = (serving(before), serving(after));
+    let mut hurt = Vec::new();
+    for s in &gslb.services {
+        let total = s.regions.len();
+        let needed = match s.min_healthy {
+            crate::config::gslb::MinHealthy::Count(n) => n.min(total),
+            crate::config::gslb::MinHealthy::Fraction(f) => ((f * total as f64).ceil() as usize).min(total),
+        };
+        let count = |v: &[bool]| s.regions.iter().filter(|&&r| v.get(usize::from(r)).copied().unwrap_or(false)).count();
+        if count(&will) < needed && count(&was) >= needed {
+            hurt.push(s.name.to_string());
+        }
+    }
+    hurt
 }
 
 /// What the control plane owns besides the snapshot: the prober, the running config, and
@@ -610,6 +642,7 @@ impl Control {
         client: &str,
         token: &str,
         action: &str,
+        force: bool,
         change: impl Fn(&mut crate::overrides::RegionOverride) + Sync,
     ) -> Result<crate::overrides::RegionOverride, OverrideError> {
         let mut serial = self.inner.lock().await;
@@ -617,6 +650,19 @@ impl Control {
             return Err(OverrideError::UnknownRegion(region.to_string()));
         }
         let current = self.overrides_tx.borrow().clone();
+        // Cluster mode's guard rail: one operator's change reaches every nameserver at
+        // once, so a change that would take a service below min_healthy needs "force".
+        if self.cluster.is_some() && !force {
+            let mut after = (*current).clone();
+            let mut o = after.regions.get(region).cloned().unwrap_or_default();
+            change(&mut o);
+            after.regions.insert(region.to_string(), o);
+            let health = self.health_rx.borrow().clone();
+            let hurt = hurt_services(&self.state.load().gslb, &health, &current, &after, crate::overrides::now());
+            if !hurt.is_empty() {
+                return Err(OverrideError::WouldHurt(hurt));
+            }
+        }
         let stamp = |o: &mut crate::overrides::RegionOverride| {
             o.updated_by = token.to_string();
             o.updated_at = crate::overrides::now();

@@ -192,7 +192,8 @@ fn overrides_reach_every_instance_within_a_second_and_survive_restarts() {
 }
 
 /// A second live instance with the same name is refused at start with a clear error; the
-/// name is free again once the first stops.
+/// name is free again once the first stops. And the guard rail: 409 for a change that
+/// would take a service below min_healthy, unless forced.
 #[test]
 fn a_duplicate_live_instance_name_is_refused() {
     if !need_etcd() {
@@ -211,6 +212,21 @@ fn a_duplicate_live_instance_name_is_refused() {
     assert_eq!(v["cluster"]["members"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["cluster"]["members"][0]["site"], "site-a");
     assert_eq!(v["cluster"]["differing_config"].as_array().unwrap().len(), 0, "{v}");
+    // Guard rail: a drain that would leave a service with no serving region is refused
+    // with 409 naming the services, and changes nothing; "force": true makes it.
+    let drain = |region: &str, body: Option<&str>| admin(&first, "POST", &format!("/v1/regions/{region}/drain"), body);
+    assert_eq!(drain("ap-south", Some(r#"{"force": true}"#)).0, 200);
+    assert_eq!(drain("eu-west", Some(r#"{"force": true}"#)).0, 200);
+    let (code, text) = drain("us-east", None);
+    assert_eq!(code, 409, "{text}");
+    let body = json(&text);
+    assert!(body["services"].as_array().unwrap().iter().any(|s| s == "failover.svc.test."), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("below min_healthy"), "{body}");
+    assert_eq!(first_address(&first, "failover.svc.test."), US, "a refused change changed the answers");
+    assert_eq!(drain("us-east", Some(r#"{"force": true}"#)).0, 200);
+    for region in ["ap-south", "eu-west", "us-east"] {
+        assert_eq!(admin(&first, "POST", &format!("/v1/regions/{region}/undrain"), None).0, 200);
+    }
     // A clean stop revokes the lease: the name is free at once.
     first.signal("TERM");
     first.wait_exit();
