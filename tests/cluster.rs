@@ -230,8 +230,16 @@ fn a_duplicate_live_instance_name_is_refused() {
     // A clean stop revokes the lease: the name is free at once.
     first.signal("TERM");
     first.wait_exit();
-    let again = start(&cfg);
+    let mut again = start(&cfg);
     assert_eq!(first_address(&again, "failover.svc.test."), US);
+    // kill -9 leaves its member key alive for the lease TTL; the same instance (same
+    // state_dir) takes it over at once instead of being refused as a duplicate.
+    std::process::Command::new("kill").args(["-9", &again.pid().to_string()]).status().unwrap();
+    again.wait_exit();
+    let state = std::mem::replace(&mut again.state_dir, TempDir::new("unused"));
+    let third =
+        Server::try_start_in(&["--config", &cfg], state).unwrap_or_else(|(c, log)| panic!("exit {c:?}:\n{log}"));
+    assert_eq!(first_address(&third, "failover.svc.test."), US);
 }
 
 /// Values in etcd gslbd did not write (bad JSON, unknown keys, wrong types) are ignored
