@@ -525,6 +525,28 @@ impl Control {
         let mut next = (*current).clone();
         next.version = 1;
         let mut changed: Vec<(String, Option<crate::overrides::RegionOverride>)> = Vec::new();
+        // A force whose time is up was lifted here on this instance's clock; etcd may still
+        // hold it. Compare without it, so a re-list does not apply and audit it again.
+        let now = crate::overrides::now();
+        let lifted = |mut o: crate::overrides::RegionOverride| {
+            if o.force.is_some_and(|f| f.until.is_some_and(|u| now >= u)) {
+                o.force = None;
+            }
+            (!o.is_empty()).then_some(o)
+        };
+        // Same weight, drain and force: no change to apply or audit (who and when may
+        // differ after a local expiry).
+        let same = |a: Option<&crate::overrides::RegionOverride>, b: Option<&crate::overrides::RegionOverride>| {
+            a.map(|o| (o.weight, o.drained, o.force)) == b.map(|o| (o.weight, o.drained, o.force))
+        };
+        let update = match update {
+            Update::Full(all) => {
+                Update::Full(all.into_iter().filter_map(|(r, (o, rev))| Some((r, (lifted(o)?, rev)))).collect())
+            }
+            Update::Changes(list) => {
+                Update::Changes(list.into_iter().map(|(r, o, rev)| (r, o.and_then(lifted), rev)).collect())
+            }
+        };
         match update {
             Update::Full(all) => {
                 for region in current.regions.keys().filter(|r| !all.contains_key(*r)) {
@@ -533,7 +555,7 @@ impl Control {
                 inner.cluster_revs.clear();
                 for (region, (o, rev)) in all {
                     inner.cluster_revs.insert(region.clone(), rev);
-                    if current.regions.get(&region) != Some(&o) {
+                    if !same(current.regions.get(&region), Some(&o)) {
                         changed.push((region, Some(o)));
                     }
                 }
@@ -544,7 +566,7 @@ impl Control {
                         continue;
                     }
                     inner.cluster_revs.insert(region.clone(), rev);
-                    if current.regions.get(&region) != o.as_ref() {
+                    if !same(current.regions.get(&region), o.as_ref()) {
                         changed.push((region, o));
                     }
                 }
