@@ -364,7 +364,7 @@ impl Watch {
                 }
                 let v: Value = serde_json::from_slice(&line)
                     .map_err(|e| EtcdError::Decode { path: "/v3/watch".into(), message: e.to_string() })?;
-                if let Some(item) = self.decode(&v)? {
+                if let Some(item) = decode_watch(&self.endpoint, &v)? {
                     return Ok(item);
                 }
             }
@@ -382,40 +382,64 @@ impl Watch {
             }
         }
     }
+}
 
-    fn decode(&self, v: &Value) -> Result<Option<WatchItem>, EtcdError> {
-        if let Some(err) = v.get("error") {
-            return Err(EtcdError::Status {
-                endpoint: self.endpoint.clone(),
-                path: "/v3/watch".into(),
-                status: 500,
-                body: err.to_string(),
-            });
-        }
-        let r = &v["result"];
-        let compacted = int(&r["compact_revision"]);
-        if compacted > 0 {
-            return Ok(Some(WatchItem::Compacted(compacted)));
-        }
-        if r["canceled"].as_bool() == Some(true) {
-            return Err(EtcdError::Decode {
-                path: "/v3/watch".into(),
-                message: format!("watch canceled: {}", r["cancel_reason"]),
-            });
-        }
-        let events: Vec<Event> = r["events"]
-            .as_array()
-            .map(|a| {
-                a.iter().map(|e| Event { is_delete: e["type"].as_str() == Some("DELETE"), kv: kv(&e["kv"]) }).collect()
-            })
-            .unwrap_or_default();
-        Ok((!events.is_empty()).then_some(WatchItem::Events(events)))
+/// One message of a watch stream: changes, a compacted start revision, nothing worth
+/// reporting (the `created` confirmation, progress) or an error.
+fn decode_watch(endpoint: &str, v: &Value) -> Result<Option<WatchItem>, EtcdError> {
+    if let Some(err) = v.get("error") {
+        return Err(EtcdError::Status {
+            endpoint: endpoint.to_string(),
+            path: "/v3/watch".into(),
+            status: 500,
+            body: err.to_string(),
+        });
     }
+    let r = &v["result"];
+    let compacted = int(&r["compact_revision"]);
+    if compacted > 0 {
+        return Ok(Some(WatchItem::Compacted(compacted)));
+    }
+    if r["canceled"].as_bool() == Some(true) {
+        return Err(EtcdError::Decode {
+            path: "/v3/watch".into(),
+            message: format!("watch canceled: {}", r["cancel_reason"]),
+        });
+    }
+    let events: Vec<Event> = r["events"]
+        .as_array()
+        .map(|a| {
+            a.iter().map(|e| Event { is_delete: e["type"].as_str() == Some("DELETE"), kv: kv(&e["kv"]) }).collect()
+        })
+        .unwrap_or_default();
+    Ok((!events.is_empty()).then_some(WatchItem::Events(events)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Messages as etcd 3.4's gateway writes them (captured from a real server).
+    #[test]
+    fn watch_messages_from_the_gateway() {
+        let line = |t: &str| decode_watch("e", &serde_json::from_str(t).unwrap());
+        let created = r#"{"result":{"header":{"revision":"5","raft_term":"2"},"created":true}}"#;
+        assert!(line(created).unwrap().is_none());
+        let compacted = r#"{"result":{"header":{"raft_term":"2"},"canceled":true,"compact_revision":"4"}}"#;
+        assert!(matches!(line(compacted), Ok(Some(WatchItem::Compacted(4)))));
+        // A PUT has no "type" (proto3 leaves the default out); a DELETE says so.
+        let events = r#"{"result":{"header":{"revision":"9"},"events":[
+            {"kv":{"key":"YQ==","create_revision":"2","mod_revision":"8","version":"3","value":"Yw=="}},
+            {"type":"DELETE","kv":{"key":"Yg==","mod_revision":"9"}}]}}"#;
+        let Ok(Some(WatchItem::Events(ev))) = line(events) else { panic!("no events") };
+        assert_eq!(
+            (ev[0].is_delete, ev[0].kv.key.as_str(), ev[0].kv.value.as_slice(), ev[0].kv.mod_revision),
+            (false, "a", &b"c"[..], 8)
+        );
+        assert_eq!((ev[1].is_delete, ev[1].kv.key.as_str(), ev[1].kv.mod_revision), (true, "b", 9));
+        assert!(line(r#"{"result":{"canceled":true,"cancel_reason":"permission denied"}}"#).is_err());
+        assert!(line(r#"{"error":{"grpc_code":14,"message":"unavailable"}}"#).is_err());
+    }
 
     #[test]
     fn prefix_ends() {
