@@ -358,9 +358,14 @@ impl Control {
         };
         let me = cluster.instance().to_string();
         let (connected, since) = cluster.connection();
-        let members: Vec<(String, String)> = cluster.members().into_iter().map(|m| (m.instance, m.site)).collect();
+        let all_members = cluster.members();
+        let is_member = all_members.iter().any(|m| m.instance == me);
+        let is_ready = all_members.iter().any(|m| m.instance == me && m.ready);
+        // Duties go to ready members only (one full probe round done since they joined).
+        let members: Vec<(String, String)> =
+            all_members.into_iter().filter(|m| m.ready).map(|m| (m.instance, m.site)).collect();
         let lost_for_ttl = !connected && since.elapsed().unwrap_or_default() >= cluster.cfg.lease_ttl;
-        let standalone = lost_for_ttl || !members.iter().any(|m| m.0 == me);
+        let standalone = lost_for_ttl || !is_member;
         let observations = cluster.observations();
         let k = cluster.cfg.probers_per_region as usize;
         let prev = self.combined_tx.as_ref().map(|tx| tx.borrow().clone()).unwrap_or_default();
@@ -386,7 +391,8 @@ impl Control {
                 .unwrap_or_default();
             let fallback = standalone || fresh.len() < duty::needed(chosen.len());
             let assigned = chosen.contains(&me);
-            if assigned || fallback {
+            // Not ready yet: probe everything once, to have a verdict of our own for each.
+            if assigned || fallback || !is_ready {
                 probe_set.insert(r.clone());
             }
             if assigned && !standalone {
@@ -459,8 +465,19 @@ impl Control {
             let mut inner = self.inner.lock().await;
             if inner.probe_set.as_ref() != Some(&probe_set) {
                 tracing::info!(regions = ?probe_set, "cluster: probing");
-                inner.prober.apply(only(all_checks, Some(&probe_set)), history);
+                inner.prober.apply(only(all_checks.clone(), Some(&probe_set)), history);
                 inner.probe_set = Some(probe_set);
+            }
+        }
+        // Ready once every region has a probe result of our own since we joined.
+        if connected && is_member && !is_ready {
+            let joined = cluster.joined_at();
+            let round_done = all_checks.iter().all(|c| {
+                own.region(&c.name)
+                    .is_some_and(|h| h.state != Verdict::Unknown && h.recent.back().is_some_and(|p| p.at >= joined))
+            });
+            if round_done && let Err(e) = cluster.mark_ready().await {
+                tracing::debug!(error = %e, "cluster: cannot mark this member ready");
             }
         }
         // Publish our verdicts for our duties when they change; withdraw the others.

@@ -224,6 +224,7 @@ async fn join_cluster(
         address,
         version: env!("CARGO_PKG_VERSION").to_string(),
         config_hash: crate::cluster::config_hash(&format!("{:?}", cfg.gslb), &cfg.zones_dir, cfg.gslb.geoip.as_deref()),
+        ready: false,
     };
     let cluster = Cluster::new(c.clone(), me).map_err(|e| Error::Cluster(e.into()))?;
     match tokio::time::timeout(Duration::from_secs(5), cluster.join(&cfg.admin.state_dir)).await {

@@ -109,7 +109,10 @@ fn settle(servers: &[&Server], fresh: usize) {
         let done = servers.iter().all(|s| {
             let v = status(s);
             let regions = v["cluster"]["regions"].as_array().cloned().unwrap_or_default();
-            regions.len() == REGIONS.len()
+            let members = v["cluster"]["members"].as_array().cloned().unwrap_or_default();
+            members.len() == servers.len()
+                && members.iter().all(|m| m["ready"] == true)
+                && regions.len() == REGIONS.len()
                 && regions.iter().all(|r| r["fallback"] == false && r["fresh_observers"] == fresh)
         });
         if done {

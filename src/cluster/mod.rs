@@ -45,6 +45,11 @@ pub struct Member {
     /// SHA-256 (hex, 16 digits) of its config file, zone files and GeoIP database: members
     /// whose hash differs answer differently.
     pub config_hash: String,
+    /// Whether it has completed one full probe round since it (re)joined: only ready
+    /// members get probe duties, so a member that just started or came back from an etcd
+    /// outage takes no region over before it has its own verdicts.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// Overrides from etcd for the control loop: the whole set after a (re-)list, or changes
@@ -87,6 +92,8 @@ pub struct Cluster {
     /// Wakes the watch when etcd is reachable again, so a stream silently cut by a
     /// partition is replaced (with a fresh list) instead of waited on forever.
     reconnected: tokio::sync::Notify,
+    /// When this instance last took its member key (with `ready: false`).
+    joined_at: std::sync::Mutex<SystemTime>,
 }
 
 /// Fields an override value in etcd may have; anything else makes the value ignored.
@@ -107,6 +114,7 @@ impl Cluster {
             observations: Default::default(),
             changed: tokio::sync::watch::channel(0).0,
             reconnected: tokio::sync::Notify::new(),
+            joined_at: std::sync::Mutex::new(SystemTime::now()),
         }))
     }
 
@@ -157,6 +165,25 @@ impl Cluster {
     pub async fn withdraw_observation(&self, region: &str) -> Result<(), EtcdError> {
         let key = format!("{}{region}/{}", self.health_prefix(), self.cfg.instance);
         self.etcd.delete(&key).await
+    }
+
+    /// When this instance last joined (its probe round for readiness counts from here).
+    pub fn joined_at(&self) -> SystemTime {
+        *self.joined_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Says in this instance's member record that it has completed a full probe round, so
+    /// the others give it probe duties.
+    pub async fn mark_ready(&self) -> Result<(), EtcdError> {
+        let lease = self.lease();
+        if lease == 0 {
+            return Ok(());
+        }
+        let key = format!("{}{}", self.members_prefix(), self.cfg.instance);
+        let me = Member { ready: true, ..self.me.clone() };
+        self.etcd.put(&key, &serde_json::to_vec(&me).unwrap_or_default(), lease).await?;
+        tracing::info!(instance = %self.cfg.instance, "cluster: one full probe round done; taking probe duties");
+        Ok(())
     }
 
     /// The current lease (0: not joined).
@@ -410,7 +437,8 @@ impl Cluster {
     pub async fn join(&self, state_dir: &Path) -> Result<(), JoinError> {
         let key = format!("{}{}", self.members_prefix(), self.cfg.instance);
         let lease = self.etcd.grant(self.cfg.lease_ttl).await?;
-        let value = serde_json::to_vec(&self.me).unwrap_or_default();
+        let me = Member { ready: false, ..self.me.clone() };
+        let value = serde_json::to_vec(&me).unwrap_or_default();
         let previous_lease = read_saved_lease(state_dir);
         let (kvs, _) = self.etcd.range(&key, false).await?;
         let rev = match kvs.first() {
@@ -429,6 +457,7 @@ impl Cluster {
             return Err(JoinError::Duplicate { instance: self.cfg.instance.clone(), address: "unknown".into() });
         }
         self.lease.store(lease, Ordering::Relaxed);
+        *self.joined_at.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
         if let Err(e) = std::fs::create_dir_all(state_dir)
             .and_then(|()| std::fs::write(state_dir.join("cluster-lease"), lease.to_string()))
         {
@@ -586,6 +615,7 @@ mod tests {
             address: "x".into(),
             version: "v".into(),
             config_hash: "h".into(),
+            ready: false,
         };
         Cluster::new(cfg, me).unwrap()
     }
