@@ -6,6 +6,7 @@
 //! prober -ProbeOutcome-> health (rise/fall) -HealthTable-> control ─┐
 //! admin API -> overrides (weight, drain, force; saved, audited) -> control ├─> new Snapshot
 //! SIGHUP / POST /v1/reload -> snapshot::load (config, zones, GeoIP) -> control ┘   (arc-swap)
+//! [cluster] etcd -watch-> cluster (overrides, members, observations) -> control ┘
 //! ```
 //!
 //! Modules, bottom layer first; each imports only its own layer or lower ones
