@@ -89,6 +89,23 @@ pub fn rebuild(state: &SharedState, health: &HealthTable, overrides: &Overrides)
     log_mode_changes(&prev, &state.load());
 }
 
+/// Like [`rebuild`], but reads the inputs inside the read-copy-update, so of two rebuilds
+/// racing (the follower woken by a change, and the writer of the next change) the one that
+/// stores last always used the newest health and overrides: a status built from inputs a
+/// newer change replaced is never left in place, not even for a moment (it once was, for
+/// a millisecond, between a change's own rebuild and the follower's late one).
+pub fn rebuild_latest(
+    state: &SharedState,
+    health: impl Fn() -> Arc<HealthTable>,
+    overrides: impl Fn() -> Arc<Overrides>,
+) {
+    let prev = state.rcu(|prev| {
+        let status = Arc::new(status(&prev.gslb, &health(), &overrides(), Some(&prev.status)));
+        Snapshot { status, ..(**prev).clone() }
+    });
+    log_mode_changes(&prev, &state.load());
+}
+
 /// Logs and counts each service whose mode changed between two snapshots: once per
 /// transition, never per query.
 pub fn log_mode_changes(prev: &Snapshot, next: &Snapshot) {
@@ -130,9 +147,9 @@ pub async fn follow(
             changed = overrides.changed() => if changed.is_err() { return },
             _ = shutdown.recv() => return,
         }
-        let table = health.borrow_and_update().clone();
-        let ov = overrides.borrow_and_update().clone();
-        rebuild(&state, &table, &ov);
+        health.borrow_and_update();
+        overrides.borrow_and_update();
+        rebuild_latest(&state, || health.borrow().clone(), || overrides.borrow().clone());
     }
 }
 
@@ -522,6 +539,13 @@ impl Control {
         }
     }
 
+    /// Makes `next` the overrides in force and in the answers before returning: published
+    /// first, then the status rebuilt from the newest inputs (see [`rebuild_latest`]).
+    fn publish_overrides(&self, next: Overrides) {
+        self.overrides_tx.send_replace(Arc::new(next));
+        rebuild_latest(&self.state, || self.health_rx.borrow().clone(), || self.overrides_tx.borrow().clone());
+    }
+
     /// Cluster mode: the last round's duties and fallbacks.
     pub fn cluster_view(&self) -> ClusterView {
         self.cluster_view.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -619,9 +643,7 @@ impl Control {
         if let Err(e) = self.store.save(&next) {
             tracing::error!(error = %e, "cannot mirror the cluster's overrides to the state directory");
         }
-        let next = Arc::new(next);
-        rebuild(&self.state, &self.health_rx.borrow().clone(), &next);
-        self.overrides_tx.send_replace(next);
+        self.publish_overrides(next);
     }
 
     /// Reloads config, zones, GeoIP and services: all or nothing. The prober gets the new
@@ -772,9 +794,7 @@ impl Control {
             by: token.to_string(),
             detail,
         });
-        let next = Arc::new(next);
-        rebuild(&self.state, &self.health_rx.borrow().clone(), &next);
-        self.overrides_tx.send_replace(next);
+        self.publish_overrides(next);
         tracing::info!(region, action, client, token, "override changed");
         Ok(new)
     }
@@ -813,9 +833,7 @@ impl Control {
                 detail: String::new(),
             });
         }
-        let next = Arc::new(next);
-        rebuild(&self.state, &self.health_rx.borrow().clone(), &next);
-        self.overrides_tx.send_replace(next);
+        self.publish_overrides(next);
     }
 
     pub fn overrides(&self) -> Arc<Overrides> {
