@@ -10,9 +10,24 @@ use std::time::{Duration, Instant};
 
 use super::TempDir;
 
-/// A free loopback port (bound then released: the caller takes it right away).
+/// A free loopback port for a child to listen on: bound then released, so it is taken
+/// from 20000-32767, below Linux's ephemeral range (32768-60999). A port the kernel hands
+/// out for port 0 (every gslbd in the tests binds its sockets that way) can then never be
+/// the one we just released before etcd binds it, which once made an etcd peer port answer
+/// 404 to the other members.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    for _ in 0..1000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+        let port = 20000 + (n % 12768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-32767");
 }
 
 pub struct Member {
