@@ -446,6 +446,37 @@ struct WeightRequest {
     force: bool,
 }
 
+/// The standalone bodies, as before cluster mode: `force` is no field of theirs, so
+/// without `[cluster]` the API answers exactly as it did (400 for an unknown `force`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // parsed only to give the standalone answer to a bad body
+struct StandaloneWeight {
+    weight: Value,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // parsed only to give the standalone answer to a bad body
+struct StandaloneForce {
+    state: Option<Value>,
+    #[serde(default)]
+    ttl_seconds: Option<Value>,
+}
+
+/// Parses a body as `T`, after checking it as `S` (its standalone shape) when not in
+/// cluster mode.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per bad request
+fn body_for<S: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned>(
+    api: &Api,
+    bytes: &[u8],
+) -> Result<T, Response> {
+    if api.control.cluster().is_none() {
+        self::body::<S>(bytes)?;
+    }
+    self::body(bytes)
+}
+
 /// The optional body of `drain` and `undrain`.
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -492,7 +523,7 @@ async fn set_weight(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: WeightRequest = match self::body(&body) {
+    let req: WeightRequest = match body_for::<StandaloneWeight, _>(&api, &body) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -513,10 +544,15 @@ async fn set_weight(
     )
 }
 
-/// The optional `{"force": true}` body of drain and undrain; no body is `force: false`.
+/// The optional `{"force": true}` body of drain and undrain in cluster mode; no body is
+/// `force: false`. Standalone, the body is ignored, as it always was.
 #[allow(clippy::result_large_err)] // the error is the response itself, built once per bad request
-fn drain_body(bytes: &[u8]) -> Result<DrainRequest, Response> {
-    if bytes.iter().all(u8::is_ascii_whitespace) { Ok(DrainRequest::default()) } else { self::body(bytes) }
+fn drain_body(api: &Api, bytes: &[u8]) -> Result<DrainRequest, Response> {
+    if api.control.cluster().is_none() || bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(DrainRequest::default())
+    } else {
+        self::body(bytes)
+    }
 }
 
 async fn drain(
@@ -525,7 +561,7 @@ async fn drain(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req = match drain_body(&body) {
+    let req = match drain_body(&api, &body) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -540,7 +576,7 @@ async fn undrain(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req = match drain_body(&body) {
+    let req = match drain_body(&api, &body) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -557,7 +593,7 @@ async fn force(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: ForceRequest = match self::body(&body) {
+    let req: ForceRequest = match body_for::<StandaloneForce, _>(&api, &body) {
         Ok(r) => r,
         Err(r) => return r,
     };
