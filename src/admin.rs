@@ -475,12 +475,36 @@ fn status_value(api: &Api) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut v = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": api.control.uptime().as_secs(),
         "zones": snap.zones.iter().map(|z| json!({"name": z.apex().to_string(), "records": z.record_count(), "file": z.source().display().to_string()})).collect::<Vec<_>>(),
         "services": services,
         "regions": regions,
+    });
+    if let Some(c) = api.control.cluster() {
+        v["cluster"] = cluster_value(c);
+        let view = api.control.cluster_view();
+        v["cluster"]["standalone"] = json!(view.standalone);
+        v["cluster"]["regions"] = json!(view.regions);
+        v["cluster"]["verdict_rtt"] = json!("median of the fresh observers' smoothed RTTs");
+    }
+    v
+}
+
+/// `/v1/status` `cluster`: this member, the connection to etcd (and since when), the live
+/// members and which of them run a different config, zones or GeoIP database.
+fn cluster_value(c: &crate::cluster::Cluster) -> Value {
+    let (connected, since) = c.connection();
+    json!({
+        "instance": c.instance(),
+        "site": c.me().site,
+        "config_hash": c.me().config_hash,
+        "connected": connected,
+        "since": secs(since),
+        "members": c.members(),
+        "differing_config": c.differing_members(),
+        "ignored_values": c.bad_values(),
     })
 }
 
@@ -491,6 +515,12 @@ fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -
             error(StatusCode::NOT_FOUND, format!("unknown region {name:?}"), Some("name"))
         }
         Err(e @ OverrideError::NotSaved(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+        Err(e @ OverrideError::ClusterUnreachable(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
+        Err(OverrideError::WouldHurt(services)) => {
+            let message = OverrideError::WouldHurt(services.clone()).to_string();
+            (StatusCode::CONFLICT, Json(json!({ "error": message, "field": "force", "services": services })))
+                .into_response()
+        }
     }
 }
 
@@ -500,6 +530,48 @@ fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -
 #[serde(deny_unknown_fields)]
 struct WeightRequest {
     weight: Value,
+    /// Cluster mode: make the change even if it leaves a service below min_healthy.
+    #[serde(default)]
+    force: bool,
+}
+
+/// The standalone bodies, as before cluster mode: `force` is no field of theirs, so
+/// without `[cluster]` the API answers exactly as it did (400 for an unknown `force`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // parsed only to give the standalone answer to a bad body
+struct StandaloneWeight {
+    weight: Value,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // parsed only to give the standalone answer to a bad body
+struct StandaloneForce {
+    state: Option<Value>,
+    #[serde(default)]
+    ttl_seconds: Option<Value>,
+}
+
+/// Parses a body as `T`, after checking it as `S` (its standalone shape) when not in
+/// cluster mode.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per bad request
+fn body_for<S: serde::de::DeserializeOwned, T: serde::de::DeserializeOwned>(
+    api: &Api,
+    bytes: &[u8],
+) -> Result<T, Response> {
+    if api.control.cluster().is_none() {
+        self::body::<S>(bytes)?;
+    }
+    self::body(bytes)
+}
+
+/// The optional body of `drain` and `undrain`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DrainRequest {
+    #[serde(default)]
+    force: bool,
 }
 
 /// `POST /v1/regions/{name}/force`.
@@ -509,6 +581,9 @@ struct ForceRequest {
     state: Option<Value>,
     #[serde(default)]
     ttl_seconds: Option<Value>,
+    /// Cluster mode: make the change even if it leaves a service below min_healthy.
+    #[serde(default)]
+    force: bool,
 }
 
 /// Parses a JSON request body into `T`: not JSON, not an object, a missing field or one `T`
@@ -537,7 +612,7 @@ async fn set_weight(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: WeightRequest = match self::body(&body) {
+    let req: WeightRequest = match body_for::<StandaloneWeight, _>(&api, &body) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -552,16 +627,18 @@ async fn set_weight(
         }
     };
     override_result(
-        api.control.set_override(&name, &caller.client, &caller.token, "weight", |o| o.weight = Some(weight)).await,
+        api.control
+            .set_override(&name, &caller.client, &caller.token, "weight", req.force, |o| o.weight = Some(weight))
+            .await,
     )
 }
 
-/// `POST /v1/regions/{name}/drain`: body optional.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct DrainRequest {
-    #[serde(default)]
-    force: bool,
+/// The optional `{"force": true}` body of drain and undrain; no body is `force: false`.
+/// `force` drains although the projection says a region would be overloaded, and in
+/// cluster mode overrides the min_healthy guard rail.
+#[allow(clippy::result_large_err)] // the error is the response itself, built once per bad request
+fn drain_body(bytes: &[u8]) -> Result<DrainRequest, Response> {
+    if bytes.iter().all(u8::is_ascii_whitespace) { Ok(DrainRequest::default()) } else { self::body(bytes) }
 }
 
 #[derive(serde::Deserialize)]
@@ -579,13 +656,9 @@ async fn drain(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: DrainRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        DrainRequest::default()
-    } else {
-        match self::body(&body) {
-            Ok(r) => r,
-            Err(r) => return r,
-        }
+    let req = match drain_body(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     let snap = api.control.state.load_full();
     let Some(id) = snap.gslb.region_id(&name) else {
@@ -620,16 +693,25 @@ async fn drain(
         return (StatusCode::CONFLICT, Json(json!({ "error": message, "projection": report }))).into_response();
     }
     let action = if overloaded.is_empty() { "drain" } else { "drain-forced" };
-    override_result(api.control.set_override(&name, &caller.client, &caller.token, action, |o| o.drained = true).await)
+    override_result(
+        api.control.set_override(&name, &caller.client, &caller.token, action, req.force, |o| o.drained = true).await,
+    )
 }
 
 async fn undrain(
     State(api): State<Api>,
     Path(name): Path<String>,
     axum::Extension(caller): axum::Extension<Caller>,
+    body: axum::body::Bytes,
 ) -> Response {
+    let req = match drain_body(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     override_result(
-        api.control.set_override(&name, &caller.client, &caller.token, "undrain", |o| o.drained = false).await,
+        api.control
+            .set_override(&name, &caller.client, &caller.token, "undrain", req.force, |o| o.drained = false)
+            .await,
     )
 }
 
@@ -639,7 +721,7 @@ async fn force(
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Response {
-    let req: ForceRequest = match self::body(&body) {
+    let req: ForceRequest = match body_for::<StandaloneForce, _>(&api, &body) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -673,7 +755,7 @@ async fn force(
     };
     override_result(
         api.control
-            .set_override(&name, &caller.client, &caller.token, action, |o| {
+            .set_override(&name, &caller.client, &caller.token, action, req.force, |o| {
                 o.force = up.map(|up| Force { up, until: ttl.map(|t| now + t) })
             })
             .await,
@@ -722,7 +804,13 @@ async fn reload(State(api): State<Api>) -> Response {
 async fn metrics_text(State(api): State<Api>) -> Response {
     let snap = api.control.state.load_full();
     let skews = skews(&api, &snap);
-    let state = SnapshotCollector { snap, health: api.control.health(), load: api.control.load(), skews };
+    let state = SnapshotCollector {
+        snap,
+        health: api.control.health(),
+        load: api.control.load(),
+        skews,
+        cluster: api.control.cluster().cloned(),
+    };
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(state)).into_response()
 }
 
@@ -734,6 +822,8 @@ struct SnapshotCollector {
     health: Arc<crate::health::HealthTable>,
     load: Arc<crate::load::LoadTable>,
     skews: Vec<ServiceSkew>,
+    /// Cluster mode only: its series are absent without `[cluster]`.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl SnapshotCollector {
@@ -862,6 +952,27 @@ impl prometheus_client::collector::Collector for SnapshotCollector {
                 let labels = [("service", name.as_str()), ("region", snap.gslb.regions[usize::from(r)].name.as_str())];
                 metrics::encode_counter(&mut m.encode_family(&labels)?, self.answers(i, pos))?;
             }
+        }
+        if let Some(c) = &self.cluster {
+            let mut m = encoder.encode_descriptor("cluster_connected", "1 while etcd is reachable", None, Gauge)?;
+            m.encode_gauge(&i64::from(c.is_connected()))?;
+            let mut m =
+                encoder.encode_descriptor("cluster_members", "Live cluster members, this one included", None, Gauge)?;
+            m.encode_gauge(&(c.members().len() as i64))?;
+            let mut m = encoder.encode_descriptor(
+                "cluster_config_differing_members",
+                "Live members whose config, zones or GeoIP database differ from this one's",
+                None,
+                Gauge,
+            )?;
+            m.encode_gauge(&(c.differing_members().len() as i64))?;
+            let mut m = encoder.encode_descriptor(
+                "cluster_ignored_values",
+                "Values in etcd ignored as not written by gslbd (bad JSON, unknown keys, wrong types)",
+                None,
+                Counter,
+            )?;
+            metrics::encode_counter(&mut m, c.bad_values())?;
         }
         Ok(())
     }

@@ -99,6 +99,24 @@ pub fn rebuild(state: &SharedState, health: &HealthTable, load: &LoadTable, over
     log_mode_changes(&prev, &state.load());
 }
 
+/// Like [`rebuild`], but reads the inputs inside the read-copy-update, so of two rebuilds
+/// racing (the follower woken by a change, and the writer of the next change) the one that
+/// stores last always used the newest health and overrides: a status built from inputs a
+/// newer change replaced is never left in place, not even for a moment (it once was, for
+/// a millisecond, between a change's own rebuild and the follower's late one).
+pub fn rebuild_latest(
+    state: &SharedState,
+    health: impl Fn() -> Arc<HealthTable>,
+    load: impl Fn() -> Arc<LoadTable>,
+    overrides: impl Fn() -> Arc<Overrides>,
+) {
+    let prev = state.rcu(|prev| {
+        let status = Arc::new(status(&prev.gslb, &health(), &load(), &overrides(), Some(&prev.status)));
+        Snapshot { status, ..(**prev).clone() }
+    });
+    log_mode_changes(&prev, &state.load());
+}
+
 /// Logs and counts each service whose mode changed between two snapshots: once per
 /// transition, never per query.
 pub fn log_mode_changes(prev: &Snapshot, next: &Snapshot) {
@@ -142,10 +160,10 @@ pub async fn follow(
             changed = overrides.changed() => if changed.is_err() { return },
             _ = shutdown.recv() => return,
         }
-        let table = health.borrow_and_update().clone();
-        let loads = load.borrow_and_update().clone();
-        let ov = overrides.borrow_and_update().clone();
-        rebuild(&state, &table, &loads, &ov);
+        health.borrow_and_update();
+        load.borrow_and_update();
+        overrides.borrow_and_update();
+        rebuild_latest(&state, || health.borrow().clone(), || load.borrow().clone(), || overrides.borrow().clone());
     }
 }
 
@@ -158,6 +176,44 @@ pub enum OverrideError {
     /// The overrides file could not be written, so nothing changed (the API answers 500).
     #[error("the change was not saved, so it was not made: {0}")]
     NotSaved(#[from] crate::overrides::StoreError),
+    /// Cluster mode and etcd cannot take the write: nothing changed anywhere.
+    #[error("cluster store unreachable; nothing changed ({0})")]
+    ClusterUnreachable(String),
+    /// Cluster mode: the change would leave these services below their `min_healthy`
+    /// (and the request did not say `"force": true`).
+    #[error("the change would leave {} below min_healthy; nothing changed (send \"force\": true to make it anyway)", .0.join(", "))]
+    WouldHurt(Vec<String>),
+}
+
+/// The services that `after` would leave with fewer serving regions (up and with a
+/// weight above 0) than their `min_healthy`, and that `before` did not.
+pub fn hurt_services(
+    gslb: &Gslb,
+    health: &HealthTable,
+    before: &Overrides,
+    after: &Overrides,
+    now: u64,
+) -> Vec<String> {
+    let serving = |ov: &Overrides| -> Vec<bool> {
+        region_inputs(gslb, health, &LoadTable::default(), gslb.unknown_is_up, ov, now)
+            .iter()
+            .map(|r| r.is_up && r.weight > 0)
+            .collect()
+    };
+    let (was, will) = (serving(before), serving(after));
+    let mut hurt = Vec::new();
+    for s in &gslb.services {
+        let total = s.regions.len();
+        let needed = match s.min_healthy {
+            crate::config::gslb::MinHealthy::Count(n) => n.min(total),
+            crate::config::gslb::MinHealthy::Fraction(f) => ((f * total as f64).ceil() as usize).min(total),
+        };
+        let count = |v: &[bool]| s.regions.iter().filter(|&&r| v.get(usize::from(r)).copied().unwrap_or(false)).count();
+        if count(&will) < needed && count(&was) >= needed {
+            hurt.push(s.name.to_string());
+        }
+    }
+    hurt
 }
 
 /// What the control plane owns besides the snapshot: the prober, the running config, and
@@ -171,6 +227,14 @@ pub struct Control {
     overrides_tx: watch::Sender<Arc<Overrides>>,
     health_rx: watch::Receiver<Arc<HealthTable>>,
     load_rx: watch::Receiver<Arc<LoadTable>>,
+    /// Cluster mode: overrides live in etcd (None: standalone, as without `[cluster]`).
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Cluster mode: the table answers are built from (the cluster's verdicts), which
+    /// `health_rx` reads; the prober's own table goes to [`Control::cluster_round`].
+    combined_tx: Option<watch::Sender<Arc<HealthTable>>>,
+    /// Cluster mode: who probes each region and whether this instance fell back to its own
+    /// probes, for the status.
+    cluster_view: std::sync::Mutex<ClusterView>,
     inner: tokio::sync::Mutex<Inner>,
     ready: std::sync::atomic::AtomicBool,
     started: std::time::Instant,
@@ -182,6 +246,47 @@ struct Inner {
     poller: crate::load::Poller,
     /// The task saving verdicts to `health.json`; awaited at shutdown for its last save.
     saver: Option<tokio::task::JoinHandle<()>>,
+    /// Cluster mode: the etcd mod revision of each region's override applied here, so a
+    /// change seen twice (our own write, then the watch) or late is not applied again.
+    cluster_revs: std::collections::BTreeMap<String, i64>,
+    /// Cluster mode: the regions this instance probes (None: all, as standalone).
+    probe_set: Option<std::collections::BTreeSet<String>>,
+}
+
+/// What cluster mode decided in its last round, for `/v1/status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ClusterView {
+    /// Probing every region itself: not a member (etcd lost for over the lease TTL, or
+    /// not joined yet).
+    pub standalone: bool,
+    /// Each region's probers and whether this instance fell back to its own probes.
+    pub regions: Vec<RegionDuty>,
+}
+
+/// One region in cluster mode.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegionDuty {
+    /// The region's name.
+    pub region: String,
+    /// The members chosen to probe it, in preference order.
+    pub probers: Vec<String>,
+    /// Fresh observations (chosen prober, live, with a verdict).
+    pub fresh_observers: usize,
+    /// Too few fresh observations: this instance answers by its own probes.
+    pub fallback: bool,
+    /// Whether this instance probes it.
+    pub probing: bool,
+}
+
+/// Keeps only the regions in `set` (all of them for None).
+fn only(
+    checks: Vec<crate::health::RegionChecks>,
+    set: Option<&std::collections::BTreeSet<String>>,
+) -> Vec<crate::health::RegionChecks> {
+    match set {
+        None => checks,
+        Some(set) => checks.into_iter().filter(|c| set.contains(&c.name)).collect(),
+    }
 }
 
 impl Control {
@@ -191,6 +296,7 @@ impl Control {
         cfg: crate::config::Config,
         state: SharedState,
         source: crate::snapshot::Source,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
         shutdown: Shutdown,
     ) -> Result<Arc<Control>, crate::overrides::StoreError> {
         use crate::health::Prober;
@@ -209,18 +315,368 @@ impl Control {
         rebuild(&state, &prober.table(), &load_rx.borrow(), &overrides_rx.borrow());
         let saver =
             tokio::spawn(crate::health::persist::run(store.dir().to_path_buf(), health_rx.clone(), shutdown.clone()));
-        tokio::spawn(follow(state.clone(), health_rx.clone(), load_rx.clone(), overrides_rx, shutdown));
-        Ok(Arc::new(Control {
+        // Cluster mode: answers follow the cluster's verdicts, computed from the prober's
+        // own table and the others' observations by `cluster_round`.
+        let prober_rx = health_rx.clone();
+        let (combined_tx, health_rx) = match &cluster {
+            None => (None, health_rx),
+            Some(_) => {
+                let (tx, rx) = watch::channel(prober.table());
+                (Some(tx), rx)
+            }
+        };
+        tokio::spawn(follow(state.clone(), health_rx.clone(), load_rx.clone(), overrides_rx, shutdown.clone()));
+        let control = Arc::new(Control {
             state,
             source,
             store,
             overrides_tx,
             health_rx,
             load_rx,
-            inner: tokio::sync::Mutex::new(Inner { cfg, prober, poller, saver: Some(saver) }),
+            cluster: cluster.clone(),
+            combined_tx,
+            cluster_view: Default::default(),
+            inner: tokio::sync::Mutex::new(Inner {
+                cfg,
+                prober,
+                poller,
+                saver: Some(saver),
+                cluster_revs: Default::default(),
+                probe_set: None,
+            }),
             ready: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
-        }))
+        });
+        if let Some(cluster) = cluster {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(cluster.clone().run_watch(tx, shutdown.clone()));
+            let c = control.clone();
+            tokio::spawn(async move {
+                while let Some(update) = rx.recv().await {
+                    c.apply_cluster(update).await;
+                }
+            });
+            tokio::spawn(control.clone().run_cluster_health(cluster, prober_rx, shutdown));
+        }
+        Ok(control)
+    }
+
+    /// Cluster mode: runs [`Control::cluster_round`] whenever the prober's table, the
+    /// members or the observations change, and every second (forces, lease TTL).
+    async fn run_cluster_health(
+        self: Arc<Self>,
+        cluster: Arc<crate::cluster::Cluster>,
+        mut prober_rx: watch::Receiver<Arc<HealthTable>>,
+        mut shutdown: Shutdown,
+    ) {
+        let mut changed = cluster.subscribe();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut published = std::collections::BTreeMap::new();
+        loop {
+            tokio::select! {
+                r = prober_rx.changed() => if r.is_err() { return },
+                r = changed.changed() => if r.is_err() { return },
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
+            }
+            let own = prober_rx.borrow_and_update().clone();
+            self.cluster_round(&cluster, &own, &mut published).await;
+        }
+    }
+
+    /// One round of cluster health: which regions this instance probes (its rendezvous
+    /// duties, plus regions with too few fresh observations, or every region once etcd has
+    /// been lost for the lease TTL), its own verdicts published for its duties, and the
+    /// table answers use: per region the verdict rule over the fresh observations, or this
+    /// instance's own probes where there are too few (said in the log and the status).
+    async fn cluster_round(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        own: &HealthTable,
+        published: &mut std::collections::BTreeMap<String, (crate::cluster::duty::Observation, i64)>,
+    ) {
+        use crate::cluster::duty;
+        use crate::health::{RegionHealth, Verdict};
+        let (all_checks, history) = {
+            let inner = self.inner.lock().await;
+            (inner.cfg.gslb.region_checks(), inner.cfg.gslb.health.history)
+        };
+        let me = cluster.instance().to_string();
+        let (connected, since) = cluster.connection();
+        let all_members = cluster.members();
+        let is_member = all_members.iter().any(|m| m.instance == me);
+        let is_ready = all_members.iter().any(|m| m.instance == me && m.ready);
+        // Duties go to ready members only (one full probe round done since they joined).
+        let members: Vec<(String, String)> =
+            all_members.into_iter().filter(|m| m.ready).map(|m| (m.instance, m.site)).collect();
+        let lost_for_ttl = !connected && since.elapsed().unwrap_or_default() >= cluster.cfg.lease_ttl;
+        let standalone = lost_for_ttl || !is_member;
+        let observations = cluster.observations();
+        let k = cluster.cfg.probers_per_region as usize;
+        let prev = self.combined_tx.as_ref().map(|tx| tx.borrow().clone()).unwrap_or_default();
+        let mut view = ClusterView { standalone, regions: Vec::new() };
+        let mut table = HealthTable { regions: Default::default(), fingerprints: own.fingerprints.clone() };
+        let mut probe_set = std::collections::BTreeSet::new();
+        let mut mine = Vec::new();
+        for spec in &all_checks {
+            let r = &spec.name;
+            let chosen: Vec<String> = if standalone {
+                Vec::new()
+            } else {
+                duty::probers(r, &members, k).into_iter().map(String::from).collect()
+            };
+            let fresh: Vec<&duty::Observation> = observations
+                .get(r)
+                .map(|o| {
+                    o.iter()
+                        .filter(|(i, obs)| chosen.contains(i) && obs.verdict() != Verdict::Unknown)
+                        .map(|(_, obs)| obs)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let fallback = standalone || fresh.len() < duty::needed(chosen.len());
+            let assigned = chosen.contains(&me);
+            // Not ready yet: probe everything once, to have a verdict of our own for each.
+            if assigned || fallback || !is_ready {
+                probe_set.insert(r.clone());
+            }
+            if assigned && !standalone {
+                mine.push(r.clone());
+            }
+            let before = prev.region(r);
+            let entry = if fallback {
+                match (own.region(r), before) {
+                    (Some(o), _) if o.state != Verdict::Unknown => Some(o.clone()),
+                    // Our own probes have no verdict yet: keep what the cluster said.
+                    (_, Some(b)) => Some(b.clone()),
+                    (o, None) => o.cloned(),
+                }
+            } else {
+                let verdicts: Vec<Verdict> = fresh.iter().map(|o| o.verdict()).collect();
+                let state = duty::decide(cluster.cfg.verdict, &verdicts);
+                let reason = (state == Verdict::Unhealthy).then(|| {
+                    let down = verdicts.iter().filter(|v| **v == Verdict::Unhealthy).count();
+                    let why = fresh.iter().find_map(|o| o.reason.clone()).unwrap_or_default();
+                    crate::health::FailReason::Cluster(format!("{down} of {} probers: {why}", verdicts.len()))
+                });
+                let same = before.is_some_and(|b| b.state == state);
+                Some(RegionHealth {
+                    state,
+                    since: before.filter(|_| same).map_or_else(std::time::SystemTime::now, |b| b.since),
+                    reason,
+                    rtt_ewma_ms: duty::median_rtt(fresh.iter().filter_map(|o| o.rtt_ewma_ms).collect()),
+                    recent: own.region(r).map(|o| o.recent.clone()).unwrap_or_default(),
+                    transitions: before.map_or(0, |b| b.transitions + u64::from(!same)),
+                })
+            };
+            if let Some(e) = entry {
+                if before.is_none_or(|b| b.state != e.state) {
+                    tracing::info!(region = %r, to = %e.state, fallback, observers = fresh.len(), "cluster: region verdict");
+                }
+                table.regions.insert(r.clone(), e);
+            }
+            view.regions.push(RegionDuty {
+                region: r.clone(),
+                probers: chosen,
+                fresh_observers: fresh.len(),
+                fallback,
+                probing: probe_set.contains(r),
+            });
+        }
+        // Say when a region starts or stops being answered from this instance's own probes.
+        {
+            let old = self.cluster_view.lock().unwrap_or_else(|p| p.into_inner());
+            for d in &view.regions {
+                let was = old.regions.iter().find(|o| o.region == d.region).map(|o| o.fallback);
+                if was != Some(d.fallback) && (was.is_some() || d.fallback) {
+                    if d.fallback {
+                        tracing::warn!(region = %d.region, observers = d.fresh_observers, standalone = view.standalone, "cluster: too few fresh observers; answering by this instance's own probes");
+                    } else {
+                        tracing::info!(region = %d.region, observers = d.fresh_observers, "cluster: region answered by the cluster's verdict again");
+                    }
+                }
+            }
+            if old.standalone != view.standalone && !old.regions.is_empty() {
+                if view.standalone {
+                    tracing::warn!("cluster: standalone: probing every region itself");
+                } else {
+                    tracing::info!("cluster: member again: probing its duties only");
+                }
+            }
+        }
+        *self.cluster_view.lock().unwrap_or_else(|p| p.into_inner()) = view;
+        // The prober runs exactly this instance's duties.
+        {
+            let mut inner = self.inner.lock().await;
+            if inner.probe_set.as_ref() != Some(&probe_set) {
+                tracing::info!(regions = ?probe_set, "cluster: probing");
+                inner.prober.apply(only(all_checks.clone(), Some(&probe_set)), history);
+                inner.probe_set = Some(probe_set);
+            }
+        }
+        // Ready once every region has a probe result of our own since we joined.
+        if connected && is_member && !is_ready {
+            let joined = cluster.joined_at();
+            let round_done = all_checks.iter().all(|c| {
+                own.region(&c.name)
+                    .is_some_and(|h| h.state != Verdict::Unknown && h.recent.back().is_some_and(|p| p.at >= joined))
+            });
+            if round_done && let Err(e) = cluster.mark_ready().await {
+                tracing::debug!(error = %e, "cluster: cannot mark this member ready");
+            }
+        }
+        // Publish our verdicts for our duties when they change; withdraw the others.
+        if connected {
+            let lease = cluster.lease();
+            for r in &mine {
+                let Some(h) = own.region(r) else { continue };
+                let obs = duty::Observation {
+                    state: h.state.as_str().to_string(),
+                    reason: h.reason.as_ref().map(ToString::to_string),
+                    rtt_ewma_ms: h.rtt_ewma_ms,
+                };
+                let stale = published.get(r).is_none_or(|(p, l)| {
+                    *l != lease
+                        || p.state != obs.state
+                        || p.reason != obs.reason
+                        || match (p.rtt_ewma_ms, obs.rtt_ewma_ms) {
+                            (Some(a), Some(b)) => (a - b).abs() > 0.2 * a.max(1.0),
+                            (a, b) => a.is_some() != b.is_some(),
+                        }
+                });
+                if stale && cluster.publish_observation(r, &obs).await.is_ok() {
+                    published.insert(r.clone(), (obs, lease));
+                }
+            }
+            let gone: Vec<String> = published.keys().filter(|r| !mine.contains(r)).cloned().collect();
+            for r in gone {
+                if cluster.withdraw_observation(&r).await.is_ok() {
+                    published.remove(&r);
+                }
+            }
+        }
+        if let Some(tx) = &self.combined_tx {
+            tx.send_if_modified(|cur| {
+                if **cur == table {
+                    false
+                } else {
+                    *cur = Arc::new(table);
+                    true
+                }
+            });
+        }
+    }
+
+    /// Makes `next` the overrides in force and in the answers before returning: published
+    /// first, then the status rebuilt from the newest inputs (see [`rebuild_latest`]).
+    fn publish_overrides(&self, next: Overrides) {
+        self.overrides_tx.send_replace(Arc::new(next));
+        rebuild_latest(
+            &self.state,
+            || self.health_rx.borrow().clone(),
+            || self.load_rx.borrow().clone(),
+            || self.overrides_tx.borrow().clone(),
+        );
+    }
+
+    /// Cluster mode: the last round's duties and fallbacks.
+    pub fn cluster_view(&self) -> ClusterView {
+        self.cluster_view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The cluster connection, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Applies overrides from etcd (a full list or watched changes) that are newer than
+    /// what this instance has, mirrors them to the state directory (so a restart while etcd
+    /// is down still honours them) and audits each change as made elsewhere.
+    async fn apply_cluster(&self, update: crate::cluster::Update) {
+        use crate::cluster::Update;
+        let mut inner = self.inner.lock().await;
+        let current = self.overrides_tx.borrow().clone();
+        let mut next = (*current).clone();
+        next.version = 1;
+        let mut changed: Vec<(String, Option<crate::overrides::RegionOverride>)> = Vec::new();
+        // A force whose time is up was lifted here on this instance's clock; etcd may still
+        // hold it. Compare without it, so a re-list does not apply and audit it again.
+        let now = crate::overrides::now();
+        let lifted = |mut o: crate::overrides::RegionOverride| {
+            if o.force.is_some_and(|f| f.until.is_some_and(|u| now >= u)) {
+                o.force = None;
+            }
+            (!o.is_empty()).then_some(o)
+        };
+        // Same weight, drain and force: no change to apply or audit (who and when may
+        // differ after a local expiry).
+        let same = |a: Option<&crate::overrides::RegionOverride>, b: Option<&crate::overrides::RegionOverride>| {
+            a.map(|o| (o.weight, o.drained, o.force)) == b.map(|o| (o.weight, o.drained, o.force))
+        };
+        let update = match update {
+            Update::Full(all) => {
+                Update::Full(all.into_iter().filter_map(|(r, (o, rev))| Some((r, (lifted(o)?, rev)))).collect())
+            }
+            Update::Changes(list) => {
+                Update::Changes(list.into_iter().map(|(r, o, rev)| (r, o.and_then(lifted), rev)).collect())
+            }
+        };
+        match update {
+            Update::Full(all) => {
+                for region in current.regions.keys().filter(|r| !all.contains_key(*r)) {
+                    changed.push((region.clone(), None));
+                }
+                inner.cluster_revs.clear();
+                for (region, (o, rev)) in all {
+                    inner.cluster_revs.insert(region.clone(), rev);
+                    if !same(current.regions.get(&region), Some(&o)) {
+                        changed.push((region, Some(o)));
+                    }
+                }
+            }
+            Update::Changes(list) => {
+                for (region, o, rev) in list {
+                    if inner.cluster_revs.get(&region).is_some_and(|&have| have >= rev) {
+                        continue;
+                    }
+                    inner.cluster_revs.insert(region.clone(), rev);
+                    if !same(current.regions.get(&region), o.as_ref()) {
+                        changed.push((region, o));
+                    }
+                }
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        for (region, o) in &changed {
+            let old = current.regions.get(region).cloned().unwrap_or_default();
+            let new = o.clone().unwrap_or_default();
+            match o {
+                Some(o) => next.regions.insert(region.clone(), o.clone()),
+                None => next.regions.remove(region),
+            };
+            let record = crate::overrides::AuditRecord {
+                time: crate::overrides::now(),
+                client: "cluster",
+                token: &new.updated_by,
+                instance: Some(if new.updated_on.is_empty() { "unknown" } else { &new.updated_on }),
+                action: "applied-from-cluster",
+                region,
+                old: &old,
+                new: &new,
+            };
+            if let Err(e) = self.store.audit(&record) {
+                tracing::error!(error = %e, "audit log write failed");
+            }
+            tracing::info!(region, by = %new.updated_by, on = %new.updated_on, "override applied from the cluster");
+        }
+        // Forces whose time is up stay lifted (each instance lifts them on its own clock).
+        crate::overrides::expire(&mut next, crate::overrides::now());
+        if let Err(e) = self.store.save(&next) {
+            tracing::error!(error = %e, "cannot mirror the cluster's overrides to the state directory");
+        }
+        self.publish_overrides(next);
     }
 
     /// Reloads config, zones, GeoIP and services: all or nothing. The prober gets the new
@@ -259,7 +715,8 @@ impl Control {
             // Applied by each UDP worker at its next batch (the settings ride in the snapshot).
             tracing::info!(on = cfg.dns.rrl.is_some(), "dns.rrl changed; the new limits apply now");
         }
-        inner.prober.apply(cfg.gslb.region_checks(), cfg.gslb.health.history);
+        let checks = only(cfg.gslb.region_checks(), inner.probe_set.as_ref());
+        inner.prober.apply(checks, cfg.gslb.health.history);
         inner.poller.apply(cfg.gslb.load_sources());
         let snap = with_status(
             snap,
@@ -286,18 +743,56 @@ impl Control {
         client: &str,
         token: &str,
         action: &str,
-        change: impl FnOnce(&mut crate::overrides::RegionOverride),
+        force: bool,
+        change: impl Fn(&mut crate::overrides::RegionOverride) + Sync,
     ) -> Result<crate::overrides::RegionOverride, OverrideError> {
-        let _serial = self.inner.lock().await;
+        let mut serial = self.inner.lock().await;
         if self.state.load().gslb.region_id(region).is_none() {
             return Err(OverrideError::UnknownRegion(region.to_string()));
         }
         let current = self.overrides_tx.borrow().clone();
-        let old = current.regions.get(region).cloned().unwrap_or_default();
-        let mut new = old.clone();
-        change(&mut new);
-        new.updated_by = token.to_string();
-        new.updated_at = crate::overrides::now();
+        // Cluster mode's guard rail: one operator's change reaches every nameserver at
+        // once, so a change that would take a service below min_healthy needs "force".
+        if self.cluster.is_some() && !force {
+            let mut after = (*current).clone();
+            let mut o = after.regions.get(region).cloned().unwrap_or_default();
+            change(&mut o);
+            after.regions.insert(region.to_string(), o);
+            let health = self.health_rx.borrow().clone();
+            let hurt = hurt_services(&self.state.load().gslb, &health, &current, &after, crate::overrides::now());
+            if !hurt.is_empty() {
+                return Err(OverrideError::WouldHurt(hurt));
+            }
+        }
+        let stamp = |o: &mut crate::overrides::RegionOverride| {
+            o.updated_by = token.to_string();
+            o.updated_at = crate::overrides::now();
+            if let Some(c) = &self.cluster {
+                o.updated_on = c.instance().to_string();
+            }
+        };
+        let (old, new) = match &self.cluster {
+            None => {
+                let old = current.regions.get(region).cloned().unwrap_or_default();
+                let mut new = old.clone();
+                change(&mut new);
+                stamp(&mut new);
+                (old, new)
+            }
+            // Committed in etcd first (compare-and-swap), then applied here below, before
+            // the caller answers: read-your-writes on this instance.
+            Some(cluster) => {
+                if !cluster.is_connected() {
+                    return Err(OverrideError::ClusterUnreachable("not connected to etcd".into()));
+                }
+                let (old, new, rev) = cluster
+                    .write_override(region, &change, stamp)
+                    .await
+                    .map_err(|e| OverrideError::ClusterUnreachable(e.to_string()))?;
+                serial.cluster_revs.insert(region.to_string(), rev);
+                (old, new)
+            }
+        };
         let mut next = (*current).clone();
         next.version = 1;
         if new.is_empty() {
@@ -305,9 +800,22 @@ impl Control {
         } else {
             next.regions.insert(region.to_string(), new.clone());
         }
-        self.store.save(&next)?;
-        let record =
-            crate::overrides::AuditRecord { time: new.updated_at, client, token, action, region, old: &old, new: &new };
+        match (&self.cluster, self.store.save(&next)) {
+            (_, Ok(())) => {}
+            (None, Err(e)) => return Err(e.into()),
+            // Committed in etcd: the mirror is a copy, its failure must not hide the change.
+            (Some(_), Err(e)) => tracing::error!(error = %e, "cannot mirror overrides to the state directory"),
+        }
+        let record = crate::overrides::AuditRecord {
+            time: new.updated_at,
+            client,
+            token,
+            instance: self.cluster.as_ref().map(|c| c.instance()),
+            action,
+            region,
+            old: &old,
+            new: &new,
+        };
         if let Err(e) = self.store.audit(&record) {
             // The change is saved and will be made; a lost audit line must be seen, not undo it.
             tracing::error!(error = %e, "audit log write failed");
@@ -326,9 +834,7 @@ impl Control {
             by: token.to_string(),
             detail,
         });
-        let next = Arc::new(next);
-        rebuild(&self.state, &self.health_rx.borrow().clone(), &self.load_rx.borrow().clone(), &next);
-        self.overrides_tx.send_replace(next);
+        self.publish_overrides(next);
         tracing::info!(region, action, client, token, "override changed");
         Ok(new)
     }
@@ -350,6 +856,7 @@ impl Control {
                 time: new.updated_at,
                 client: "gslbd",
                 token: "expiry",
+                instance: self.cluster.as_ref().map(|c| c.instance()),
                 action: "force-expired",
                 region,
                 old,
@@ -366,9 +873,7 @@ impl Control {
                 detail: String::new(),
             });
         }
-        let next = Arc::new(next);
-        rebuild(&self.state, &self.health_rx.borrow().clone(), &self.load_rx.borrow().clone(), &next);
-        self.overrides_tx.send_replace(next);
+        self.publish_overrides(next);
     }
 
     /// The operator's overrides now.

@@ -6,6 +6,7 @@
 //! prober -ProbeOutcome-> health (rise/fall) -HealthTable-> control ─┐
 //! admin API -> overrides (weight, drain, force; saved, audited) -> control ├─> new Snapshot
 //! SIGHUP / POST /v1/reload -> snapshot::load (config, zones, GeoIP) -> control ┘   (arc-swap)
+//! [cluster] etcd -watch-> cluster (overrides, members, observations) -> control ┘
 //! ```
 //!
 //! Modules, bottom layer first; each imports only its own layer or lower ones
@@ -30,6 +31,8 @@
 //! - [`resolve`]: the authoritative answer algorithm and zone transfer contents, pure, and
 //!   which RRsets of an answer DO=1 queries get signed, with compact denial;
 //!   [`explain`]: the same, traced, for the admin API.
+//! - [`cluster`]: cluster mode (`[cluster]`): the etcd client, overrides shared through
+//!   etcd, membership by lease.
 //! - [`frontend`]: UDP and TCP sockets, UDP response rate limiting ([`frontend::rrl`]);
 //!   [`control`]: where health, overrides and reloads become a new snapshot; [`admin`]: the
 //!   admin API and its status [`page`]; [`notify`]: webhooks for the [`events`] feed.
@@ -38,6 +41,7 @@
 pub mod addr;
 pub mod admin;
 pub mod answer;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod ctl;

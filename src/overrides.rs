@@ -42,6 +42,9 @@ pub struct RegionOverride {
     /// When the last change was made, in seconds since the Unix epoch.
     #[serde(default)]
     pub updated_at: u64,
+    /// In cluster mode, the instance that took the change (empty when standalone).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub updated_on: String,
 }
 
 impl RegionOverride {
@@ -180,6 +183,9 @@ pub struct AuditRecord<'a> {
     pub client: &'a str,
     /// The id of the token used (never the token).
     pub token: &'a str,
+    /// In cluster mode, the instance that took the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<&'a str>,
     /// What was done: `weight`, `drain`, `undrain`, `force-up`, `force-down`, `force-auto` or
     /// `force-expired`.
     pub action: &'a str,
@@ -226,6 +232,7 @@ mod tests {
                 force: Some(Force { up: false, until: Some(99) }),
                 updated_by: "ops".into(),
                 updated_at: 5,
+                updated_on: String::new(),
             },
         );
         store.save(&o).unwrap();
@@ -253,6 +260,7 @@ mod tests {
                     time: 1,
                     client: "127.0.0.1:5000",
                     token: "ops",
+                    instance: None,
                     action,
                     region: "r",
                     old: &a,

@@ -47,6 +47,9 @@ pub enum Error {
     #[error("cannot watch {name}")]
     #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Signal { name: &'static str, source: std::io::Error },
+    /// Cluster mode could not start (bad TLS material, or this instance's name is taken).
+    #[error("cannot join the cluster")]
+    Cluster(#[source] crate::cluster::JoinError),
     /// The ready line could not be written to stdout.
     #[error("cannot write the ready line")]
     Ready(#[source] std::io::Error),
@@ -119,9 +122,13 @@ pub fn run(cfg: Config, snap: Snapshot, source: Source) -> Result<(), Error> {
 
     // The control plane: saved overrides restored, probes started, the first status already
     // saying what `unknown` means. The snapshot moves into it.
+    let cluster = match &cfg.cluster {
+        None => None,
+        Some(c) => Some(runtime.block_on(join_cluster(&cfg, c, &ready, shutdown.clone()))?),
+    };
     let control = {
         let _guard = runtime.enter();
-        Control::start(cfg.clone(), state.clone(), source, shutdown.clone()).map_err(Error::Overrides)?
+        Control::start(cfg.clone(), state.clone(), source, cluster, shutdown.clone()).map_err(Error::Overrides)?
     };
 
     // The admin API: bound before the ready line, like the DNS sockets.
@@ -204,6 +211,42 @@ fn warn_unspread_interfaces(cfg: &Config, workers: usize) {
             );
         }
     }
+}
+
+/// Cluster mode: connects to etcd and takes this instance's member key, then keeps its
+/// lease alive in the background. A live member with the same name is an error; etcd
+/// unreachable is not (gslbd serves from the overrides mirrored in its state directory and
+/// joins when etcd answers).
+async fn join_cluster(
+    cfg: &Config,
+    c: &crate::config::cluster::ClusterConfig,
+    ready: &[String],
+    shutdown: Shutdown,
+) -> Result<Arc<crate::cluster::Cluster>, Error> {
+    use crate::cluster::{Cluster, JoinError, Member};
+    let address = match cfg.admin.listen {
+        Some(a) => a.to_string(),
+        None => ready.first().cloned().unwrap_or_default(),
+    };
+    let me = Member {
+        instance: c.instance.clone(),
+        site: c.site.clone(),
+        address,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config_hash: crate::cluster::config_hash(&format!("{:?}", cfg.gslb), &cfg.zones_dir, cfg.gslb.geoip.as_deref()),
+        ready: false,
+    };
+    let cluster = Cluster::new(c.clone(), me).map_err(|e| Error::Cluster(e.into()))?;
+    match tokio::time::timeout(Duration::from_secs(5), cluster.join(&cfg.admin.state_dir)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e @ JoinError::Duplicate { .. })) => return Err(Error::Cluster(e)),
+        Ok(Err(JoinError::Etcd(e))) => {
+            tracing::warn!(error = %e, "cluster: etcd unreachable at start; serving the overrides saved in the state directory, joining when etcd answers");
+        }
+        Err(_) => tracing::warn!("cluster: etcd did not answer within 5 s; serving the saved overrides, joining later"),
+    }
+    tokio::spawn(cluster.clone().run_membership(cfg.admin.state_dir.clone(), shutdown));
+    Ok(cluster)
 }
 
 /// Lifts expired operator forces once a second, until shutdown.

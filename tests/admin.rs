@@ -173,6 +173,9 @@ fn bad_requests_get_the_right_4xx_and_change_nothing() {
         ("PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{}"#), 400, "weight"),
         ("PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{"weight": 1, "colour": 2}"#), 400, "colour"),
         ("POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "sideways"}"#), 400, "state"),
+        // "force" (cluster mode's guard-rail override) is no field without [cluster].
+        ("PUT", "/v1/regions/us-east/weight", OPS, Some(r#"{"weight": 1, "force": true}"#), 400, "force"),
+        ("POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "up", "force": true}"#), 400, "force"),
         ("POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "down", "ttl_seconds": 0}"#), 400, "ttl_seconds"),
         ("POST", "/v1/regions/us-east/force", OPS, Some(r#"{"state": "auto", "ttl_seconds": 5}"#), 400, "ttl_seconds"),
         ("POST", "/v1/regions/nowhere/drain", OPS, None, 404, "name"),

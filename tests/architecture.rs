@@ -42,6 +42,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // decoded query, wire writes the answer value; wire never imports resolve.
     ("codec", &["wire"]),
     ("answer logic", &["resolve", "explain"]),
+    // Cluster mode: the etcd client, shared overrides and membership. Reads config and the
+    // override values; the control loop above drives it.
+    ("cluster", &["cluster"]),
     // Sockets, the control loop that builds snapshots, the admin API and its status page,
     // webhooks.
     ("io", &["frontend", "control", "admin", "page", "notify"]),
@@ -342,4 +345,25 @@ fn no_module_imports_a_higher_layer() {
         }
     }
     assert!(wrong.is_empty(), "layer order broken:\n  {}", wrong.join("\n  "));
+}
+
+/// Cluster mode costs nothing per query (issue 12): the modules a query passes through
+/// never name `cluster`, directly or through another module they import, so the query path
+/// reads the same snapshot with or without `[cluster]`; etcd is only ever behind `control`.
+#[test]
+fn the_query_path_never_reaches_cluster_mode() {
+    let g = graph(&src_dir());
+    // The graph does see cluster where it is used.
+    assert!(g.get("control").is_some_and(|d| d.contains("cluster")), "control should use cluster");
+    for start in ["frontend", "wire", "resolve", "snapshot", "answer"] {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![start.to_string()];
+        while let Some(m) = todo.pop() {
+            if !seen.insert(m.clone()) {
+                continue;
+            }
+            todo.extend(g.get(&m).into_iter().flatten().cloned());
+        }
+        assert!(!seen.contains("cluster"), "{start} reaches cluster through {seen:?}");
+    }
 }

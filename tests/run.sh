@@ -4,9 +4,11 @@
 # haproxy (tests/demo.rs: the demo's regions), openssl (tests/prober.rs: a test CA for HTTPS checks),
 # knotd (tests/knot_services.rs: services compared with Knot), promtool (tests/operator_files.rs:
 # the alert rules), chromium (tests/status_page.rs: the status page in a real browser), PyYAML (tests/deploy.rs: the
-# Kubernetes manifests), and for tests/dnssec.rs delv (bind9-dnsutils), unbound (the resolver of
+# Kubernetes manifests), for tests/dnssec.rs delv (bind9-dnsutils), unbound (the resolver of
 # the chain from a Knot-signed parent) and dnspython with cryptography (the second validator),
-# so CI never skips a test for want of a tool.
+# and etcd (tests/cluster.rs: a real 3-member etcd for cluster mode) and protoc (for builds that
+# use etcd's gRPC crate; gslbd itself talks to etcd's JSON gateway), so CI never skips a test
+# for want of a tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need_pkgs=()
@@ -17,6 +19,8 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v knotd >/dev/null || need_pkgs+=(knot)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v chromium >/dev/null || need_pkgs+=(chromium)
+command -v etcd >/dev/null || need_pkgs+=(etcd-server)
+command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
 python3 -c 'import yaml' 2>/dev/null || need_pkgs+=(python3-yaml)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

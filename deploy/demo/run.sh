@@ -13,6 +13,11 @@
 #                                       or until Ctrl-C, from another terminal while the demo
 #                                       runs, showing the region's utilisation and its share
 #                                       of api.demo.test answers falling and coming back
+#   deploy/demo/run.sh --cluster        cluster mode: three etcd members (clients on
+#                                       127.0.0.1:2379, :22379, :32379) and three gslbd
+#                                       (DNS on 127.0.0.1:5353, :5354, :5355; admin API on
+#                                       :8053, :8054, :8055, same token) sharing overrides
+#                                       and one health verdict, in front of the same regions
 #
 # Works without a terminal too:  deploy/demo/run.sh > demo.log 2>&1 &  ...  kill $!
 # Generated files (HAProxy configs, PIDs, logs, gslbd state) go to $GSLBD_DEMO_DIR
@@ -122,12 +127,14 @@ stop_all() {
   for pid in $(jobs -p); do
     kill "$pid" 2>/dev/null && left+=("$pid")
   done
-  for f in "$run"/*/*.pid "$run"/gslbd.pid; do
+  for f in "$run"/*/*.pid "$run"/gslbd.pid "$run"/gslbd-*.pid "$run"/etcd-*.pid; do
     [ -e "$f" ] || continue
     case $f in  # what the process's command line contains
       */haproxy.pid) pattern="${f%/*}/haproxy.cfg" ;;
       */backend-*.pid) pattern="${f%/*}" pattern="${pattern##*/} ${f##*/}" pattern=${pattern%.pid} ;;
       */gslbd.pid) pattern="$run/state" ;;
+      */gslbd-*.pid) pattern=${f%.pid} pattern="$run/state-${pattern##*-}" ;;
+      */etcd-*.pid) pattern="${f%.pid}.data" ;;
       *) continue ;;
     esac
     if pid=$(alive "$f" "$pattern"); then
@@ -220,6 +227,9 @@ print('unknown' if r['utilisation'] is None else '%.2f' % r['utilisation'])" 2>/
   exit 0
 fi
 [ $# -eq 0 ] || die "usage: $self [restart REGION | load REGION N [--for SECONDS]]"
+cluster=""
+if [ "${1:-}" = --cluster ]; then cluster=1; shift; fi
+[ $# -eq 0 ] || die "usage: $self [--cluster] | $self restart REGION | $self load REGION N [--for SECONDS]"
 
 # --- Install what is missing (Debian packages) and build gslbd.
 need_pkgs=()
@@ -227,6 +237,7 @@ command -v haproxy >/dev/null || need_pkgs+=(haproxy)
 command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v python3 >/dev/null || need_pkgs+=(python3)
+if [ -n "$cluster" ]; then command -v etcd >/dev/null || need_pkgs+=(etcd-server); fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "installing ${need_pkgs[*]}"
@@ -273,16 +284,65 @@ trap 'exit 0' INT TERM
 # --- The regions, then gslbd.
 for r in "${regions[@]}"; do start_region "$r" || exit 1; done
 
-"$bin" --config "$here/gslbd.toml" --state-dir "$run/state" > "$run/gslbd.out" 2> "$run/gslbd.log" < /dev/null &
-gslbd=$!
-echo "$gslbd" > "$run/gslbd.pid"
-for _ in $(seq 100); do
-  grep -q '^ready ' "$run/gslbd.out" && break
-  kill -0 "$gslbd" 2>/dev/null || { cat "$run/gslbd.log" >&2; die "gslbd exited; see the messages above"; }
-  sleep 0.1
-done
-grep -q '^ready ' "$run/gslbd.out" || die "gslbd did not get ready in 10 s (log: $run/gslbd.log)"
-say "gslbd (pid $gslbd) $(grep '^ready ' "$run/gslbd.out")"
+# start_gslbd NAME ARGS...: gslbd with these arguments, logging to $run/NAME.{out,log};
+# waits for its ready line. Sets $gslbd to its PID.
+start_gslbd() {
+  local name=$1; shift
+  "$bin" "$@" > "$run/$name.out" 2> "$run/$name.log" < /dev/null &
+  gslbd=$!
+  echo "$gslbd" > "$run/$name.pid"
+  for _ in $(seq 100); do
+    grep -q '^ready ' "$run/$name.out" && break
+    kill -0 "$gslbd" 2>/dev/null || { cat "$run/$name.log" >&2; die "$name exited; see the messages above"; }
+    sleep 0.1
+  done
+  grep -q '^ready ' "$run/$name.out" || die "$name did not get ready in 10 s (log: $run/$name.log)"
+  say "$name (pid $gslbd) $(grep '^ready ' "$run/$name.out")"
+}
+
+if [ -z "$cluster" ]; then
+  start_gslbd gslbd --config "$here/gslbd.toml" --state-dir "$run/state"
+else
+  # Three etcd members on loopback, each with its own data directory under $run.
+  etcd_clients=(2379 22379 32379) etcd_peers=(2380 22380 32380)
+  initial=""
+  for i in 1 2 3; do initial+="${initial:+,}etcd-$i=http://127.0.0.1:${etcd_peers[$((i - 1))]}"; done
+  for i in 1 2 3; do
+    c="http://127.0.0.1:${etcd_clients[$((i - 1))]}" p="http://127.0.0.1:${etcd_peers[$((i - 1))]}"
+    etcd --name "etcd-$i" --data-dir "$run/etcd-$i.data" --listen-client-urls "$c" --advertise-client-urls "$c" \
+      --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" --initial-cluster "$initial" \
+      --initial-cluster-state new --initial-cluster-token gslbd-demo > "$run/etcd-$i.log" 2>&1 < /dev/null &
+    echo $! > "$run/etcd-$i.pid"
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 100); do
+      curl -s --max-time 1 "http://127.0.0.1:${etcd_clients[$((i - 1))]}/health" | grep -q '"true"' && break
+      sleep 0.1
+    done
+    curl -s --max-time 1 "http://127.0.0.1:${etcd_clients[$((i - 1))]}/health" | grep -q '"true"' \
+      || die "etcd-$i not healthy in 10 s (log: $run/etcd-$i.log)"
+  done
+  say "etcd: three members, clients on 127.0.0.1:${etcd_clients[0]}, :${etcd_clients[1]}, :${etcd_clients[2]}"
+  # The demo's config with absolute paths and a [cluster] table per instance, each its own site.
+  for i in 1 2 3; do
+    sed -e "s|\"../../zones\"|\"$root/zones\"|" -e "s|\"../../geoip/|\"$root/geoip/|" \
+      -e "s|\"admin.token\"|\"$here/admin.token\"|" "$here/gslbd.toml" > "$run/gslbd-$i.toml"
+    cat >> "$run/gslbd-$i.toml" <<TOML
+
+[cluster]
+etcd = ["http://127.0.0.1:2379", "http://127.0.0.1:22379", "http://127.0.0.1:32379"]
+prefix = "/gslbd/demo"
+instance = "gslbd-$i"
+site = "site-$i"
+lease_ttl = "5s"
+TOML
+    "$bin" check --config "$run/gslbd-$i.toml" > /dev/null
+  done
+  for i in 3 2 1; do  # gslbd-1 last: $gslbd is the one the live view follows
+    start_gslbd "gslbd-$i" --config "$run/gslbd-$i.toml" --listen "127.0.0.1:$((5352 + i))" \
+      --admin-listen "127.0.0.1:$((8052 + i))" --state-dir "$run/state-$i"
+  done
+fi
 
 dig_="dig @127.0.0.1 -p 5353"
 token=$(grep -v '^#' "$here/admin.token" | head -1 | cut -d: -f2-)
@@ -332,6 +392,16 @@ tip "curl -s -X PUT $auth $json -d '{\"weight\":0}' $admin/v1/regions/ap-south/w
 tip "curl -s -X POST $auth $json -d '{\"state\":\"down\",\"ttl_seconds\":60}' $admin/v1/regions/eu-west/force" "for 60 s"
 tip "curl -s $admin/metrics | grep -E '^gslbd_(answers_total|region_up)'" "what was answered"
 echo
+if [ -n "$cluster" ]; then
+  echo "Cluster mode: gslbd-1, -2, -3 answer on 127.0.0.1:5353, :5354, :5355 (admin :8053, :8054, :8055)."
+  echo "They share overrides through etcd and probe each region with k = 3 members:"
+  tip "curl -s -X POST $auth $admin/v1/regions/us-east/drain" "through gslbd-1 ..."
+  tip "dig @127.0.0.1 -p 5355 db.demo.test +short" "... gslbd-3 answers eu-west at once"
+  tip "curl -s http://127.0.0.1:8054/v1/status | python3 -m json.tool | less" "members, duties, verdicts"
+  tip "kill \$(cat $run/etcd-1.pid) \$(cat $run/etcd-2.pid) \$(cat $run/etcd-3.pid)" "etcd gone: answers stay"
+  tip "curl -s -X POST $auth $admin/v1/regions/us-east/undrain" "... and writes get 503"
+  echo
+fi
 echo "Logs and generated files: $run (gslbd.log, REGION/haproxy.log ...)."
 echo "Press Ctrl-C to stop everything."
 echo

@@ -3,6 +3,7 @@
 //! Every problem is reported with the file, line and column of the offending value, and all
 //! problems are reported, not only the first, so an operator fixes a config in one pass.
 
+pub mod cluster;
 pub mod gslb;
 pub mod health;
 pub mod notify;
@@ -37,6 +38,8 @@ pub struct Config {
     pub dnssec_key_dir: Option<PathBuf>,
     /// `[dnssec] fresh_signatures_per_second`: the budget of new signatures per UDP worker.
     pub dnssec_fresh_rate: u32,
+    /// `[cluster]`: shared overrides through etcd; None (no table): standalone, as always.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// `[admin]`: the HTTP API.
@@ -139,6 +142,7 @@ impl Default for Config {
             notify: Vec::new(),
             dnssec_key_dir: None,
             dnssec_fresh_rate: crate::dnssec::cache::DEFAULT_RATE,
+            cluster: None,
         }
     }
 }
@@ -154,6 +158,7 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     notify: Vec<notify::RawNotify>,
+    cluster: Option<cluster::RawCluster>,
     #[serde(default)]
     dnssec: RawDnssec,
     #[serde(default)]
@@ -323,6 +328,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
         if let Some(n) = notify::validate(n, i, base, &mut report) {
             cfg.notify.push(n);
         }
+    }
+    if let Some(c) = raw.cluster {
+        let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
+        cfg.cluster = cluster::validate(c, base, &mut report);
     }
     let raw_admin = raw.admin;
     cfg.admin.listen = if raw_admin.enabled == Some(false) { None } else { Some(DEFAULT_ADMIN_LISTEN) };

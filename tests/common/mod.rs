@@ -25,6 +25,9 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_gslbd")
 }
 
+/// A real etcd cluster on loopback (tests/cluster.rs).
+pub mod etcd;
+
 // The library's own temp-dir helper: one copy for unit and integration tests.
 #[path = "../../src/testutil.rs"]
 mod testutil;

@@ -82,6 +82,9 @@ pub enum FailReason {
     /// The probe could not be set up (e.g. no system root certificates); it fails until
     /// the configuration changes.
     Setup(String),
+    /// Cluster mode: the region's verdict from the probers of other instances (how many of
+    /// them said down, and the first one's reason).
+    Cluster(String),
 }
 
 impl FailReason {
@@ -97,6 +100,7 @@ impl FailReason {
             FailReason::BodyMismatch => "body",
             FailReason::Http(_) => "http",
             FailReason::Setup(_) => "setup",
+            FailReason::Cluster(_) => "cluster",
         }
     }
 }
@@ -113,6 +117,7 @@ impl fmt::Display for FailReason {
             FailReason::BodyMismatch => f.write_str("body mismatch"),
             FailReason::Http(e) => write!(f, "http error: {e}"),
             FailReason::Setup(e) => write!(f, "probe setup failed: {e}"),
+            FailReason::Cluster(e) => write!(f, "cluster: {e}"),
         }
     }
 }

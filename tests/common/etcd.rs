@@ -1,0 +1,177 @@
+//! A real etcd cluster on loopback for the cluster-mode tests: N members on free ports,
+//! each with its own data directory under one temp dir. Members are stopped by PID (never
+//! by name) and the data directories removed when the cluster is dropped; each member's
+//! log is printed if the test failed.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::TempDir;
+
+/// A free loopback port for a child to listen on: bound then released, so it is taken
+/// from 20000-32767, below Linux's ephemeral range (32768-60999). A port the kernel hands
+/// out for port 0 (every gslbd in the tests binds its sockets that way) can then never be
+/// the one we just released before etcd binds it, which once made an etcd peer port answer
+/// 404 to the other members.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    for _ in 0..1000 {
+        let n = seed.wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+        let port = 20000 + (n % 12768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-32767");
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct EtcdCluster {
+    pub members: Vec<Member>,
+    initial_cluster: String,
+    /// Holds every data directory and log; removed on drop.
+    dir: TempDir,
+}
+
+/// Whether etcd is installed (tests/run.sh installs it).
+pub fn available() -> bool {
+    Command::new("etcd").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until every one reports healthy (a leader elected).
+    pub fn start(n: usize) -> EtcdCluster {
+        let dir = TempDir::new("etcd");
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                data_dir: dir.path().join(format!("m{i}.etcd")),
+                log: dir.path().join(format!("m{i}.log")),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = EtcdCluster { members, initial_cluster, dir };
+        for i in 0..n {
+            cluster.spawn(i, "new");
+        }
+        cluster.wait_healthy(&(0..n).collect::<Vec<_>>());
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize, state: &str) {
+        let m = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).unwrap();
+        let child = Command::new("etcd")
+            .args(["--name", &m.name, "--data-dir"])
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", state])
+            .args(["--initial-cluster-token", &format!("gslbd-test-{}", std::process::id())])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        self.members[i].child = Some(child);
+    }
+
+    /// The client URLs, as `[cluster] etcd` lists them.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| format!("http://127.0.0.1:{}", m.client_port)).collect()
+    }
+
+    pub fn client(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.members[i].client_port))
+    }
+
+    /// Waits until each of these members answers `/health` with a leader.
+    pub fn wait_healthy(&self, which: &[usize]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for &i in which {
+            loop {
+                let addr = self.client(i);
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    let (code, body) = super::http(addr, "GET", "/health", None, None);
+                    if code == 200 && body.contains("\"true\"") {
+                        break;
+                    }
+                }
+                assert!(Instant::now() < deadline, "etcd member {i} not healthy within 30 s:\n{}", self.logs());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Stops member `i` with SIGKILL, by its PID.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed member again on its data directory.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.members[i].child.is_none(), "member {i} is running");
+        self.spawn(i, "existing");
+    }
+
+    /// A raw call to the JSON gateway of member `i` (for tests that write as "someone else").
+    pub fn post(&self, i: usize, path: &str, body: &str) -> (u16, String) {
+        super::http(self.client(i), "POST", path, None, Some(body))
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            out += &format!("----- etcd {} (last lines) -----\n", m.name);
+            for l in tail.into_iter().rev() {
+                out += l;
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        // The data directories go with self.dir (TempDir's drop).
+    }
+}
