@@ -20,6 +20,22 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 
+class UniqueKeys(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (YAML keeps the last
+    silently, so a second "409" would hide the first)."""
+
+
+def _mapping(loader, node, deep=False):
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if twice:
+        raise yaml.constructor.ConstructorError(None, None, f"key given twice: {twice}", node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 def resolve(spec, node):
     """Follows a local $ref of a response object."""
     while isinstance(node, dict) and "$ref" in node:
@@ -32,7 +48,7 @@ def resolve(spec, node):
 
 
 def main():
-    spec = yaml.safe_load(open(sys.argv[1]))
+    spec = yaml.load(open(sys.argv[1]), UniqueKeys)
     samples = json.load(open(sys.argv[2]))
     validate(spec)
     print("spec: valid OpenAPI", spec["openapi"])
