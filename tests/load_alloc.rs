@@ -2,8 +2,6 @@
 //! they read the snapshot's status only).
 #![allow(clippy::unwrap_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::Path;
 
 use gslbd::gslb::Gslb;
@@ -11,28 +9,11 @@ use gslbd::gslb::status::Status;
 use gslbd::policy::{Client, Ctx, select};
 use gslbd::snapshot::{Source, load};
 
-/// Counts the allocations of the thread that asks, so the test harness's own threads do not
-/// disturb the count.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 #[test]
 fn shed_and_least_loaded_decide_without_allocating() {
@@ -54,7 +35,7 @@ fn shed_and_least_loaded_decide_without_allocating() {
         let lower = gslbd::name::Name::parse(name, None).unwrap();
         let (index, service) = gslb.service(lower.as_wire()).unwrap();
         let st = &status.services[index];
-        let before = ALLOCATIONS.with(Cell::get);
+        let before = counting_alloc::allocations();
         let mut answered = 0;
         for _ in 0..10_000 {
             let mut ctx = Ctx {
@@ -66,7 +47,7 @@ fn shed_and_least_loaded_decide_without_allocating() {
             };
             answered += select(&service.chain, st.candidates(gslbd::rtype::A), &mut ctx).len();
         }
-        let allocations = ALLOCATIONS.with(Cell::get) - before;
+        let allocations = counting_alloc::allocations() - before;
         assert_eq!(answered, 10_000, "{name}: one region per decision");
         assert_eq!(allocations, 0, "{name}: {allocations} allocations in 10,000 decisions");
     }
