@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
 const OPS: Option<&str> = Some("test-token-ops");
 
@@ -19,14 +19,7 @@ fn config() -> String {
 }
 
 fn first_address(s: &Server, name: &str, ecs: Option<&str>) -> String {
-    let r = udp(s.dns, &with_edns(query(name, RecordType::A), 1232, ecs));
-    r.answers
-        .iter()
-        .find_map(|a| match &a.data {
-            RData::A(a) => Some(a.to_string()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "none".into())
+    first_a(&udp(s.dns, &with_edns(query(name, RecordType::A), 1232, ecs)))
 }
 
 fn shares(s: &Server, name: &str, n: usize) -> HashMap<String, usize> {

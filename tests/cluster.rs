@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use common::*;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
 const TOKEN: &str = "test-token-ops";
 /// failover.svc.test answers us-east first (192.0.2.11, priority 1), eu-west (192.0.2.12) without it.
@@ -37,14 +37,7 @@ fn config(dir: &TempDir, name: &str, etcd: &[String], prefix: &str) -> String {
 }
 
 fn first_address(s: &Server, name: &str) -> String {
-    let r = udp(s.dns, &query(name, RecordType::A));
-    r.answers
-        .iter()
-        .find_map(|a| match &a.data {
-            RData::A(a) => Some(a.to_string()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "none".into())
+    first_a(&udp(s.dns, &query(name, RecordType::A)))
 }
 
 /// Polls until `s` answers `want` first for failover.svc.test; how long it took.

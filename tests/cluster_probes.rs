@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use common::*;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
 const REGIONS: [(&str, &str, u32); 3] =
     [("us-east", "192.0.2.11", 1), ("eu-west", "192.0.2.12", 2), ("ap-south", "192.0.2.13", 3)];
@@ -87,14 +87,7 @@ fn config(dir: &TempDir, name: &str, etcd: &EtcdCluster, prefix: &str, urls: &[S
 }
 
 fn first_address(s: &Server) -> String {
-    let r = udp(s.dns, &query("failover.svc.test.", RecordType::A));
-    r.answers
-        .iter()
-        .find_map(|a| match &a.data {
-            RData::A(a) => Some(a.to_string()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "none".into())
+    first_a(&udp(s.dns, &query("failover.svc.test.", RecordType::A)))
 }
 
 fn status(s: &Server) -> serde_json::Value {

@@ -275,6 +275,17 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The first A record of a response, as text (`192.0.2.1`), or `none`.
+pub fn first_a(m: &Message) -> String {
+    m.answers
+        .iter()
+        .find_map(|a| match &a.data {
+            hickory_proto::rr::RData::A(a) => Some(a.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "none".into())
+}
+
 /// The records of a section as `name ttl type rdata` lines, sorted, for exact comparisons.
 pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
     let mut v: Vec<String> =
