@@ -226,7 +226,6 @@ print('unknown' if r['utilisation'] is None else '%.2f' % r['utilisation'])" 2>/
   for _ in 1 2 3 4 5 6; do show "load ended"; sleep 1.5; done
   exit 0
 fi
-[ $# -eq 0 ] || die "usage: $self [restart REGION | load REGION N [--for SECONDS]]"
 cluster=""
 if [ "${1:-}" = --cluster ]; then cluster=1; shift; fi
 [ $# -eq 0 ] || die "usage: $self [--cluster] | $self restart REGION | $self load REGION N [--for SECONDS]"
