@@ -147,17 +147,6 @@ async fn deliver(
     }
 }
 
-/// This host's name, for the `instance` field (the `HOSTNAME` environment variable, else
-/// /proc/sys/kernel/hostname, else `gslbd`).
-pub fn instance_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "gslbd".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

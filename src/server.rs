@@ -149,7 +149,7 @@ pub fn run(cfg: Config, snap: Snapshot, source: Source) -> Result<(), Error> {
     // Webhooks: one task per [[notify]] target, fed by the change feed (never blocking it).
     if !cfg.notify.is_empty() {
         let _guard = runtime.enter();
-        let counters = crate::notify::start(&cfg.notify, &crate::notify::instance_name(), &shutdown);
+        let counters = crate::notify::start(&cfg.notify, &crate::config::cluster::host_name(), &shutdown);
         crate::metrics::set_notify_counters(cfg.notify.iter().map(|t| t.url.clone()).zip(counters).collect());
         tracing::info!(targets = cfg.notify.len(), "webhooks on");
     }

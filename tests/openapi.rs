@@ -153,24 +153,3 @@ fn every_route_is_described_and_responses_match_the_spec() {
 fn text_with_error(text: &str) -> String {
     format!("{text}\n[regions.broken]\naddresses = [\"not-an-address\"]\n")
 }
-
-/// Serves `body` as JSON to every request, from a thread, for the life of the test process.
-fn serve_json(body: &'static str) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut c) = conn else { continue };
-            let _ = c.set_read_timeout(Some(std::time::Duration::from_millis(500)));
-            let mut buf = [0u8; 2048];
-            let _ = c.read(&mut buf);
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = c.write_all(reply.as_bytes());
-        }
-    });
-    addr
-}

@@ -146,24 +146,3 @@ fn the_dashboard_is_well_formed_and_names_exported_metrics() {
     let missing: Vec<_> = named.difference(&exported).collect();
     assert!(missing.is_empty(), "the dashboard names metrics gslbd does not export: {missing:?}");
 }
-
-/// Serves `body` as JSON to every request, from a thread, for the life of the test process.
-fn serve_json(body: &'static str) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut c) = conn else { continue };
-            let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
-            let mut buf = [0u8; 2048];
-            let _ = c.read(&mut buf);
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = c.write_all(reply.as_bytes());
-        }
-    });
-    addr
-}

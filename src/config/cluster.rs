@@ -100,7 +100,8 @@ pub(super) struct RawCluster {
     credentials_file: Option<Spanned<String>>,
 }
 
-/// The host name, as `instance` defaults to.
+/// This host's name (`HOSTNAME`, else /proc/sys/kernel/hostname, else `gslbd`): the default
+/// `[cluster] instance`, and the `instance` field of webhook notifications.
 pub fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
