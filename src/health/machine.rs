@@ -166,17 +166,21 @@ mod tests {
         (1, 2, "+--+-", &[Healthy, Healthy, Unhealthy, Healthy, Healthy]),
     ];
 
+    /// The verdict after each probe result of `results` (`+` pass, `-` fail).
+    fn trace(mut m: Machine, results: &str) -> Vec<Verdict> {
+        results
+            .chars()
+            .map(|c| {
+                m.observe(c == '+');
+                m.state()
+            })
+            .collect()
+    }
+
     #[test]
     fn rise_fall_table() {
         for &(rise, fall, results, states) in CASES {
-            let mut m = Machine::new(rise, fall);
-            let got: Vec<Verdict> = results
-                .chars()
-                .map(|c| {
-                    m.observe(c == '+');
-                    m.state()
-                })
-                .collect();
+            let got = trace(Machine::new(rise, fall), results);
             assert_eq!(got, states, "rise {rise} fall {fall} results {results}");
         }
     }
@@ -223,15 +227,8 @@ mod tests {
     #[test]
     fn window_table() {
         for &(rise, fall, window, results, states) in WINDOW_CASES {
-            let mut m = Machine::new(rise, fall).with_window(window.map(|(size, failures)| Window { size, failures }));
-            let got: Vec<Verdict> = results
-                .chars()
-                .map(|c| {
-                    m.observe(c == '+');
-                    m.state()
-                })
-                .collect();
-            assert_eq!(got, states, "rise {rise} fall {fall} window {window:?} results {results}");
+            let m = Machine::new(rise, fall).with_window(window.map(|(size, failures)| Window { size, failures }));
+            assert_eq!(trace(m, results), states, "rise {rise} fall {fall} window {window:?} results {results}");
         }
     }
 

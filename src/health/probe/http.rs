@@ -581,7 +581,7 @@ impl ServerCertVerifier for AcceptAny {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpListener};
     use std::sync::Mutex;
@@ -616,7 +616,8 @@ mod tests {
         (addr, seen)
     }
 
-    fn http(url: &str) -> HttpCheck {
+    /// A plain GET check of `url` with the defaults (also used by the registry's tests).
+    pub(crate) fn http(url: &str) -> HttpCheck {
         HttpCheck {
             url: url.parse().unwrap(),
             method: HttpMethod::Get,

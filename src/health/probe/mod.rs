@@ -315,18 +315,7 @@ pub(crate) mod tests {
 
     /// A plain GET check of `url` with the defaults.
     fn http_check(url: &str) -> Arc<dyn Check> {
-        Arc::new(http::Http(http::HttpCheck {
-            url: url.parse().unwrap(),
-            method: http::HttpMethod::Get,
-            expect_status: vec![200..=399],
-            body_contains: None,
-            host_header: None,
-            headers: Vec::new(),
-            tls_server_name: None,
-            tls_ca: Vec::new(),
-            tls_ca_file: None,
-            tls_insecure: false,
-        }))
+        Arc::new(http::Http(http::tests::http(url)))
     }
 
     #[tokio::test]
