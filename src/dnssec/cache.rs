@@ -195,11 +195,11 @@ mod tests {
     use crate::name::Name;
     use crate::rtype;
 
-    fn zone() -> (ZoneKeys, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("gslbd-cache-{}-{:?}", std::process::id(), std::thread::current().id()));
+    /// A zone with one fresh key; the key directory goes when the TempDir does.
+    fn zone() -> (ZoneKeys, crate::testutil::TempDir) {
+        let dir = crate::testutil::TempDir::new("cache");
         let apex = Name::parse("ex.", None).unwrap();
-        let key = crate::dnssec::keygen(&dir, &apex, crate::dnssec::ALG_ECDSAP256SHA256).unwrap();
+        let key = crate::dnssec::keygen(dir.path(), &apex, crate::dnssec::ALG_ECDSAP256SHA256).unwrap();
         (ZoneKeys { apex, dnskey: RRset::new(rtype::DNSKEY, 3600, [&key.dnskey[..]]), keys: vec![key] }, dir)
     }
 
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn one_signature_per_rrset_and_window_whatever_the_region_order() {
-        let (zone, dir) = zone();
+        let (zone, _dir) = zone();
         let v = Validity::at(1_795_651_200);
         let mut s = Signer::new(100, 1000);
         let ab = RRset::new(rtype::A, 60, [&[192, 0, 2, 1][..], &[192, 0, 2, 2][..]]);
@@ -226,12 +226,11 @@ mod tests {
         // New keys empty the cache.
         s.use_keys(42);
         assert!(s.is_empty());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_flood_of_new_names_cannot_starve_cached_or_positive_answers() {
-        let (zone, dir) = zone();
+        let (zone, _dir) = zone();
         let v = Validity::at(1_795_651_200);
         let mut s = Signer::new(10, 1000);
         let cached = s.rrsig(&zone, b"\x03www\x02ex\x00", &a(1), 60, v, Kind::Positive).unwrap();
@@ -252,12 +251,11 @@ mod tests {
         s.set_rate(1);
         assert!(s.rrsig(&zone, b"\x03new\x02ex\x00", &a(4), 60, v, Kind::Positive).is_some());
         assert!(s.rrsig(&zone, b"\x04new2\x02ex\x00", &a(4), 60, v, Kind::Positive).is_none());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn the_cache_is_bounded_and_keeps_what_is_asked_for() {
-        let (zone, dir) = zone();
+        let (zone, _dir) = zone();
         let v = Validity::at(1_795_651_200);
         let mut s = Signer::new(10_000, 4);
         let hot = b"\x03hot\x02ex\x00";
@@ -268,6 +266,5 @@ mod tests {
             assert!(s.len() <= 8);
         }
         assert_eq!(s.stats.fresh, 21, "the hot RRset was signed once");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

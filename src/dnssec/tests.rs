@@ -36,8 +36,8 @@ fn canonical_form_lowercases_rdata_names_and_sorts() {
 #[test]
 fn keygen_writes_a_private_file_only_its_owner_reads_and_loads_back() {
     use std::os::unix::fs::PermissionsExt as _;
-    let dir = std::env::temp_dir().join(format!("gslbd-keygen-{}", std::process::id()));
-    let keys = dir.join("keys");
+    let dir = crate::testutil::TempDir::new("keygen");
+    let keys = dir.path().join("keys");
     let apex = Name::parse("Example.COM.", None).unwrap();
     for alg in [ALG_ECDSAP256SHA256, ALG_ED25519] {
         let key = keygen(&keys, &apex, alg).unwrap();
@@ -53,15 +53,14 @@ fn keygen_writes_a_private_file_only_its_owner_reads_and_loads_back() {
     assert_eq!(zone_keys_in(&keys, &apex).unwrap().len(), 2);
     std::fs::write(keys.join("Kexample.com.+013+00001.private"), "junk").unwrap();
     assert!(zone_keys_in(&keys, &apex).is_err());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn signatures_verify_with_the_published_key() {
-    let dir = std::env::temp_dir().join(format!("gslbd-sign-{}", std::process::id()));
+    let dir = crate::testutil::TempDir::new("sign");
     let apex = Name::parse("ex.", None).unwrap();
     for alg in [ALG_ECDSAP256SHA256, ALG_ED25519] {
-        let key = keygen(&dir, &apex, alg).unwrap();
+        let key = keygen(dir.path(), &apex, alg).unwrap();
         let public = key.dnskey[4..].to_vec();
         let zone = ZoneKeys {
             apex: apex.clone(),
@@ -85,5 +84,4 @@ fn signatures_verify_with_the_published_key() {
         ring::signature::UnparsedPublicKey::new(verify_alg, &public).verify(&data, &rd[signer_end..]).unwrap();
         assert_eq!(rd[3], 2, "labels of www.ex.");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
