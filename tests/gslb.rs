@@ -598,12 +598,26 @@ fn any_at_a_service_gives_one_rrset_the_name_owns() {
 
 #[test]
 fn twenty_equal_regions_each_take_their_share() {
+    // Each of 20 regions takes 25-75 of 1,000 answers. A fair pick still leaves one of the 40
+    // counts outside that band in about 1 % of samples (binomial tail), so a sample that misses
+    // is drawn again, up to three times: a region that is never or rarely chosen (the old fixed
+    // array of 16 sums) misses in every sample, chance misses all three about once in 10^6.
     let s = server();
     for service in ["weighted20.svc.test.", "ties20.svc.test."] {
-        let counts = distribution(s.dns, 1000, |_| query(service, RecordType::A));
-        for i in 1..=20 {
-            let n = counts.get(&format!("198.51.100.{i}")).copied().unwrap_or(0);
-            assert!((25..=75).contains(&n), "{service}: region w{i:02} answered {n} times of 1000: {counts:?}");
+        let mut misses = Vec::new();
+        for _ in 0..3 {
+            let counts = distribution(s.dns, 1000, |_| query(service, RecordType::A));
+            let out: Vec<String> = (1..=20)
+                .map(|i| (i, counts.get(&format!("198.51.100.{i}")).copied().unwrap_or(0)))
+                .filter(|(_, n)| !(25..=75).contains(n))
+                .map(|(i, n)| format!("w{i:02} answered {n} times"))
+                .collect();
+            if out.is_empty() {
+                misses.clear();
+                break;
+            }
+            misses.push(format!("{out:?} in {counts:?}"));
         }
+        assert!(misses.is_empty(), "{service}: out of 25..=75 of 1000 in three samples: {misses:#?}");
     }
 }
