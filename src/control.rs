@@ -179,6 +179,12 @@ pub enum OverrideError {
     /// Cluster mode and etcd cannot take the write: nothing changed anywhere.
     #[error("cluster store unreachable; nothing changed ({0})")]
     ClusterUnreachable(String),
+    /// Cluster mode: the write was sent to etcd and never confirmed, and reading it back
+    /// failed too; it may be committed (then every instance applies it from the watch).
+    #[error(
+        "cluster store did not confirm the write; it may have been made: read /v1/status before sending it again ({0})"
+    )]
+    ClusterUnconfirmed(String),
     /// Cluster mode: the change would leave these services below their `min_healthy`
     /// (and the request did not say `"force": true`).
     #[error("the change would leave {} below min_healthy; nothing changed (send \"force\": true to make it anyway)", .0.join(", "))]
@@ -785,10 +791,12 @@ impl Control {
                 if !cluster.is_connected() {
                     return Err(OverrideError::ClusterUnreachable("not connected to etcd".into()));
                 }
-                let (old, new, rev) = cluster
-                    .write_override(region, &change, stamp)
-                    .await
-                    .map_err(|e| OverrideError::ClusterUnreachable(e.to_string()))?;
+                let (old, new, rev) = cluster.write_override(region, &change, stamp).await.map_err(|e| match e {
+                    crate::cluster::etcd::EtcdError::NoAnswer { .. } => {
+                        OverrideError::ClusterUnconfirmed(e.to_string())
+                    }
+                    e => OverrideError::ClusterUnreachable(e.to_string()),
+                })?;
                 serial.cluster_revs.insert(region.to_string(), rev);
                 (old, new)
             }

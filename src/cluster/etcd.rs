@@ -32,6 +32,11 @@ pub enum EtcdError {
     #[error("etcd unreachable at {endpoint}: {message}")]
     #[allow(missing_docs, reason = "the fields are named in the variant's doc")]
     Unreachable { endpoint: String, message: String },
+    /// The request was sent but no answer came back (timeout, connection cut): a write
+    /// may or may not have been committed. Whoever wrote must read to find out.
+    #[error("etcd at {endpoint} did not answer after the request was sent: {message}")]
+    #[allow(missing_docs, reason = "the fields are named in the variant's doc")]
+    NoAnswer { endpoint: String, message: String },
     /// An endpoint answered with an error status.
     #[error("etcd at {endpoint} answered {status} to {path}: {body}")]
     #[allow(missing_docs, reason = "the fields are named in the variant's doc")]
@@ -199,11 +204,19 @@ impl Etcd {
         if let Some(t) = token {
             req = req.header("Authorization", t);
         }
-        let unreachable =
-            |e: reqwest::Error| EtcdError::Unreachable { endpoint: endpoint.into(), message: e.to_string() };
-        let resp = req.send().await.map_err(unreachable)?;
+        // Only a failed connect proves the request never reached etcd; any later failure
+        // leaves the outcome of a write unknown.
+        let failed = |e: reqwest::Error| {
+            let (endpoint, message) = (endpoint.to_string(), e.to_string());
+            if e.is_connect() {
+                EtcdError::Unreachable { endpoint, message }
+            } else {
+                EtcdError::NoAnswer { endpoint, message }
+            }
+        };
+        let resp = req.send().await.map_err(failed)?;
         let status = resp.status();
-        let text = resp.text().await.map_err(unreachable)?;
+        let text = resp.text().await.map_err(failed)?;
         if !status.is_success() {
             if text.contains("invalid auth token") {
                 *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -218,10 +231,13 @@ impl Etcd {
         serde_json::from_str(&text).map_err(|e| EtcdError::Decode { path: path.into(), message: e.to_string() })
     }
 
-    /// POSTs to each endpoint in turn from the last good one until one answers.
+    /// POSTs to each endpoint in turn from the last good one until one answers. When none
+    /// answers and one of them was sent the request without answering, the error is
+    /// [`EtcdError::NoAnswer`] (the request may have taken effect), else the last error.
     async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
         let start = self.current.load(Ordering::Relaxed);
         let mut last = None;
+        let mut unanswered = None;
         for i in 0..self.endpoints.len() {
             let idx = (start + i) % self.endpoints.len();
             let endpoint = &self.endpoints[idx];
@@ -239,10 +255,11 @@ impl Etcd {
                 }
                 // A member that lost quorum answers 503-ish errors: the next one may not.
                 Err(e @ (EtcdError::Unreachable { .. } | EtcdError::Status { .. })) => last = Some(e),
+                Err(e @ EtcdError::NoAnswer { .. }) => unanswered = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| EtcdError::Setup("no etcd endpoints".into())))
+        Err(unanswered.or(last).unwrap_or_else(|| EtcdError::Setup("no etcd endpoints".into())))
     }
 
     /// The pairs under `prefix` (or the one `key` when `prefix` is false) and the store's

@@ -309,6 +309,11 @@ impl Cluster {
     /// Changes one region's override with compare-and-swap: read, change, write if nobody
     /// wrote in between, else again. Returns the old and new value and the write's revision.
     /// A value in etcd gslbd cannot read counts as no override (and is replaced).
+    ///
+    /// A write whose answer was lost (timeout after sending) may have been committed: the
+    /// key is read again, and finding exactly the bytes sent (they carry this instance, the
+    /// token and the time) means it was. When that read fails too the error is
+    /// [`EtcdError::NoAnswer`]: the caller must not say "nothing changed".
     pub async fn write_override(
         &self,
         region: &str,
@@ -316,8 +321,34 @@ impl Cluster {
         stamp: impl Fn(&mut RegionOverride),
     ) -> Result<(RegionOverride, RegionOverride, i64), EtcdError> {
         let key = format!("{}{region}", self.overrides_prefix());
+        // The last attempt whose outcome is unknown: old value, new value, bytes sent.
+        let mut unknown: Option<(RegionOverride, RegionOverride, Option<Vec<u8>>, i64)> = None;
         for _ in 0..16 {
-            let (kvs, _) = self.etcd.range(&key, false).await.inspect_err(|_| self.set_connected(false))?;
+            let read = self.etcd.range(&key, false).await.inspect_err(|_| self.set_connected(false));
+            let (kvs, store_rev) = match (read, &unknown) {
+                (Ok(read), _) => read,
+                (Err(e), None) => return Err(e),
+                (Err(e), Some(_)) => {
+                    return Err(EtcdError::NoAnswer {
+                        endpoint: String::new(),
+                        message: format!("the write was sent, and reading it back failed: {e}"),
+                    });
+                }
+            };
+            if let Some((old, new, sent, rev_before)) = unknown.take() {
+                let landed = match (kvs.first(), &sent) {
+                    (Some(kv), Some(bytes)) => (kv.value == *bytes).then_some(kv.mod_revision),
+                    // A deletion landed when the key that was there is gone (no later write
+                    // can be older than this read's revision).
+                    (None, None) if rev_before > 0 => Some(store_rev),
+                    _ => None,
+                };
+                if let Some(rev) = landed {
+                    self.set_connected(true);
+                    tracing::info!(key, "a write whose answer was lost was found committed");
+                    return Ok((old, new, rev));
+                }
+            }
             let (old, rev) = match kvs.first() {
                 Some(kv) => (self.decode_override(&key, &kv.value).unwrap_or_default(), kv.mod_revision),
                 None => (RegionOverride::default(), 0),
@@ -333,10 +364,21 @@ impl Cluster {
                         .map_err(|e| EtcdError::Decode { path: key.clone(), message: e.to_string() })?,
                 )
             };
-            if let Some(written) = self.etcd.compare_and_put(&key, rev, value.as_deref(), 0).await? {
-                self.set_connected(true);
-                return Ok((old, new, written));
+            match self.etcd.compare_and_put(&key, rev, value.as_deref(), 0).await {
+                Ok(Some(written)) => {
+                    self.set_connected(true);
+                    return Ok((old, new, written));
+                }
+                Ok(None) => {}
+                Err(EtcdError::NoAnswer { .. }) => unknown = Some((old, new, value, rev)),
+                Err(e) => return Err(e),
             }
+        }
+        if unknown.is_some() {
+            return Err(EtcdError::NoAnswer {
+                endpoint: String::new(),
+                message: format!("the write to {key} was sent and never confirmed"),
+            });
         }
         Err(EtcdError::Decode { path: key, message: "too many concurrent writers; try again".into() })
     }
