@@ -221,11 +221,20 @@ impl Etcd {
             if text.contains("invalid auth token") {
                 *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
+            let mut body: String = text.chars().take(300).collect();
+            if text.contains("CommonName of client") {
+                // etcd 3.4 with auth on: its gateway cannot use a certificate's CN as the
+                // user, so it refuses every request that presents one.
+                body.push_str(
+                    " (hint: with etcd's auth on, the client certificate must have no CommonName; \
+                     the user comes from credentials_file)",
+                );
+            }
             return Err(EtcdError::Status {
                 endpoint: endpoint.into(),
                 path: path.into(),
                 status: status.as_u16(),
-                body: text.chars().take(300).collect(),
+                body,
             });
         }
         serde_json::from_str(&text).map_err(|e| EtcdError::Decode { path: path.into(), message: e.to_string() })

@@ -34,14 +34,27 @@ pub struct Member {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// Plain-HTTP `/health` and `/metrics` (etcd's `--listen-metrics-urls`), also when the
+    /// client port speaks TLS.
+    pub metrics_port: u16,
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
 }
 
+/// Server TLS for the client port: etcd's certificate and key, and the CA whose client
+/// certificates it accepts (`--client-cert-auth`).
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
 pub struct EtcdCluster {
     pub members: Vec<Member>,
     initial_cluster: String,
+    /// Some: the client ports speak TLS and ask for a client certificate.
+    tls: Option<ServerTls>,
     /// Holds every data directory and log; removed on drop.
     dir: TempDir,
 }
@@ -54,12 +67,17 @@ pub fn available() -> bool {
 impl EtcdCluster {
     /// Starts `n` members and waits until every one reports healthy (a leader elected).
     pub fn start(n: usize) -> EtcdCluster {
-        let dir = TempDir::new("etcd");
+        EtcdCluster::start_with(n, TempDir::new("etcd"), None)
+    }
+
+    /// As [`EtcdCluster::start`], in `dir`, with the client ports on TLS when `tls` is given.
+    pub fn start_with(n: usize, dir: TempDir, tls: Option<ServerTls>) -> EtcdCluster {
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
                 client_port: free_port(),
                 peer_port: free_port(),
+                metrics_port: free_port(),
                 data_dir: dir.path().join(format!("m{i}.etcd")),
                 log: dir.path().join(format!("m{i}.log")),
                 child: None,
@@ -70,7 +88,7 @@ impl EtcdCluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = EtcdCluster { members, initial_cluster, dir };
+        let mut cluster = EtcdCluster { members, initial_cluster, tls, dir };
         for i in 0..n {
             cluster.spawn(i, "new");
         }
@@ -80,14 +98,21 @@ impl EtcdCluster {
 
     fn spawn(&mut self, i: usize, state: &str) {
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log).unwrap();
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file").arg(&tls.cert).arg("--key-file").arg(&tls.key);
+            cmd.arg("--trusted-ca-file").arg(&tls.ca).arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &m.name, "--data-dir"])
             .arg(&m.data_dir)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--listen-metrics-urls", &metrics])
             .args(["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", state])
             .args(["--initial-cluster-token", &format!("gslbd-test-{}", std::process::id())])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000", "--log-level", "warn"])
@@ -99,9 +124,26 @@ impl EtcdCluster {
         self.members[i].child = Some(child);
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// The client URLs, as `[cluster] etcd` lists them.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| format!("http://127.0.0.1:{}", m.client_port)).collect()
+        self.members.iter().map(|m| format!("{}://127.0.0.1:{}", self.scheme(), m.client_port)).collect()
+    }
+
+    /// Stops every member (SIGKILL) and starts them again on their data directories with
+    /// the client ports on `tls` (None: plain HTTP); waits until they are healthy.
+    pub fn restart_all_with(&mut self, tls: Option<ServerTls>) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        self.tls = tls;
+        for i in 0..self.members.len() {
+            self.spawn(i, "existing");
+        }
+        self.wait_healthy(&(0..self.members.len()).collect::<Vec<_>>());
     }
 
     pub fn client(&self, i: usize) -> SocketAddr {
@@ -113,7 +155,8 @@ impl EtcdCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         for &i in which {
             loop {
-                let addr = self.client(i);
+                // The metrics port serves /health over plain HTTP whatever the client port speaks.
+                let addr = SocketAddr::from(([127, 0, 0, 1], self.members[i].metrics_port));
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
                     let (code, body) = super::http(addr, "GET", "/health", None, None);
                     if code == 200 && body.contains("\"true\"") {
