@@ -376,13 +376,19 @@ impl Control {
         mut shutdown: Shutdown,
     ) {
         let mut changed = cluster.subscribe();
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         let mut published = std::collections::BTreeMap::new();
         loop {
+            // Every second, and at the moment the lease must count as lost (standalone then,
+            // not up to a second later).
+            let second = std::time::Duration::from_secs(1);
+            let wake = cluster
+                .standalone_at()
+                .duration_since(std::time::SystemTime::now())
+                .map_or(second, |d| d.min(second).max(std::time::Duration::from_millis(10)));
             tokio::select! {
                 r = prober_rx.changed() => if r.is_err() { return },
                 r = changed.changed() => if r.is_err() { return },
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(wake) => {}
                 _ = shutdown.recv() => return,
             }
             let own = prober_rx.borrow_and_update().clone();
@@ -408,14 +414,14 @@ impl Control {
             (inner.cfg.gslb.region_checks(), inner.cfg.gslb.health.history)
         };
         let me = cluster.instance().to_string();
-        let (connected, since) = cluster.connection();
         let all_members = cluster.members();
         let is_member = all_members.iter().any(|m| m.instance == me);
         let is_ready = all_members.iter().any(|m| m.instance == me && m.ready);
         // Duties go to ready members only (one full probe round done since they joined).
         let members: Vec<(String, String)> =
             all_members.into_iter().filter(|m| m.ready).map(|m| (m.instance, m.site)).collect();
-        let lost_for_ttl = !connected && since.elapsed().unwrap_or_default() >= cluster.cfg.lease_ttl;
+        let connected = cluster.is_connected();
+        let lost_for_ttl = std::time::SystemTime::now() >= cluster.standalone_at();
         let standalone = lost_for_ttl || !is_member;
         let observations = cluster.observations();
         let k = cluster.cfg.probers_per_region as usize;

@@ -286,8 +286,9 @@ fn with_etcd_lost_each_instance_probes_every_region_itself() {
     eprintln!("a dead region left the answers with etcd down after {left:?} (bound {bound:?})");
     for (i, l) in left.iter().enumerate() {
         let l = l.unwrap_or_else(|| panic!("instance {i} still answers the dead region:\n{}", all[i].log()));
-        // One second of slack for a shared 2-core test machine.
-        assert!(l <= bound + Duration::from_secs(1), "instance {i}: {l:?} over {bound:?}");
+        // The lease counts as lost from etcd's last answer (before `died`), so the bound
+        // holds with room; 300 ms of slack for a shared 2-core test machine.
+        assert!(l <= bound + Duration::from_millis(300), "instance {i}: {l:?} over {bound:?}");
     }
     for s in &all {
         let v = status(s);

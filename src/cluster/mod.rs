@@ -91,6 +91,9 @@ pub struct Cluster {
     connected: AtomicBool,
     /// Since when `connected` has had its current value.
     since: std::sync::Mutex<SystemTime>,
+    /// The last time etcd answered a call: the lease cannot have expired before this plus
+    /// its TTL, and is taken as expired after it.
+    last_contact: std::sync::Mutex<SystemTime>,
     members: std::sync::Mutex<Vec<Member>>,
     /// Values in etcd we ignored (bad JSON, unknown keys, wrong types).
     bad_values: AtomicU64,
@@ -119,6 +122,7 @@ impl Cluster {
             lease: AtomicI64::new(0),
             connected: AtomicBool::new(false),
             since: std::sync::Mutex::new(SystemTime::now()),
+            last_contact: std::sync::Mutex::new(SystemTime::now()),
             members: Default::default(),
             bad_values: AtomicU64::new(0),
             observations: Default::default(),
@@ -252,7 +256,18 @@ impl Cluster {
         (self.is_connected(), *self.since.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// When this instance goes standalone if etcd does not answer before: the last answer
+    /// from etcd plus the lease TTL (keep-alives every third of the TTL move it on).
+    /// Counted from the last answer, not from the first failed call, so the switch is not
+    /// late by a keep-alive period, nor by calls that hang on a member without quorum.
+    pub fn standalone_at(&self) -> SystemTime {
+        *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) + self.cfg.lease_ttl
+    }
+
     fn set_connected(&self, now: bool) {
+        if now {
+            *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
+        }
         if self.connected.swap(now, Ordering::Relaxed) != now {
             *self.since.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
             if now {
