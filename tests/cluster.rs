@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
@@ -19,21 +18,9 @@ const TOKEN: &str = "test-token-ops";
 const US: &str = "192.0.2.11";
 const EU: &str = "192.0.2.12";
 
-/// A config for instance `name`: tests/gslb/gslbd.toml with absolute paths and a
-/// `[cluster]` table on `etcd`, written into `dir`.
+/// A config for instance `name` on `etcd` (see [`common::etcd::gslb_config`]).
 fn config(dir: &TempDir, name: &str, etcd: &[String], prefix: &str) -> String {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gslb");
-    let text = std::fs::read_to_string(base.join("gslbd.toml"))
-        .unwrap()
-        .replace("directory = \"zones\"", &format!("directory = {:?}", base.join("zones")))
-        .replace("token_file = \"admin.token\"", &format!("token_file = {:?}", base.join("admin.token")))
-        .replace("\"../../geoip/", &format!("\"{}/", base.join("../../geoip").display()));
-    let endpoints: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
-    let cluster = format!(
-        "\n[cluster]\netcd = [{}]\nprefix = {prefix:?}\ninstance = {name:?}\nsite = \"site-{name}\"\nlease_ttl = \"3s\"\n",
-        endpoints.join(", ")
-    );
-    dir.write(&format!("{name}.toml"), &(text + &cluster)).display().to_string()
+    common::etcd::gslb_config(dir, name, etcd, prefix, "")
 }
 
 fn first_address(s: &Server, name: &str) -> String {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::etcd::{EtcdCluster, ServerTls};
+use common::etcd::{EtcdCluster, ServerTls, gslb_config};
 use common::*;
 use hickory_proto::rr::RecordType;
 
@@ -109,22 +109,6 @@ fn enable_auth(etcd: &EtcdCluster, prefix: &str) {
     }
 }
 
-/// A config for instance `name` with `extra` lines in its `[cluster]` table.
-fn config(dir: &TempDir, name: &str, etcd: &[String], prefix: &str, extra: &str) -> String {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gslb");
-    let text = std::fs::read_to_string(base.join("gslbd.toml"))
-        .unwrap()
-        .replace("directory = \"zones\"", &format!("directory = {:?}", base.join("zones")))
-        .replace("token_file = \"admin.token\"", &format!("token_file = {:?}", base.join("admin.token")))
-        .replace("\"../../geoip/", &format!("\"{}/", base.join("../../geoip").display()));
-    let endpoints: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
-    let cluster = format!(
-        "\n[cluster]\netcd = [{}]\nprefix = {prefix:?}\ninstance = {name:?}\nsite = \"site-{name}\"\nlease_ttl = \"3s\"\n{extra}",
-        endpoints.join(", ")
-    );
-    dir.write(&format!("{name}.toml"), &(text + &cluster)).display().to_string()
-}
-
 fn first_address(s: &Server) -> String {
     first_a(&udp(s.dns, &query("failover.svc.test.", RecordType::A)))
 }
@@ -186,7 +170,7 @@ fn instances_join_an_etcd_with_tls_client_certificates_and_auth() {
     let good = format!("{tls}credentials_file = \"etcd.auth\"\n");
     let servers: Vec<Server> = ["a", "b"]
         .iter()
-        .map(|n| Server::start(&["--config", &config(&cfg_dir, n, &endpoints, &prefix, &good)]))
+        .map(|n| Server::start(&["--config", &gslb_config(&cfg_dir, n, &endpoints, &prefix, &good)]))
         .collect();
     for s in &servers {
         until_status(s, "joined over TLS with auth", Duration::from_secs(15), |v| {
@@ -211,13 +195,15 @@ fn instances_join_an_etcd_with_tls_client_certificates_and_auth() {
 
     // The wrong password: never joins, says etcd refused it, keeps answering with what it has.
     let wrong = format!("{tls}credentials_file = \"wrong.auth\"\n");
-    let c = Server::start(&["--config", &config(&cfg_dir, "c", &endpoints, &prefix, &wrong)]);
+    let c = Server::start(&["--config", &gslb_config(&cfg_dir, "c", &endpoints, &prefix, &wrong)]);
     // No client certificate: the TLS handshake is refused.
     let no_cert = format!("tls_ca_file = {}\ncredentials_file = \"etcd.auth\"\n", p("ca.pem"));
-    let d = Server::start(&["--config", &config(&cfg_dir, "d", &endpoints, &prefix, &no_cert)]);
+    let d = Server::start(&["--config", &gslb_config(&cfg_dir, "d", &endpoints, &prefix, &no_cert)]);
     // Not trusting etcd's CA (the system's roots): the server certificate is refused.
-    let e =
-        Server::start(&["--config", &config(&cfg_dir, "e", &endpoints, &prefix, "credentials_file = \"etcd.auth\"\n")]);
+    let e = Server::start(&[
+        "--config",
+        &gslb_config(&cfg_dir, "e", &endpoints, &prefix, "credentials_file = \"etcd.auth\"\n"),
+    ]);
     std::thread::sleep(Duration::from_secs(4));
     for (s, why) in [(&c, "authentication failed"), (&d, "certificate"), (&e, "certificate")] {
         let v = cluster_status(s);

@@ -342,6 +342,10 @@ impl Cluster {
             let read = self.etcd.range(&key, false).await.inspect_err(|_| self.set_connected(false));
             let (kvs, store_rev) = match (read, &unknown) {
                 (Ok(read), _) => read,
+                // Nothing was written yet: a read without an answer changed nothing.
+                (Err(EtcdError::NoAnswer { endpoint, message }), None) => {
+                    return Err(EtcdError::Unreachable { endpoint, message });
+                }
                 (Err(e), None) => return Err(e),
                 (Err(e), Some(_)) => {
                     return Err(EtcdError::NoAnswer {

@@ -218,3 +218,21 @@ impl Drop for EtcdCluster {
         // The data directories go with self.dir (TempDir's drop).
     }
 }
+
+/// A config for gslbd instance `name`: tests/gslb/gslbd.toml with absolute paths and a
+/// `[cluster]` table on `etcd` (site `site-NAME`, lease TTL 3 s) plus `extra` lines, written
+/// into `dir`; its path.
+pub fn gslb_config(dir: &TempDir, name: &str, etcd: &[String], prefix: &str, extra: &str) -> String {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gslb");
+    let text = std::fs::read_to_string(base.join("gslbd.toml"))
+        .unwrap()
+        .replace("directory = \"zones\"", &format!("directory = {:?}", base.join("zones")))
+        .replace("token_file = \"admin.token\"", &format!("token_file = {:?}", base.join("admin.token")))
+        .replace("\"../../geoip/", &format!("\"{}/", base.join("../../geoip").display()));
+    let endpoints: Vec<String> = etcd.iter().map(|e| format!("{e:?}")).collect();
+    let cluster = format!(
+        "\n[cluster]\netcd = [{}]\nprefix = {prefix:?}\ninstance = {name:?}\nsite = \"site-{name}\"\nlease_ttl = \"3s\"\n{extra}",
+        endpoints.join(", ")
+    );
+    dir.write(&format!("{name}.toml"), &(text + &cluster)).display().to_string()
+}
