@@ -135,6 +135,8 @@ const LOSE_NEXT_TXN: u8 = 1;
 const LOSE_FROM_TXN: u8 = 2;
 /// Drop every answer to a txn or a range.
 const LOSE_KV: u8 = 3;
+/// Refuse watches (the connection is closed before the request reaches etcd).
+const NO_WATCH: u8 = 4;
 
 /// A TCP proxy on loopback in front of one etcd member that can lose etcd's answers after
 /// the request went through: it closes the client's connection instead of passing the
@@ -143,6 +145,8 @@ struct LossyProxy {
     addr: SocketAddr,
     mode: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
+    /// The client side of every watch stream passed on, so they can be cut.
+    watches: Arc<std::sync::Mutex<Vec<TcpStream>>>,
 }
 
 impl LossyProxy {
@@ -151,7 +155,8 @@ impl LossyProxy {
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(AtomicU8::new(PASS));
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, st) = (mode.clone(), stop.clone());
+        let watches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (m, st, ws) = (mode.clone(), stop.clone(), watches.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
@@ -163,6 +168,7 @@ impl LossyProxy {
                 // Requests: passed on; a request the mode says to answer-lose arms `lose`.
                 let (mut from, mut to, m2, l2) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap(), m.clone(), lose.clone());
+                let (ws2, watch_end) = (ws.clone(), client.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 16384];
                     while let Ok(n) = from.read(&mut buf) {
@@ -171,6 +177,12 @@ impl LossyProxy {
                         }
                         let chunk = &buf[..n];
                         let has = |p: &[u8]| chunk.windows(p.len()).any(|w| w == p);
+                        if has(b"/v3/watch") {
+                            if m2.load(Ordering::Relaxed) == NO_WATCH {
+                                break;
+                            }
+                            ws2.lock().unwrap().push(watch_end.try_clone().unwrap());
+                        }
                         let arm = match m2.load(Ordering::Relaxed) {
                             LOSE_NEXT_TXN => {
                                 has(b"/v3/kv/txn")
@@ -194,7 +206,8 @@ impl LossyProxy {
                             break;
                         }
                     }
-                    let _ = to.shutdown(Shutdown::Write);
+                    let _ = to.shutdown(Shutdown::Both);
+                    let _ = watch_end.shutdown(Shutdown::Both);
                 });
                 // Answers: passed back unless armed; then dropped and both sides closed.
                 let (mut from, mut to) = (server, client);
@@ -216,7 +229,15 @@ impl LossyProxy {
                 });
             }
         });
-        LossyProxy { addr, mode, stop }
+        LossyProxy { addr, mode, stop, watches }
+    }
+
+    /// Closes every watch stream passed on so far and refuses new ones.
+    fn cut_watches(&self) {
+        self.mode.store(NO_WATCH, Ordering::Relaxed);
+        for w in self.watches.lock().unwrap().drain(..) {
+            let _ = w.shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -274,4 +295,52 @@ fn a_committed_write_whose_answer_is_lost_is_found_and_not_called_unchanged() {
     proxy.mode.store(PASS, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!((answer(&a).as_deref(), answer(&b).as_deref()), (Some(US), Some(US)));
+}
+
+/// A watch that resumes at a revision etcd has compacted away lists again: A's watch is
+/// cut while B makes changes and etcd compacts past them; A then converges on etcd's
+/// overrides, through a fresh list.
+#[test]
+fn a_watch_resumed_past_a_compaction_lists_again() {
+    if !need_etcd() {
+        return;
+    }
+    let etcd = EtcdCluster::start(3);
+    let proxy = LossyProxy::start(etcd.client(0));
+    let dir = TempDir::new("cluster-compacted");
+    let prefix = format!("/t{}-c", std::process::id());
+    let a = Server::start(&["--config", &gslb_config(&dir, "a", &[format!("http://{}", proxy.addr)], &prefix, "")]);
+    let b = Server::start(&["--config", &gslb_config(&dir, "b", &etcd.endpoints(), &prefix, "")]);
+    for s in [&a, &b] {
+        until("joined", Duration::from_secs(10), || status(s)["cluster"]["connected"] == true);
+    }
+    // The watch works: a change through B reaches A.
+    assert_eq!(admin(&b, "POST", "/v1/regions/us-east/drain").0, 200);
+    until("A applies B's drain", Duration::from_secs(1), || answer(&a).as_deref() == Some(EU));
+
+    proxy.cut_watches();
+    // Changes A's watch does not see; the last leaves us-east drained and eu-west weighted 7.
+    for path in ["/v1/regions/us-east/undrain", "/v1/regions/us-east/drain"] {
+        assert_eq!(admin(&b, "POST", path).0, 200);
+    }
+    let (code, text) =
+        http(b.admin.unwrap(), "PUT", "/v1/regions/eu-west/weight", Some(TOKEN), Some(r#"{"weight": 7}"#));
+    assert_eq!(code, 200, "{text}");
+    // Compact everything up to now.
+    let (code, text) = etcd.post(0, "/v3/kv/range", r#"{"key":"AA=="}"#);
+    assert_eq!(code, 200, "{text}");
+    let revision = json(&text)["header"]["revision"].as_str().unwrap().to_string();
+    let (code, text) = etcd.post(0, "/v3/kv/compaction", &format!(r#"{{"revision":"{revision}","physical":true}}"#));
+    assert_eq!(code, 200, "{text}");
+
+    proxy.mode.store(PASS, Ordering::Relaxed);
+    until("A lists again after the compaction", Duration::from_secs(5), || {
+        a.log().contains("watch revision compacted; listing again")
+    });
+    until("A has eu-west's weight 7", Duration::from_secs(2), || {
+        let v = status(&a);
+        let eu = v["regions"].as_array().unwrap().iter().find(|r| r["name"] == "eu-west").cloned().unwrap();
+        eu["weight"]["effective"] == 7
+    });
+    assert_eq!(answer(&a).as_deref(), Some(EU));
 }
