@@ -54,22 +54,13 @@ fn restart(s: &mut Server, cfg: &str) -> Server {
     Server::try_start_in(&["--config", cfg], state).unwrap_or_else(|(code, log)| panic!("exit {code:?}:\n{log}"))
 }
 
-fn need_etcd() -> bool {
-    if common::etcd::available() {
-        true
-    } else {
-        missing_tool("etcd (Debian etcd-server)");
-        false
-    }
-}
-
 /// Acceptance 1 and the 503 part of 3: weight, drain and force made through A show in B's
 /// and C's answers within 1 s (p99 over 20 changes), survive a restart of all three, and
 /// a restart while every etcd member is down; with etcd down a write is 503 and changes
 /// nothing.
 #[test]
 fn overrides_reach_every_instance_within_a_second_and_survive_restarts() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     let mut etcd = EtcdCluster::start(3);
@@ -176,7 +167,7 @@ fn overrides_reach_every_instance_within_a_second_and_survive_restarts() {
 /// would take a service below min_healthy, unless forced.
 #[test]
 fn a_duplicate_live_instance_name_is_refused() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     let etcd = EtcdCluster::start(3);
@@ -226,7 +217,7 @@ fn a_duplicate_live_instance_name_is_refused() {
 /// with a log line and a counter; good ones next to them still apply.
 #[test]
 fn foreign_values_in_etcd_are_ignored_and_counted() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     use base64::Engine;
@@ -257,7 +248,7 @@ fn foreign_values_in_etcd_are_ignored_and_counted() {
 /// from each, and no query fails.
 #[test]
 fn losing_one_etcd_member_changes_no_answer_and_fails_no_query() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     use hickory_proto::op::Message;

@@ -23,15 +23,6 @@ const TOKEN: &str = "test-token-ops";
 const US: &str = "192.0.2.11";
 const EU: &str = "192.0.2.12";
 
-fn need_etcd() -> bool {
-    if common::etcd::available() {
-        true
-    } else {
-        missing_tool("etcd (Debian etcd-server)");
-        false
-    }
-}
-
 /// failover.svc.test's first address, or None when the query failed (1 s).
 fn answer(s: &Server) -> Option<String> {
     let q = query("failover.svc.test.", RecordType::A).to_bytes().unwrap();
@@ -63,7 +54,7 @@ fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Durati
 /// Quorum back: A rejoins and takes writes that reach B.
 #[test]
 fn on_the_minority_side_an_instance_answers_goes_standalone_and_refuses_writes() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     let mut etcd = EtcdCluster::start(3);
@@ -255,7 +246,7 @@ impl Drop for LossyProxy {
 /// before any write gets.
 #[test]
 fn a_committed_write_whose_answer_is_lost_is_found_and_not_called_unchanged() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     let etcd = EtcdCluster::start(3);
@@ -302,7 +293,7 @@ fn a_committed_write_whose_answer_is_lost_is_found_and_not_called_unchanged() {
 /// overrides, through a fresh list.
 #[test]
 fn a_watch_resumed_past_a_compaction_lists_again() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     let etcd = EtcdCluster::start(3);

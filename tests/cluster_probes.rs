@@ -19,6 +19,11 @@ use hickory_proto::rr::RecordType;
 const REGIONS: [(&str, &str, u32); 3] =
     [("us-east", "192.0.2.11", 1), ("eu-west", "192.0.2.12", 2), ("ap-south", "192.0.2.13", 3)];
 const LEASE_TTL: Duration = Duration::from_secs(3);
+/// Every check: its interval, timeout and fall (rise 2). A 120 ms timeout and fall 3 so
+/// that two slow answers on a loaded 2-core test machine do not take a region out.
+const INTERVAL_MS: u64 = 250;
+const TIMEOUT_MS: u64 = 120;
+const FALL: u64 = 3;
 
 /// A health endpoint on loopback that answers 200 and counts the requests it gets.
 struct Health {
@@ -61,7 +66,7 @@ fn health_server() -> Health {
     Health { url, hits, down }
 }
 
-/// A gslbd config: the three regions, each checked at `urls[i]` every 100 ms, and the
+/// A gslbd config: the three regions, each checked at `urls[i]` every [`INTERVAL_MS`], and the
 /// failover service over them, with `[cluster]` for `name`.
 fn config(dir: &TempDir, name: &str, etcd: &EtcdCluster, prefix: &str, urls: &[String]) -> String {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gslb");
@@ -72,7 +77,7 @@ fn config(dir: &TempDir, name: &str, etcd: &EtcdCluster, prefix: &str, urls: &[S
     );
     for ((region, addr, priority), url) in REGIONS.iter().zip(urls) {
         c += &format!(
-            "[regions.{region}]\naddresses = [\"{addr}\"]\npriority = {priority}\n[regions.{region}.check]\ntype = \"http\"\nurl = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"80ms\"\nrise = 2\nfall = 2\n"
+            "[regions.{region}]\naddresses = [\"{addr}\"]\npriority = {priority}\n[regions.{region}.check]\ntype = \"http\"\nurl = \"{url}\"\ninterval = \"{INTERVAL_MS}ms\"\ntimeout = \"{TIMEOUT_MS}ms\"\nrise = 2\nfall = {FALL}\n"
         );
     }
     c +=
@@ -116,15 +121,6 @@ fn settle(servers: &[&Server], fresh: usize) {
     }
 }
 
-fn need_etcd() -> bool {
-    if common::etcd::available() {
-        true
-    } else {
-        missing_tool("etcd (Debian etcd-server)");
-        false
-    }
-}
-
 /// Probe requests at each region's endpoint over `window`.
 fn count(health: &[Health], window: Duration) -> Vec<u64> {
     let before: Vec<u64> = health.iter().map(|h| h.hits.load(Ordering::Relaxed)).collect();
@@ -137,14 +133,15 @@ fn count(health: &[Health], window: Duration) -> Vec<u64> {
 /// lease TTL.
 #[test]
 fn probes_per_region_do_not_grow_with_instances_and_duties_move_when_a_member_dies() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     let etcd = EtcdCluster::start(3);
     let health: Vec<Health> = (0..3).map(|_| health_server()).collect();
     let urls: Vec<String> = health.iter().map(|h| h.url.clone()).collect();
     let dir = TempDir::new("cluster-probes");
-    let window = Duration::from_secs(3);
+    // 3 probers x 20 probes per region: 10 % is 6 probes.
+    let window = Duration::from_millis(20 * INTERVAL_MS);
 
     let prefix = format!("/t{}-p3", std::process::id());
     let three: Vec<Server> =
@@ -212,7 +209,7 @@ fn probes_per_region_do_not_grow_with_instances_and_duties_move_when_a_member_di
 /// different config, which every member reports.
 #[test]
 fn one_dissenting_prober_does_not_take_a_region_out_under_majority() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     let etcd = EtcdCluster::start(3);
@@ -252,7 +249,7 @@ fn one_dissenting_prober_does_not_take_a_region_out_under_majority() {
 /// writes.
 #[test]
 fn with_etcd_lost_each_instance_probes_every_region_itself() {
-    if !need_etcd() {
+    if !common::etcd::need_etcd() {
         return;
     }
     let mut etcd = EtcdCluster::start(3);
@@ -273,7 +270,7 @@ fn with_etcd_lost_each_instance_probes_every_region_itself() {
     // us-east dies now.
     health[0].down.store(true, Ordering::Relaxed);
     let died = Instant::now();
-    let bound = Duration::from_millis(100 * 2 + 80) + LEASE_TTL;
+    let bound = Duration::from_millis(INTERVAL_MS * FALL + TIMEOUT_MS) + LEASE_TTL;
     let mut left = vec![None; 3];
     while left.iter().any(Option::is_none) && died.elapsed() < bound + Duration::from_secs(5) {
         for (i, s) in all.iter().enumerate() {

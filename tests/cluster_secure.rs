@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::etcd::{EtcdCluster, ServerTls, gslb_config};
@@ -19,59 +19,17 @@ const TOKEN: &str = "test-token-ops";
 const US: &str = "192.0.2.11";
 const EU: &str = "192.0.2.12";
 
-/// Runs openssl with `args` in `dir`; panics with its output when it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).stdin(Stdio::null()).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, all ECDSA P-256,
-/// written into `dir`: ca.pem, server.pem/server.key, client.pem/client.key.
+/// A CA, and leaves for etcd's server (127.0.0.1) and for gslbd as its client.
 fn make_pki(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-    let mut ca =
-        vec!["req", "-x509", "-days", "2", "-subj", "/CN=gslbd test CA", "-keyout", "ca.key", "-out", "ca.pem"];
-    ca.extend(ec);
-    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
-    openssl(dir, &ca);
-    for (name, cn, ext) in [
-        // clientAuth too: etcd's gateway dials its own gRPC port with this certificate, and
-        // --client-cert-auth checks it like any client's.
-        ("server", "", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"),
-        // No CommonName: with auth on, etcd 3.4's JSON gateway refuses a client certificate
-        // that has one ("CommonName of client sending a request against gateway will be
-        // ignored"); the user comes from credentials_file.
-        ("client", "", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        let (key, csr, pem, extfile) =
-            (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
-        std::fs::write(dir.join(&extfile), format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n{ext}"))
-            .unwrap();
-        let subj = if cn.is_empty() { "/O=gslbd".to_string() } else { format!("/CN={cn}") };
-        let mut req = vec!["req", "-new", "-subj", &subj, "-keyout", &key, "-out", &csr];
-        req.extend(ec);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &extfile,
-                "-out",
-                &pem,
-            ],
-        );
-    }
+    pki::ca(dir);
+    // clientAuth too: etcd's gateway dials its own gRPC port with this certificate, and
+    // --client-cert-auth checks it like any client's.
+    let server = "keyUsage=digitalSignature\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth";
+    pki::leaf(dir, "server", "/O=etcd", server);
+    // No CommonName: with auth on, etcd 3.4's JSON gateway refuses a client certificate
+    // that has one ("CommonName of client sending a request against gateway will be
+    // ignored"); the user comes from credentials_file.
+    pki::leaf(dir, "client", "/O=gslbd", "keyUsage=digitalSignature\nextendedKeyUsage=clientAuth");
 }
 
 fn b64(s: &str) -> String {
@@ -132,8 +90,7 @@ fn until_status(s: &Server, what: &str, limit: Duration, check: impl Fn(&serde_j
 
 #[test]
 fn instances_join_an_etcd_with_tls_client_certificates_and_auth() {
-    if !common::etcd::available() {
-        missing_tool("etcd (Debian etcd-server)");
+    if !common::etcd::need_etcd() {
         return;
     }
     if Command::new("openssl").arg("version").output().is_err() {

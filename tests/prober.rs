@@ -656,66 +656,13 @@ impl Drop for HttpsServer {
     }
 }
 
-/// Writes a test CA (`ca.pem`) and a leaf certificate signed by it (`cert.pem`, `key.pem`)
+/// Writes a test CA (`ca.pem`) and a leaf certificate signed by it (`leaf.pem`, `leaf.key`)
 /// for probe.test, www.example.test, localhost and 127.0.0.1 (not 127.0.14.x) into `dir`,
 /// as an operator's own PKI would have (a self-signed CA certificate may not be the leaf).
 fn test_pki(dir: &TempDir) {
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .current_dir(dir.path())
-            .args(args)
-            .output()
-            .expect("openssl is installed");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=gslbd test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=probe.test",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-    ]);
-    dir.write(
-        "leaf.ext",
-        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:probe.test,DNS:www.example.test,DNS:localhost,IP:127.0.0.1\n",
-    );
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "cert.pem",
-    ]);
+    common::pki::ca(dir.path());
+    let names = "subjectAltName=DNS:probe.test,DNS:www.example.test,DNS:localhost,IP:127.0.0.1";
+    common::pki::leaf(dir.path(), "leaf", "/CN=probe.test", names);
 }
 
 /// A TLS server config with the leaf certificate of [`test_pki`].
@@ -723,8 +670,8 @@ fn tls_server_config(dir: &TempDir) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(dir.path().join("cert.pem")).unwrap().map(Result::unwrap).collect();
-    let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
+        CertificateDer::pem_file_iter(dir.path().join("leaf.pem")).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(dir.path().join("leaf.key")).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -757,8 +704,8 @@ s.serve_forever()
 "#;
     let mut child = std::process::Command::new("python3")
         .args(["-c", script])
-        .arg(dir.path().join("cert.pem"))
-        .arg(dir.path().join("key.pem"))
+        .arg(dir.path().join("leaf.pem"))
+        .arg(dir.path().join("leaf.key"))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3 is installed");

@@ -64,6 +64,16 @@ pub fn available() -> bool {
     Command::new("etcd").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
+/// Whether etcd is installed; reports it missing (see [`super::missing_tool`]) when not.
+pub fn need_etcd() -> bool {
+    if available() {
+        true
+    } else {
+        super::missing_tool("etcd (Debian etcd-server)");
+        false
+    }
+}
+
 impl EtcdCluster {
     /// Starts `n` members and waits until every one reports healthy (a leader elected).
     pub fn start(n: usize) -> EtcdCluster {

@@ -28,6 +28,9 @@ pub fn bin() -> &'static str {
 /// A real etcd cluster on loopback (tests/cluster.rs).
 pub mod etcd;
 
+/// A test CA and leaf certificates made with openssl.
+pub mod pki;
+
 // The library's own temp-dir helper: one copy for unit and integration tests.
 #[path = "../../src/testutil.rs"]
 mod testutil;
