@@ -333,7 +333,6 @@ etcd = ["http://127.0.0.1:2379", "http://127.0.0.1:22379", "http://127.0.0.1:323
 prefix = "/gslbd/demo"
 instance = "gslbd-$i"
 site = "site-$i"
-lease_ttl = "5s"
 TOML
     "$bin" check --config "$run/gslbd-$i.toml" > /dev/null
   done
@@ -342,6 +341,18 @@ TOML
       --admin-listen "127.0.0.1:$((8052 + i))" --state-dir "$run/state-$i"
   done
 fi
+
+# The processes the demo watches: gslbd (or gslbd-1..3), and etcd-1..3 in cluster mode.
+watched=(gslbd)
+[ -n "$cluster" ] && watched=(gslbd-1 gslbd-2 gslbd-3 etcd-1 etcd-2 etcd-3)
+# any_gslbd: whether one of the demo's gslbd instances still runs.
+any_gslbd() {
+  local n
+  for n in "${watched[@]}"; do
+    [[ $n == gslbd* ]] && kill -0 "$(cat "$run/$n.pid")" 2>/dev/null && return 0
+  done
+  return 1
+}
 
 dig_="dig @127.0.0.1 -p 5353"
 token=$(grep -v '^#' "$here/admin.token" | head -1 | cut -d: -f2-)
@@ -397,7 +408,9 @@ if [ -n "$cluster" ]; then
   tip "curl -s -X POST $auth $admin/v1/regions/us-east/drain" "through gslbd-1 ..."
   tip "dig @127.0.0.1 -p 5355 db.demo.test +short" "... gslbd-3 answers eu-west at once"
   tip "curl -s http://127.0.0.1:8054/v1/status | python3 -m json.tool | less" "members, duties, verdicts"
-  tip "kill \$(cat $run/etcd-1.pid) \$(cat $run/etcd-2.pid) \$(cat $run/etcd-3.pid)" "etcd gone: answers stay"
+  tip "kill \$(cat $run/gslbd-2.pid)" "a nameserver dies: the others' answers do not change"
+  tip "kill \$(cat $run/etcd-2.pid)" "one etcd member dies: nothing changes, writes work"
+  tip "kill \$(cat $run/etcd-1.pid) \$(cat $run/etcd-3.pid)" "etcd gone: answers stay"
   tip "curl -s -X POST $auth $admin/v1/regions/us-east/undrain" "... and writes get 503"
   echo
 fi
@@ -421,11 +434,14 @@ for r in sorted(json.load(sys.stdin)["regions"], key=lambda r: order.get(r["name
     out.append("%s %s%s" % (r["name"], "up" if r["up"] else "DOWN", " (%s)" % ", ".join(notes) if notes else ""))
 print("  ".join(out))
 '
-answer() { # first address of the answer, as a region name
-  local a
-  a=$($dig_ +time=1 +tries=1 +short "$@" 2>/dev/null | head -1)
-  echo "${region_of[$a]:-${a:-none}}"
+answer_at() { # PORT ARGS...: first address of the answer on 127.0.0.1:PORT, as a region name
+  local a port=$1
+  shift
+  a=$(dig @127.0.0.1 -p "$port" +time=1 +tries=1 +short "$@" 2>/dev/null | grep -v '^;' | head -1)
+  if [ -n "$a" ]; then echo "${region_of[$a]:-$a}"; else echo "(no answer)"; fi
 }
+dns_port=5353
+answer() { answer_at "$dns_port" "$@"; }
 # The live view runs in a child process of its own: every second it asks HAProxy, gslbd and
 # DNS, and prints what changed. (Kept out of the main shell: bash 5.2 mis-parses a $(...)
 # that a signal trap interrupts.)
@@ -433,7 +449,16 @@ watch_view() {
   local last="" now health r
   mkfifo "$run/tick"
   exec 4<> "$run/tick"  # nothing writes to it: read -t 1 on it is a sleep without a process
-  while kill -0 "$gslbd" 2>/dev/null; do
+  while any_gslbd; do
+    # The first instance still running (cluster mode: any one shows all): its admin API
+    # and DNS port, from its ready line.
+    for n in "${watched[@]}"; do
+      if [[ $n == gslbd* ]] && kill -0 "$(cat "$run/$n.pid")" 2>/dev/null; then
+        admin="http://$(grep -o 'admin=[^ ,]*' "$run/$n.out" | cut -d= -f2)"
+        dns_port=$(grep -o 'dns=[^ ,]*' "$run/$n.out" | head -1 | sed 's/.*://; s/[^0-9].*//')
+        break
+      fi
+    done
     health=""
     for r in "${regions[@]}"; do health+="$r $(status "http://${ip[$r]}:8080/health")  "; done
     now="  HAProxy /health   $health
@@ -441,6 +466,11 @@ watch_view() {
   www answers       Seattle $(answer www.demo.test +subnet=216.160.83.0/24), London $(answer www.demo.test +subnet=81.2.69.0/24),\
  Manila $(answer www.demo.test +subnet=202.196.224.0/24), Tokyo $(answer www.demo.test AAAA +subnet=2001:218::/32)
   db answers        $(answer db.demo.test)"
+    if [ -n "$cluster" ]; then
+      now+="
+  nameservers       $(for i in 1 2 3; do printf 'gslbd-%s db %s  ' "$i" "$(answer_at $((5352 + i)) db.demo.test)"; done)
+  etcd members      $(for i in 1 2 3; do printf 'etcd-%s %s  ' "$i" "$(kill -0 "$(cat "$run/etcd-$i.pid")" 2>/dev/null && echo up || echo DOWN)"; done)"
+    fi
     if [ "$now" != "$last" ]; then
       printf '%s\n%s\n' "$(date +%T)" "$now"
       last=$now
@@ -456,10 +486,18 @@ watcher=$!
 # has crashed bash 5.2, leaving processes behind).
 stopping=""
 trap 'stopping=1' INT TERM
-while [ -z "$stopping" ] && kill -0 "$gslbd" 2>/dev/null; do
+declare -A gone=()
+while [ -z "$stopping" ] && any_gslbd; do
   if read -r -t 1 -u 3 cmd name && [ -z "$stopping" ]; then
     [ "$cmd" = restart ] && [ -n "${ip[$name]:-}" ] && { start_region "$name" || warn "$name: restart failed"; }
   fi
+  # Cluster mode: say once when an instance or an etcd member is gone, and keep running.
+  for n in "${watched[@]}"; do
+    if [ -z "${gone[$n]:-}" ] && ! kill -0 "$(cat "$run/$n.pid")" 2>/dev/null; then
+      gone[$n]=1
+      warn "$(date +%T) $n exited (log: $run/$n.log); the demo keeps running with the others"
+    fi
+  done
 done
 [ -n "$stopping" ] && exit 0
-die "gslbd exited; its log: $run/gslbd.log"
+die "gslbd exited; its log: $run/${watched[0]}.log"
