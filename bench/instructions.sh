@@ -19,32 +19,7 @@ trap 'rm -rf "$work"' EXIT
 sed -e "s#@ZONES@#$PWD/bench/zones#" -e "s#@GEOIP@#$PWD/geoip/test-city.mmdb#" bench/gslb.toml > "$work/gslbd.toml"
 
 send() {  # send PORT QSET: N queries, each waited for
-  python3 - "$1" "$2" "$N" <<'PY'
-import socket, struct, sys
-port, qset, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-def name(s):
-    return b"".join(bytes([len(l)]) + l.encode() for l in s.split(".") if l) + b"\0"
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(5)
-for i in range(n):
-    if qset == "www":
-        q, ecs = "www.example.test", None
-    elif qset == "nx":
-        q, ecs = f"nx{i}.example.test", None
-    else:
-        q, ecs = "geo.example.test", bytes([81 + i % 100, (i * 7) % 256, i % 256])
-    opt = b""
-    if ecs is not None:
-        data = struct.pack(">HBB", 1, 24, 0) + ecs
-        opt = struct.pack(">HH", 8, len(data)) + data
-    additional = b"\0" + struct.pack(">HHIH", 41, 1232, 0, len(opt)) + opt
-    pkt = struct.pack(">HHHHHH", i & 0xFFFF, 0, 1, 0, 0, 1) + name(q) + struct.pack(">HH", 1, 1) + additional
-    s.sendto(pkt, ("127.0.0.1", port))
-    r = s.recv(4096)
-    want = 3 if qset == "nx" else 0
-    if r[3] & 15 != want or (qset != "nx" and r[7] == 0):
-        sys.exit(f"{qset}: unexpected answer {r.hex()}")
-PY
+  python3 bench/send-queries.py "$1" "$2" "$N"
 }
 
 printf '%-40s %-5s %12s\n' binary qset Ir/query
