@@ -74,7 +74,7 @@ fn on_the_minority_side_an_instance_answers_goes_standalone_and_refuses_writes()
     // Answers go on, unchanged, every 50 ms through the lease TTL and past it.
     let (mut asked, mut failed, mut other) = (0, 0, 0);
     let mut standalone_after = None;
-    while lost.elapsed() < Duration::from_secs(5) {
+    while lost.elapsed() < Duration::from_secs(6) {
         for s in [&a, &b] {
             asked += 1;
             match answer(s) {
@@ -92,9 +92,11 @@ fn on_the_minority_side_an_instance_answers_goes_standalone_and_refuses_writes()
         "minority side: {asked} queries, {failed} failed, {other} other answers; A standalone after {standalone_after:?}"
     );
     assert_eq!((failed, other), (0, 0));
-    // Lease TTL 3 s, counted from etcd's last answer (at most TTL/3 before the kill).
+    // Lease TTL 3 s, counted from etcd's last answer. When the member A reaches was the
+    // leader, it goes on renewing leases (without consensus) until it steps down for want
+    // of a quorum, one election timeout (1 s in tests/common/etcd.rs) after the kill.
     let after = standalone_after.expect("A never went standalone on the minority side");
-    assert!(after <= Duration::from_millis(3500), "standalone after {after:?}");
+    assert!(after <= Duration::from_millis(4500), "standalone after {after:?}");
     let v = status(&a);
     assert_eq!(v["cluster"]["connected"], false, "{v}");
     assert_eq!(http(a.admin.unwrap(), "GET", "/readyz", None, None).0, 200);
