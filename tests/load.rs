@@ -188,13 +188,14 @@ fn loaded_region_sheds_its_share_settles_refuses_unsafe_drain_and_returns() {
         region(&status(&d), "us-east")["utilisation"].as_f64().is_some_and(|u| (0.75..0.9).contains(&u))
     });
     std::thread::sleep(LOAD_INTERVAL * 3);
-    let (samples, turns) = steady(&d, Duration::from_secs(15));
+    // The measure: at most one change of direction in a minute.
+    let (samples, turns) = steady(&d, Duration::from_secs(60));
     let mean = samples.iter().sum::<f64>() / samples.len() as f64;
     eprintln!(
         "steady load in the band, us-east share every ~0.6 s: {samples:?} (mean {mean:.1}%); direction changes: {turns}"
     );
     assert!((5.0..40.0).contains(&mean), "a scaled, not cut, share: {mean}");
-    assert!(turns <= 1, "{turns} direction changes in 15 s: {samples:?}");
+    assert!(turns <= 1, "{turns} direction changes in 60 s: {samples:?}");
     drop(hold);
 }
 
