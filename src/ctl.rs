@@ -34,20 +34,25 @@ pub enum Request {
     /// answer for (`192.0.2.0/24`).
     #[allow(missing_docs, reason = "fields named in the variant's doc")]
     Explain { name: String, qtype: String, ecs: Option<String> },
-    /// `POST /v1/regions/{region}/drain`.
-    #[allow(missing_docs, reason = "the field is the {region} of the path")]
-    Drain { region: String },
-    /// `POST /v1/regions/{region}/undrain`.
-    #[allow(missing_docs, reason = "the field is the {region} of the path")]
-    Undrain { region: String },
-    /// `PUT /v1/regions/{region}/weight` with `{"weight": N}`.
-    #[allow(missing_docs, reason = "the fields are the path's {region} and the body's weight")]
-    Weight { region: String, weight: u32 },
+    /// `POST /v1/regions/{region}/drain`; `dry_run` adds `?dry_run=true` (the projection
+    /// only, nothing changes), `force` sends `{"force": true}` (drain even when a remaining
+    /// region would go over `drain_max_utilisation`, or, in cluster mode, a service below
+    /// its `min_healthy`).
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
+    Drain { region: String, dry_run: bool, force: bool },
+    /// `POST /v1/regions/{region}/undrain`; `force` as for [`Request::Drain`].
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
+    Undrain { region: String, force: bool },
+    /// `PUT /v1/regions/{region}/weight` with `{"weight": N}`; `force` (cluster mode) adds
+    /// `"force": true` past the `min_healthy` guard rail.
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
+    Weight { region: String, weight: u32, force: bool },
     /// `POST /v1/regions/{region}/force` with `{"state": "up"|"down"|"auto"}` and, for
     /// `for_seconds`, `"ttl_seconds"`.
-    /// `state` is `up`, `down` or `auto`; `for_seconds` limits a force to that many seconds.
+    /// `state` is `up`, `down` or `auto`; `for_seconds` limits a force to that many seconds;
+    /// `force` (cluster mode) adds `"force": true` past the `min_healthy` guard rail.
     #[allow(missing_docs, reason = "fields named in the variant's doc")]
-    Force { region: String, state: String, for_seconds: Option<u64> },
+    Force { region: String, state: String, for_seconds: Option<u64>, force: bool },
     /// `POST /v1/reload`.
     Reload,
 }
@@ -201,15 +206,27 @@ impl Request {
                 }
                 (Method::GET, path, None)
             }
-            Request::Drain { region: r } => (Method::POST, region(r, "drain"), None),
-            Request::Undrain { region: r } => (Method::POST, region(r, "undrain"), None),
-            Request::Weight { region: r, weight } => {
-                (Method::PUT, region(r, "weight"), Some(json!({ "weight": weight })))
+            Request::Drain { region: r, dry_run, force } => {
+                let path = if *dry_run { region(r, "drain?dry_run=true") } else { region(r, "drain") };
+                (Method::POST, path, force.then(|| json!({ "force": true })))
             }
-            Request::Force { region: r, state, for_seconds } => {
+            Request::Undrain { region: r, force } => {
+                (Method::POST, region(r, "undrain"), force.then(|| json!({ "force": true })))
+            }
+            Request::Weight { region: r, weight, force } => {
+                let mut body = json!({ "weight": weight });
+                if *force {
+                    body["force"] = json!(true);
+                }
+                (Method::PUT, region(r, "weight"), Some(body))
+            }
+            Request::Force { region: r, state, for_seconds, force } => {
                 let mut body = json!({ "state": state });
                 if let Some(t) = for_seconds {
                     body["ttl_seconds"] = json!(t);
+                }
+                if *force {
+                    body["force"] = json!(true);
                 }
                 (Method::POST, region(r, "force"), Some(body))
             }
@@ -380,13 +397,50 @@ pub fn render(request: &Request, v: &Value) -> String {
         Request::Status => render_status(v),
         Request::Explain { .. } => render_explain(v),
         Request::Reload => "reloaded: the new configuration and zones are serving\n".into(),
-        Request::Drain { region }
-        | Request::Undrain { region }
+        Request::Drain { dry_run: true, .. } => render_projection(&v["projection"]),
+        Request::Drain { region, .. }
+        | Request::Undrain { region, .. }
         | Request::Weight { region, .. }
         | Request::Force { region, .. } => {
             format!("ok: {region}: {}\n", describe_override(&v["override"]))
         }
     }
+}
+
+/// A drain's dry run: each remaining region's utilisation now and after, and the verdict.
+fn render_projection(p: &Value) -> String {
+    let util = |u: &Value| u.as_f64().map_or("unknown".to_string(), |u| format!("{u:.2}"));
+    let max = p["max_utilisation"].as_f64().unwrap_or(0.9);
+    let rows: Vec<Vec<String>> = p["remaining"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let over = r["projected_utilisation"].as_f64().is_some_and(|u| u > max);
+            vec![
+                or_dash(&r["region"]),
+                util(&r["utilisation"]),
+                util(&r["projected_utilisation"]),
+                if over { format!("OVER {max}") } else { String::new() },
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "dry run: draining {} (utilisation {}) would move its clients to:\n",
+        or_dash(&p["region"]),
+        util(&p["utilisation"])
+    );
+    out += &table(&["REGION", "NOW", "AFTER", ""], &rows);
+    let overloaded: Vec<&str> = p["overloaded"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if overloaded.is_empty() {
+        out += &format!("no region over {max}: the drain would be accepted (nothing changed)\n");
+    } else {
+        out += &format!(
+            "{} over {max}: the drain would be refused without --force (nothing changed)\n",
+            overloaded.join(", ")
+        );
+    }
+    out
 }
 
 fn render_status(v: &Value) -> String {
@@ -519,25 +573,47 @@ mod tests {
                 "/v1/explain?name=www.demo.test&type=AAAA&ecs=81.2.69.0%2F24",
                 None,
             ),
-            (Request::Drain { region: "eu-west".into() }, "POST", "/v1/regions/eu-west/drain", None),
-            (Request::Undrain { region: "eu west".into() }, "POST", "/v1/regions/eu%20west/undrain", None),
             (
-                Request::Weight { region: "a".into(), weight: 7 },
+                Request::Drain { region: "eu-west".into(), dry_run: false, force: false },
+                "POST",
+                "/v1/regions/eu-west/drain",
+                None,
+            ),
+            (
+                Request::Drain { region: "eu-west".into(), dry_run: true, force: false },
+                "POST",
+                "/v1/regions/eu-west/drain?dry_run=true",
+                None,
+            ),
+            (
+                Request::Drain { region: "eu-west".into(), dry_run: false, force: true },
+                "POST",
+                "/v1/regions/eu-west/drain",
+                Some(json!({"force": true})),
+            ),
+            (
+                Request::Undrain { region: "eu west".into(), force: false },
+                "POST",
+                "/v1/regions/eu%20west/undrain",
+                None,
+            ),
+            (
+                Request::Weight { region: "a".into(), weight: 7, force: false },
                 "PUT",
                 "/v1/regions/a/weight",
                 Some(json!({"weight": 7})),
             ),
             (
-                Request::Force { region: "a".into(), state: "down".into(), for_seconds: Some(600) },
+                Request::Force { region: "a".into(), state: "down".into(), for_seconds: Some(600), force: false },
                 "POST",
                 "/v1/regions/a/force",
                 Some(json!({"state": "down", "ttl_seconds": 600})),
             ),
             (
-                Request::Force { region: "a".into(), state: "auto".into(), for_seconds: None },
+                Request::Force { region: "a".into(), state: "auto".into(), for_seconds: None, force: true },
                 "POST",
                 "/v1/regions/a/force",
-                Some(json!({"state": "auto"})),
+                Some(json!({"state": "auto", "force": true})),
             ),
             (Request::Reload, "POST", "/v1/reload", None),
         ];

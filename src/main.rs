@@ -83,11 +83,31 @@ enum CtlCommand {
         ecs: Option<String>,
     },
     /// Drain a region: weight 0, no new answers while other regions can take them.
-    Drain { region: String },
+    Drain {
+        region: String,
+        /// Only show the utilisation each remaining region would reach; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Drain even if a remaining region would go over [admin] drain_max_utilisation
+        /// (or, in cluster mode, a service below its min_healthy).
+        #[arg(long)]
+        force: bool,
+    },
     /// End a drain.
-    Undrain { region: String },
+    Undrain {
+        region: String,
+        /// Cluster mode: even if it leaves a service below its min_healthy.
+        #[arg(long)]
+        force: bool,
+    },
     /// Replace a region's configured weight (0 to 1000000).
-    Weight { region: String, weight: u32 },
+    Weight {
+        region: String,
+        weight: u32,
+        /// Cluster mode: even if it leaves a service below its min_healthy.
+        #[arg(long)]
+        force: bool,
+    },
     /// Force a region up or down over its health checks, or back to `auto`.
     Force {
         region: String,
@@ -97,6 +117,9 @@ enum CtlCommand {
         /// End the force by itself after this long (e.g. 15m, 1h).
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_for)]
         for_seconds: Option<u64>,
+        /// Cluster mode: even if it leaves a service below its min_healthy.
+        #[arg(long)]
+        force: bool,
     },
     /// Reload configuration and zones (like SIGHUP); prints every error if refused.
     Reload,
@@ -329,11 +352,15 @@ fn ctl(args: &CtlArgs) -> ExitCode {
         CtlCommand::Explain { name, qtype, ecs } => {
             Request::Explain { name: name.clone(), qtype: qtype.to_ascii_uppercase(), ecs: ecs.clone() }
         }
-        CtlCommand::Drain { region } => Request::Drain { region: region.clone() },
-        CtlCommand::Undrain { region } => Request::Undrain { region: region.clone() },
-        CtlCommand::Weight { region, weight } => Request::Weight { region: region.clone(), weight: *weight },
-        CtlCommand::Force { region, state, for_seconds } => {
-            Request::Force { region: region.clone(), state: state.clone(), for_seconds: *for_seconds }
+        CtlCommand::Drain { region, dry_run, force } => {
+            Request::Drain { region: region.clone(), dry_run: *dry_run, force: *force }
+        }
+        CtlCommand::Undrain { region, force } => Request::Undrain { region: region.clone(), force: *force },
+        CtlCommand::Weight { region, weight, force } => {
+            Request::Weight { region: region.clone(), weight: *weight, force: *force }
+        }
+        CtlCommand::Force { region, state, for_seconds, force } => {
+            Request::Force { region: region.clone(), state: state.clone(), for_seconds: *for_seconds, force: *force }
         }
         CtlCommand::Reload => Request::Reload,
     };
@@ -355,6 +382,9 @@ fn ctl(args: &CtlArgs) -> ExitCode {
                 println!("{}", body.trim_end());
             }
             eprintln!("gslbd ctl: {e}");
+            if let gslbd::ctl::CtlError::Api { status: 409, .. } = e {
+                eprintln!("  hint: add --force to make the change anyway");
+            }
             ExitCode::FAILURE
         }
     }

@@ -161,6 +161,31 @@ fn loaded_region_sheds_its_share_settles_refuses_unsafe_drain_and_returns() {
     assert_eq!(code, 409, "{body}");
     assert_eq!(json(&body)["projection"]["overloaded"], serde_json::json!(["us-east"]), "{body}");
     assert!(!region(&status(&d), "eu-west")["override"]["drained"].as_bool().unwrap_or(false), "refused but drained");
+    // The same through gslbd ctl: the dry run's table, the refusal with a hint, --force.
+    let admin = format!("http://{}", d.gslbd.admin.unwrap());
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(["ctl", "--admin", &admin, "--config", "/nonexistent.toml"])
+            .args(args)
+            .env("GSLBD_ADMIN_TOKEN", &d.token)
+            .output()
+            .unwrap()
+    };
+    let o = ctl(&["drain", "eu-west", "--dry-run"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    let line = out.lines().find(|l| l.starts_with("us-east")).unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("OVER 0.9"), "{out}");
+    assert!(out.contains("would be refused without --force (nothing changed)"), "{out}");
+    let o = ctl(&["drain", "eu-west"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("409: draining eu-west would push us-east over") && err.contains("add --force"), "{err}");
+    assert!(!region(&status(&d), "eu-west")["override"]["drained"].as_bool().unwrap_or(false), "refused but drained");
+    let o = ctl(&["drain", "eu-west", "--force"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ok: eu-west: drained\n", "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, _) = d.admin("POST", "/v1/regions/eu-west/undrain", Some(&d.token), None);
+    assert_eq!(code, 200);
     let (code, body) = d.admin("POST", "/v1/regions/eu-west/drain", Some(&d.token), Some("{\"force\": true}"));
     assert_eq!(code, 200, "{body}");
     let (code, _) = d.admin("POST", "/v1/regions/eu-west/undrain", Some(&d.token), None);
