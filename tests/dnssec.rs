@@ -170,6 +170,12 @@ const DELV_CASES: &[(Option<&str>, &str, &str, Want)] = &[
     (Some("127.0.0.1"), "geo.sec.test", "A", Want::Positive("A\t192.0.2.12")),
     (Some("127.0.0.2"), "geo.sec.test", "A", Want::Positive("A\t192.0.2.13")),
     (Some("127.0.0.1"), "geo.sec.test", "AAAA", Want::Positive("AAAA\t2001:db8::12")),
+    (None, "lat.sec.test", "A", Want::Positive("A\t192.0.2.1")),
+    (None, "shed.sec.test", "A", Want::Positive("A\t192.0.2.1")),
+    (None, "least.sec.test", "AAAA", Want::Positive("AAAA\t2001:db8::1")),
+    (None, "multi.sec.test", "AAAA", Want::Positive("AAAA\t2001:db8::1")),
+    (Some("127.0.0.2"), "sticky.sec.test", "AAAA", Want::Positive("AAAA\t2001:db8::1")),
+    (Some("127.0.0.2"), "near.sec.test", "A", Want::Positive("A\t192.0.2.1")),
     // A region that is a hostname: CNAME to a static name, followed.
     (None, "cloud.sec.test", "A", Want::Positive("CNAME\tlb.sec.test.")),
     // A static CNAME to a service name.
@@ -214,6 +220,16 @@ const DNSPYTHON_CASES: &str = r#"[
  {"name": "geo.sec.test.", "type": "A", "expect": "positive", "ecs": "175.16.199.0/24", "addr": "192.0.2.13"},
  {"name": "geo.sec.test.", "type": "A", "expect": "positive", "ecs": "2001:480::/32", "addr": "192.0.2.11"},
  {"name": "GEO.Sec.Test.", "type": "AAAA", "expect": "positive", "ecs": "81.2.69.0/24", "addr": "2001:db8::12"},
+ {"name": "lat.sec.test.", "type": "A", "expect": "positive", "ecs": "81.2.69.0/24"},
+ {"name": "shed.sec.test.", "type": "A", "expect": "positive"},
+ {"name": "least.sec.test.", "type": "AAAA", "expect": "positive", "ecs": "175.16.199.0/24"},
+ {"name": "sticky.sec.test.", "type": "AAAA", "expect": "positive", "ecs": "2001:480::/32"},
+ {"name": "multi.sec.test.", "type": "A", "expect": "positive", "ecs": "81.2.69.0/24"},
+ {"name": "fo.sec.test.", "type": "AAAA", "expect": "positive", "addr": "2001:db8::12"},
+ {"name": "mail.sec.test.", "type": "A", "expect": "positive", "addr": "192.0.2.25"},
+ {"name": "sec.test.", "type": "DNSKEY", "expect": "positive"},
+ {"name": "sec.test.", "type": "MX", "expect": "positive"},
+ {"name": "Y.Z.Wild.Sec.Test.", "type": "TXT", "expect": "positive"},
  {"name": "cloud.sec.test.", "type": "A", "expect": "positive", "addr": "192.0.2.30"},
  {"name": "cloud.sec.test.", "type": "CNAME", "expect": "positive"},
  {"name": "docs.sec.test.", "type": "A", "expect": "positive"},
@@ -499,7 +515,7 @@ fn keygen_and_ds_commands() {
     }
     // `gslbd check` counts the signed zones (sec.test. of the two).
     let out = Command::new(bin()).args(["check", "--config", setup.config().to_str().unwrap()]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok: 2 zones, 37 records, 7 services, 4 regions, 1 signed");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok: 2 zones, 37 records, 10 services, 4 regions, 1 signed");
     // No key: exit 2 with a message.
     let out = Command::new(bin())
         .args(["dnssec", "ds", "--key-directory", setup.keys().to_str().unwrap(), "other.test"])
