@@ -515,7 +515,10 @@ fn keygen_and_ds_commands() {
     }
     // `gslbd check` counts the signed zones (sec.test. of the two).
     let out = Command::new(bin()).args(["check", "--config", setup.config().to_str().unwrap()]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok: 2 zones, 37 records, 10 services, 4 regions, 1 signed");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok: 2 zones, 37 records, 10 services, 4 regions, 1 signed"
+    );
     // No key: exit 2 with a message.
     let out = Command::new(bin())
         .args(["dnssec", "ds", "--key-directory", setup.keys().to_str().unwrap(), "other.test"])

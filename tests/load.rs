@@ -357,3 +357,52 @@ fn broken_load_sources_make_load_unknown_answers_continue_and_log_once_per_chang
     let metrics = d.admin("GET", "/metrics", None, None).1;
     assert!(metrics.contains("gslbd_load_reads_total{region=\"us-east\",result=\"timeout\"}"), "{metrics}");
 }
+
+/// Load sources over https: one trusting the test CA through `tls_ca_file` is read (its
+/// utilisation shows in /v1/status); one on the system's roots refuses the same server's
+/// certificate, and its load stays unknown with the TLS error as the reason.
+#[test]
+fn https_load_sources_trust_their_tls_ca_file() {
+    let dir = TempDir::new("load-https");
+    common::pki::ca(dir.path());
+    common::pki::leaf(dir.path(), "leaf", "/O=lb", "subjectAltName=IP:127.0.0.1");
+    let lb = common::pki::HttpsServer::start(dir.path(), "leaf", r#"{"sessions": 30, "limit": 100}"#);
+    dir.write(
+        "zones/svc.test.zone",
+        "$ORIGIN svc.test.\n$TTL 60\n@ SOA ns1 hostmaster 1 1h 15m 1w 5m\n@ NS ns1\nns1 A 192.0.2.53\n",
+    );
+    let source = |extra: &str| {
+        format!(
+            "[regions.{{}}.load]\ntype = \"json\"\nurl = \"https://127.0.0.1:{}/load\"\ncurrent = \"/sessions\"\n\
+             capacity = \"/limit\"\ninterval = \"500ms\"\ntimeout = \"200ms\"\n{extra}",
+            lb.port
+        )
+    };
+    let mut cfg = String::from("[zones]\ndirectory = \"zones\"\n");
+    for (name, addr, extra) in
+        [("own-ca", "192.0.2.1", "tls_ca_file = \"ca.pem\"\n"), ("system-roots", "192.0.2.2", "")]
+    {
+        cfg += &format!("[regions.{name}]\naddresses = [\"{addr}\"]\n");
+        cfg += &source(extra).replace("{}", name);
+    }
+    cfg += "[services.\"app.svc.test\"]\nregions = [\"own-ca\", \"system-roots\"]\npolicy = [\"shed\", \"weighted\"]\n";
+    let config = dir.write("gslbd.toml", &cfg);
+    let s = Server::start(&["--config", config.to_str().unwrap()]);
+    let admin = s.admin.unwrap();
+    let region = |v: &serde_json::Value, name: &str| {
+        v["regions"].as_array().unwrap().iter().find(|r| r["name"] == name).cloned().unwrap()
+    };
+    let start = Instant::now();
+    loop {
+        let v = json(&http(admin, "GET", "/v1/status", None, None).1);
+        let (own, sys) = (region(&v, "own-ca"), region(&v, "system-roots"));
+        let failure = sys["load"]["failure"].as_str().unwrap_or("");
+        if own["utilisation"].as_f64().is_some_and(|u| (u - 0.3).abs() < 1e-9) && !failure.is_empty() {
+            assert!(sys["utilisation"].is_null(), "{sys}");
+            assert!(failure.to_lowercase().contains("certificate"), "the reason names the certificate: {failure}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "own-ca {own}\nsystem-roots {sys}\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -642,20 +642,6 @@ fn measure_default_failover() {
     eprintln!("failover times: {times:?}");
 }
 
-/// An HTTPS server (Python's http.server in TLS) answering 200 "ok" on every path, with a
-/// certificate for probe.test and 127.0.0.1 from a test CA made by openssl. Killed on drop.
-struct HttpsServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Drop for HttpsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Writes a test CA (`ca.pem`) and a leaf certificate signed by it (`leaf.pem`, `leaf.key`)
 /// for probe.test, www.example.test, localhost and 127.0.0.1 (not 127.0.14.x) into `dir`,
 /// as an operator's own PKI would have (a self-signed CA certificate may not be the leaf).
@@ -682,37 +668,10 @@ fn tls_server_config(dir: &TempDir) -> Arc<rustls::ServerConfig> {
     Arc::new(config)
 }
 
-/// Python's https server with the certificate of [`test_pki`].
-fn https_server(dir: &TempDir) -> HttpsServer {
+/// Python's https server with the certificate of [`test_pki`], answering 200 "ok".
+fn https_server(dir: &TempDir) -> common::pki::HttpsServer {
     test_pki(dir);
-    let script = r#"
-import http.server, ssl, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *a):
-        pass
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-c.load_cert_chain(sys.argv[1], sys.argv[2])
-s.socket = c.wrap_socket(s.socket, server_side=True)
-print(s.server_address[1], flush=True)
-s.serve_forever()
-"#;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(dir.path().join("leaf.pem"))
-        .arg(dir.path().join("leaf.key"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is installed");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let port = line.trim().parse().unwrap_or_else(|_| panic!("https server did not start: {line:?}"));
-    HttpsServer { child, port }
+    common::pki::HttpsServer::start(dir.path(), "leaf", "ok")
 }
 
 #[test]

@@ -190,6 +190,7 @@ pub(super) struct RawLoad {
     pointer: Option<Spanned<String>>,
     current: Option<Spanned<String>>,
     capacity: Option<Spanned<RawCapacity>>,
+    tls_ca_file: Option<Spanned<String>>,
 }
 
 /// A source's `capacity`: a number, or (json) a pointer into the document.
@@ -466,7 +467,7 @@ fn region(
     }
     if let Some(l) = raw.load {
         let span = l.span();
-        r.load = load_source(n, span, l.into_inner(), r.capacity, report);
+        r.load = load_source(n, span, l.into_inner(), r.capacity, base, report);
     }
     Some(r)
 }
@@ -477,6 +478,7 @@ fn load_source(
     span: std::ops::Range<usize>,
     raw: RawLoad,
     region_capacity: Option<f64>,
+    base: &std::path::Path,
     report: &mut Report<'_>,
 ) -> Option<crate::load::LoadConfig> {
     use crate::load::SourceKind;
@@ -487,14 +489,13 @@ fn load_source(
         ok = false;
         report(span, msg, Some(hint));
     };
+    let is_web = |u: &str| (u.starts_with("http://") || u.starts_with("https://")) && reqwest::Url::parse(u).is_ok();
     let url = match &raw.url {
-        Some(u) if u.get_ref().starts_with("http://") && reqwest::Url::parse(u.get_ref()).is_ok() => {
-            u.get_ref().clone()
-        }
+        Some(u) if is_web(u.get_ref()) => u.get_ref().clone(),
         Some(u) => {
             bad(
                 u.span(),
-                format!("{}: {:?} is not an http:// URL", f("url"), u.get_ref()),
+                format!("{}: {:?} is not an http:// or https:// URL", f("url"), u.get_ref()),
                 "e.g. url = \"http://10.0.0.5:8404/stats\"",
             );
             String::new()
@@ -626,7 +627,18 @@ fn load_source(
             }
         }
     };
-    ok.then_some(crate::load::LoadConfig { kind, url, interval, timeout })
+    // https: the system's roots, or only the certificates of tls_ca_file.
+    let mut tls_ca = Vec::new();
+    if let Some(c) = &raw.tls_ca_file {
+        if !url.starts_with("https://") {
+            bad(c.span(), format!("{}: only for an https:// url", f("tls_ca_file")), "remove it, or use https://");
+        }
+        match crate::health::probe::http::read_ca_file(&base.join(c.get_ref())) {
+            Ok(certs) => tls_ca = certs,
+            Err((message, hint)) => bad(c.span(), format!("{}: {message}", f("tls_ca_file")), hint),
+        }
+    }
+    ok.then_some(crate::load::LoadConfig { kind, url, interval, timeout, tls_ca })
 }
 
 /// `check` (one) or `checks` (several) and `quorum`.
@@ -931,6 +943,10 @@ mod load_tests {
         let l = load("[regions.fra.load]\ntype = \"json\"\nurl = \"http://x/l\"\ncurrent = \"/s\"\ncapacity = 40\n")
             .unwrap();
         assert_eq!(l.kind, SourceKind::Json { value: "/s".into(), capacity: Some(JsonCapacity::Fixed(40.0)) });
+        // https, with the system's roots.
+        let l =
+            load("[regions.fra.load]\ntype = \"json\"\nurl = \"https://lb.example/l\"\npointer = \"/u\"\n").unwrap();
+        assert_eq!((l.url.as_str(), l.tls_ca.len()), ("https://lb.example/l", 0));
     }
 
     #[test]
@@ -942,8 +958,16 @@ mod load_tests {
                 "/etc/gslbd/gslbd.toml:4:8: error: regions.fra.load.type: unknown load source",
             ),
             (
-                "type = \"haproxy\"\nurl = \"https://x/\"\nproxy = \"a\"\n",
-                "/etc/gslbd/gslbd.toml:5:7: error: regions.fra.load.url",
+                "type = \"haproxy\"\nurl = \"ftp://x/\"\nproxy = \"a\"\n",
+                "/etc/gslbd/gslbd.toml:5:7: error: regions.fra.load.url: \"ftp://x/\" is not an http:// or https:// URL",
+            ),
+            (
+                "type = \"json\"\nurl = \"http://x/\"\npointer = \"/u\"\ntls_ca_file = \"ca.pem\"\n",
+                "/etc/gslbd/gslbd.toml:7:15: error: regions.fra.load.tls_ca_file: only for an https:// url",
+            ),
+            (
+                "type = \"json\"\nurl = \"https://x/\"\npointer = \"/u\"\ntls_ca_file = \"no-such-ca.pem\"\n",
+                "/etc/gslbd/gslbd.toml:7:15: error: regions.fra.load.tls_ca_file: cannot read /etc/gslbd/no-such-ca.pem",
             ),
             (
                 "type = \"haproxy\"\nurl = \"http://x/\"\n",

@@ -26,7 +26,6 @@ pub struct Poller {
     shared: Arc<Shared>,
     running: HashMap<String, (LoadConfig, JoinHandle<()>)>,
     shutdown: Shutdown,
-    client: Option<reqwest::Client>,
 }
 
 struct Shared {
@@ -39,9 +38,8 @@ impl Poller {
     /// `shutdown`.
     pub fn new(shutdown: Shutdown) -> (Poller, watch::Receiver<Arc<LoadTable>>) {
         let (tx, rx) = watch::channel(Arc::new(LoadTable::default()));
-        let client = http_client();
         let shared = Arc::new(Shared { trackers: Mutex::new(BTreeMap::new()), tx });
-        (Poller { shared, running: HashMap::new(), shutdown, client }, rx)
+        (Poller { shared, running: HashMap::new(), shutdown }, rx)
     }
 
     /// Every region's load now, with the age of its readings (for the admin API).
@@ -73,8 +71,8 @@ impl Poller {
                 shared: self.shared.clone(),
                 region: name.clone(),
                 generation,
+                client: http_client(&name, &cfg),
                 cfg: cfg.clone(),
-                client: self.client.clone(),
             };
             let task = tokio::spawn(job.run(self.shutdown.clone()));
             self.running.insert(name, (cfg, task));
@@ -83,17 +81,20 @@ impl Poller {
     }
 }
 
-/// A plain-HTTP client: no pooled connections and no proxy, so each read sees the
-/// balancer as it is now. Sources are http:// only; the TLS settings are only there because
-/// reqwest is built without a default crypto provider (an empty root store: nothing could
-/// be trusted). None if it cannot be built: every read then fails, and says why.
-fn http_client() -> Option<reqwest::Client> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
+/// One source's HTTP client: no pooled connections and no proxy, so each read sees the
+/// balancer as it is now. For an https URL, TLS trusts the source's `tls_ca_file` or else
+/// the system's roots (as https checks do); reqwest is built without a crypto provider of
+/// its own, so the config is always given. None if it cannot be built: every read then
+/// fails, and says why.
+fn http_client(region: &str, cfg: &LoadConfig) -> Option<reqwest::Client> {
+    let https = cfg.url.starts_with("https://");
+    let tls = match crate::health::probe::http::client_tls(https, false, &cfg.tls_ca) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(region, error = %e, "cannot set up TLS for the load source; its load stays unknown");
+            return None;
+        }
+    };
     let built = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
@@ -105,7 +106,7 @@ fn http_client() -> Option<reqwest::Client> {
     match built {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::error!(error = %e, "cannot build the load sources' HTTP client; every load is unknown");
+            tracing::error!(region, error = %e, "cannot build the load source's HTTP client; its load stays unknown");
             None
         }
     }
@@ -208,6 +209,7 @@ mod tests {
             url: url.into(),
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(50),
+            tls_ca: Vec::new(),
         }
     }
 

@@ -29,6 +29,8 @@ pub struct LoadConfig {
     pub interval: Duration,
     /// How long one reading may take.
     pub timeout: Duration,
+    /// https: the only certificates trusted (`tls_ca_file`, DER); empty: the system's roots.
+    pub tls_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl LoadConfig {

@@ -89,3 +89,53 @@ pub fn leaf(dir: &Path, name: &str, subject: &str, extensions: &str) {
         ],
     );
 }
+
+/// An HTTPS server (Python's http.server in TLS, Debian python3) answering 200 with `body`
+/// on every path, with the leaf `NAME.pem`/`NAME.key` of `dir`. Killed by its PID on drop.
+pub struct HttpsServer {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl HttpsServer {
+    pub fn start(dir: &Path, leaf: &str, body: &str) -> HttpsServer {
+        let script = r#"
+import http.server, ssl, sys
+body = sys.argv[3].encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = c.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .arg(dir.join(format!("{leaf}.pem")))
+            .arg(dir.join(format!("{leaf}.key")))
+            .arg(body)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 is installed");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("https server did not start: {line:?}"));
+        HttpsServer { child, port }
+    }
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -332,29 +332,12 @@ fn validate(raw: &RawHttp, table: &Table<'_, '_>, bad: &mut Report<'_>) -> Optio
     let mut tls_ca_file = None;
     if let Some(c) = &raw.tls_ca_file {
         let path = base.join(c.get_ref());
-        match std::fs::read(&path) {
-            Err(e) => bad(
-                c.span(),
-                format!("{}: cannot read {}: {e}", f("tls_ca_file"), path.display()),
-                Some("a path relative to the config file's directory"),
-            ),
-            Ok(pem) => {
-                let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-                match certs {
-                    Ok(certs) if !certs.is_empty() => tls_ca = certs,
-                    Ok(_) => bad(
-                        c.span(),
-                        format!("{}: {} holds no certificate", f("tls_ca_file"), path.display()),
-                        Some("a PEM file with -----BEGIN CERTIFICATE----- blocks"),
-                    ),
-                    Err(e) => bad(
-                        c.span(),
-                        format!("{}: {} is not PEM: {e:?}", f("tls_ca_file"), path.display()),
-                        Some("a PEM file with -----BEGIN CERTIFICATE----- blocks"),
-                    ),
-                }
+        match read_ca_file(&path) {
+            Ok(certs) => {
+                tls_ca = certs;
                 tls_ca_file = Some(path);
             }
+            Err((message, hint)) => bad(c.span(), format!("{}: {message}", f("tls_ca_file")), Some(hint)),
         }
         if tls_insecure {
             bad(
@@ -514,21 +497,43 @@ fn classify(e: reqwest::Error) -> FailReason {
     FailReason::Http(innermost)
 }
 
+/// The certificates of a `tls_ca_file` (PEM) at `path`; the error is a message naming the
+/// file and a hint. Shared by https checks and https load sources.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, (String, &'static str)> {
+    const PEM_HINT: &str = "a PEM file with -----BEGIN CERTIFICATE----- blocks";
+    let pem = std::fs::read(path).map_err(|e| {
+        (format!("cannot read {}: {e}", path.display()), "a path relative to the config file's directory")
+    })?;
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        Ok(_) => Err((format!("{} holds no certificate", path.display()), PEM_HINT)),
+        Err(e) => Err((format!("{} is not PEM: {e:?}", path.display()), PEM_HINT)),
+    }
+}
+
 /// TLS settings of one check, with the ring provider (no process-wide default needed):
 /// `tls_insecure` accepts anything, `tls_ca_file` trusts only its certificates, otherwise
 /// the system's roots. A plain HTTP check gets an empty root store (it never uses it).
 fn tls_config(check: &HttpCheck) -> Result<rustls::ClientConfig, String> {
+    client_tls(check.is_https(), check.tls_insecure, &check.tls_ca)
+}
+
+/// A client TLS config with the ring provider for an https URL (`https`: false gives an
+/// empty root store, never used): `insecure` accepts any certificate, a non-empty `ca`
+/// trusts only those certificates, otherwise the system's roots (rustls-platform-verifier).
+/// ALPN offers HTTP/1.1 only. Errors: the message of rustls or of the platform verifier.
+pub fn client_tls(https: bool, insecure: bool, ca: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let mut config = if !check.is_https() {
+    let mut config = if !https {
         builder.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
-    } else if check.tls_insecure {
+    } else if insecure {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider))).with_no_client_auth()
-    } else if !check.tls_ca.is_empty() {
+    } else if !ca.is_empty() {
         let mut roots = rustls::RootCertStore::empty();
-        for c in &check.tls_ca {
+        for c in ca {
             roots.add(c.clone()).map_err(|e| format!("tls_ca_file: {e}"))?;
         }
         builder.with_root_certificates(roots).with_no_client_auth()
