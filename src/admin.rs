@@ -778,7 +778,7 @@ async fn openapi() -> Response {
 
 async fn reload(State(api): State<Api>) -> Response {
     match api.control.reload().await {
-        Ok(()) => Json(json!({ "ok": true })).into_response(),
+        Ok(restart_needed) => Json(json!({ "ok": true, "restart_needed": restart_needed })).into_response(),
         Err(errors) => {
             // One object per error; line and column are null when the error is about a whole
             // file (unreadable, no zones).

@@ -625,6 +625,17 @@ impl Control {
         let same = |a: Option<&crate::overrides::RegionOverride>, b: Option<&crate::overrides::RegionOverride>| {
             a.map(|o| (o.weight, o.drained, o.force)) == b.map(|o| (o.weight, o.drained, o.force))
         };
+        // Who made each change, also when it ends an override (an empty value still
+        // carries who wrote it and where).
+        let stamps: std::collections::BTreeMap<String, (String, String)> = match &update {
+            Update::Full(all) => {
+                all.iter().map(|(r, (o, _))| (r.clone(), (o.updated_by.clone(), o.updated_on.clone()))).collect()
+            }
+            Update::Changes(list) => list
+                .iter()
+                .filter_map(|(r, o, _)| o.as_ref().map(|o| (r.clone(), (o.updated_by.clone(), o.updated_on.clone()))))
+                .collect(),
+        };
         let update = match update {
             Update::Full(all) => {
                 Update::Full(all.into_iter().filter_map(|(r, (o, rev))| Some((r, (lifted(o)?, rev)))).collect())
@@ -663,11 +674,22 @@ impl Control {
         }
         for (region, o) in &changed {
             let old = current.regions.get(region).cloned().unwrap_or_default();
-            let new = o.clone().unwrap_or_default();
+            let mut new = o.clone().unwrap_or_default();
+            if o.is_none()
+                && let Some((by, on)) = stamps.get(region)
+            {
+                (new.updated_by, new.updated_on) = (by.clone(), on.clone());
+            }
             match o {
                 Some(o) => next.regions.insert(region.clone(), o.clone()),
                 None => next.regions.remove(region),
             };
+            if self.state.load().gslb.region_id(region).is_none() {
+                // Kept (a rolling config change may add the region here later), but it
+                // changes no answer here: not audited as applied.
+                tracing::info!(region, by = %new.updated_by, on = %new.updated_on, "override from the cluster for a region this configuration does not have; kept for when it has");
+                continue;
+            }
             let record = crate::overrides::AuditRecord {
                 time: crate::overrides::now(),
                 client: "cluster",
@@ -693,7 +715,10 @@ impl Control {
 
     /// Reloads config, zones, GeoIP and services: all or nothing. The prober gets the new
     /// checks first, so the stored snapshot's status already reflects the current health.
-    pub async fn reload(&self) -> Result<(), Vec<crate::load_error::LoadError>> {
+    /// Ok: the settings that changed but take effect only at the next restart (listen
+    /// addresses, UDP workers, `[cluster]`), each named as in the config; each is also a
+    /// warn line.
+    pub async fn reload(&self) -> Result<Vec<&'static str>, Vec<crate::load_error::LoadError>> {
         let mut inner = self.inner.lock().await;
         let source = self.source.clone();
         let started = std::time::Instant::now();
@@ -717,11 +742,19 @@ impl Control {
                 return Err(errors);
             }
         };
+        let mut restart_needed = Vec::new();
         if cfg.dns.listen != inner.cfg.dns.listen || cfg.admin.listen != inner.cfg.admin.listen {
             tracing::warn!("listen addresses changed; the new addresses take effect at the next restart");
+            restart_needed.push("listen addresses");
         }
         if (cfg.dns.udp_workers, cfg.dns.udp_steering) != (inner.cfg.dns.udp_workers, inner.cfg.dns.udp_steering) {
             tracing::warn!("dns.udp_workers or dns.udp_steering changed; the change takes effect at the next restart");
+            restart_needed.push("dns.udp_workers, dns.udp_steering");
+        }
+        if cfg.cluster != inner.cfg.cluster {
+            // The etcd connection, lease and watch are built once at start.
+            tracing::warn!("[cluster] changed; the new cluster settings take effect at the next restart");
+            restart_needed.push("[cluster]");
         }
         if cfg.dns.rrl != inner.cfg.dns.rrl {
             // Applied by each UDP worker at its next batch (the settings ride in the snapshot).
@@ -740,10 +773,16 @@ impl Control {
         let (zones, services) = (snap.zones.len(), snap.gslb.services.len());
         let prev = self.state.swap(Arc::new(snap));
         log_mode_changes(&prev, &self.state.load());
+        if let Some(cluster) = &self.cluster {
+            let geoip = cfg.gslb.geoip.as_deref();
+            cluster
+                .set_config_hash(crate::cluster::config_hash(&format!("{:?}", cfg.gslb), &cfg.zones_dir, geoip))
+                .await;
+        }
         inner.cfg = cfg;
         tracing::info!(zones, services, elapsed_ms = started.elapsed().as_millis() as u64, "reloaded");
         metrics::reloaded(true);
-        Ok(())
+        Ok(restart_needed)
     }
 
     /// Changes one region's overrides: saved (atomically) and audited before it takes

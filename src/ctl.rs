@@ -396,7 +396,15 @@ pub fn render(request: &Request, v: &Value) -> String {
     match request {
         Request::Status => render_status(v),
         Request::Explain { .. } => render_explain(v),
-        Request::Reload => "reloaded: the new configuration and zones are serving\n".into(),
+        Request::Reload => {
+            let mut out = "reloaded: the new configuration and zones are serving\n".to_string();
+            let later: Vec<&str> =
+                v["restart_needed"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            if !later.is_empty() {
+                out += &format!("changed, but only a restart applies them: {}\n", later.join("; "));
+            }
+            out
+        }
         Request::Drain { dry_run: true, .. } => render_projection(&v["projection"]),
         Request::Drain { region, .. }
         | Request::Undrain { region, .. }

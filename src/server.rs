@@ -53,6 +53,34 @@ pub enum Error {
     /// The ready line could not be written to stdout.
     #[error("cannot write the ready line")]
     Ready(#[source] std::io::Error),
+    /// Another gslbd runs on this state directory (its `lock` file is held), or the lock
+    /// file cannot be made; `path` is the lock file.
+    #[error(
+        "state directory in use: {}: {message}\n  hint: each gslbd needs its own --state-dir (the overrides, health verdicts and cluster lease in it are one instance's)",
+        path.display()
+    )]
+    #[allow(missing_docs, reason = "fields named in the variant's doc")]
+    StateDir { path: std::path::PathBuf, message: String },
+}
+
+/// Takes `state_dir/lock` for as long as the returned file is open: two processes on one
+/// state directory would overwrite each other's overrides, verdicts and cluster lease
+/// (and a second one with the same cluster instance name would pass for the first).
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, Error> {
+    let path = state_dir.join("lock");
+    let failed = |message: String| Error::StateDir { path: path.clone(), message };
+    std::fs::create_dir_all(state_dir).map_err(|e| failed(e.to_string()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| failed(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(failed("another gslbd holds it".into())),
+        Err(std::fs::TryLockError::Error(e)) => Err(failed(e.to_string())),
+    }
 }
 
 /// Binds UDP then TCP on the same port for each address. With port 0 the kernel picks the UDP
@@ -89,6 +117,7 @@ fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<(UdpSocket, std::net::TcpListene
 /// open TCP connections finish (at most [`SHUTDOWN_GRACE`]), save health verdicts, join the
 /// UDP workers.
 pub fn run(cfg: Config, snap: Snapshot, source: Source) -> Result<(), Error> {
+    let _state_lock = lock_state_dir(&cfg.admin.state_dir)?;
     let bound = bind_all(&cfg.dns.listen)?;
     let state: SharedState = snapshot::shared(snap);
     let workers = match cfg.dns.udp_workers {

@@ -233,7 +233,7 @@ fn foreign_values_in_etcd_are_ignored_and_counted() {
     put("us-east", "{not json");
     put("us-east", r#"{"drained": "yes"}"#);
     put("us-east", r#"{"drained": true, "owner": "someone"}"#);
-    s.wait_log("ignoring a value in etcd that gslbd did not write");
+    s.wait_log("ignoring an override gslbd did not write");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(first_address(&s, "failover.svc.test."), US, "a bad value must not apply, not even half");
     let (_, m) = http(s.admin.unwrap(), "GET", "/metrics", None, None);
@@ -241,6 +241,99 @@ fn foreign_values_in_etcd_are_ignored_and_counted() {
     // A good value, written by hand in gslbd's format, applies.
     put("us-east", r#"{"drained": true}"#);
     until_answer(&s, EU, Duration::from_secs(1));
+    // A bad member record and a forged observation (negative RTT): each logged and counted
+    // once, however often the members are listed again (every lease_ttl / 3 = 1 s).
+    let put_raw = |key: &str, value: &str| {
+        let b = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+        let body = format!(r#"{{"key": "{}", "value": "{}"}}"#, b(&format!("{prefix}/{key}")), b(value));
+        assert_eq!(etcd.post(0, "/v3/kv/put", &body).0, 200);
+    };
+    put_raw("members/evil", "{}");
+    put_raw("health/us-east/a", r#"{"state": "unhealthy", "reason": "x", "rtt_ewma_ms": -5}"#);
+    std::thread::sleep(Duration::from_millis(3500));
+    let log = s.log();
+    assert_eq!(log.matches("ignoring a member record gslbd did not write").count(), 1, "{log}");
+    assert_eq!(log.matches("ignoring a health observation gslbd did not write").count(), 1, "{log}");
+    let (_, m) = http(s.admin.unwrap(), "GET", "/metrics", None, None);
+    assert!(m.contains("gslbd_cluster_ignored_values_total 5"), "{m}");
+}
+
+/// What a new user's trial found: a reload's new config hash reaches the other members
+/// (drift shows, then clears); a [cluster] change on reload is reported as waiting for a
+/// restart; member records deleted by hand are written again; the end of an override is
+/// attributed on the other instances; a second process on one state_dir is refused.
+#[test]
+fn reloads_deleted_members_and_attribution_across_instances() {
+    if !common::etcd::need_etcd() {
+        return;
+    }
+    use base64::Engine;
+    let etcd = EtcdCluster::start(3);
+    let dir = TempDir::new("cluster-trial");
+    let prefix = format!("/t{}-6", std::process::id());
+    let cfg_a = config(&dir, "a", &etcd.endpoints(), &prefix);
+    let cfg_b = config(&dir, "b", &etcd.endpoints(), &prefix);
+    let (a, b) = (start(&cfg_a), start(&cfg_b));
+    let status = |s: &Server| json(&http(s.admin.unwrap(), "GET", "/v1/status", None, None).1)["cluster"].clone();
+    let until = |what: &str, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(5), "{what}: not within 5 s\n{}\n{}", a.log(), b.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until("both members", &|| status(&a)["members"].as_array().is_some_and(|m| m.len() == 2));
+
+    // B reloads another weight: A sees B's config differ, and B sees A's.
+    let original = std::fs::read_to_string(&cfg_b).unwrap();
+    std::fs::write(&cfg_b, original.replacen("weight = 30", "weight = 31", 1)).unwrap();
+    let (code, body) = admin(&b, "POST", "/v1/reload", None);
+    assert_eq!((code, json(&body)["restart_needed"].clone()), (200, serde_json::json!([])), "{body}");
+    until("A sees B differ", &|| status(&a)["differing_config"] == serde_json::json!(["b"]));
+    until("B sees A differ", &|| status(&b)["differing_config"] == serde_json::json!(["a"]));
+    assert!(a.log().contains("members with a different config"), "{}", a.log());
+    std::fs::write(&cfg_b, &original).unwrap();
+    assert_eq!(admin(&b, "POST", "/v1/reload", None).0, 200);
+    until("drift cleared", &|| status(&a)["differing_config"] == serde_json::json!([]));
+    // A [cluster] change is not applied by a reload, and says so.
+    std::fs::write(&cfg_b, original.replace("lease_ttl = \"3s\"", "lease_ttl = \"4s\"")).unwrap();
+    let (code, body) = admin(&b, "POST", "/v1/reload", None);
+    assert_eq!((code, json(&body)["restart_needed"].clone()), (200, serde_json::json!(["[cluster]"])), "{body}");
+    std::fs::write(&cfg_b, &original).unwrap();
+    assert_eq!(admin(&b, "POST", "/v1/reload", None).0, 200);
+
+    // Someone deletes every member record: each instance writes its own again.
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let members = format!("{prefix}/members/");
+    let body = format!(r#"{{"key": "{}", "range_end": "{}"}}"#, b64(&members), b64(&format!("{prefix}/members0")));
+    assert_eq!(etcd.post(0, "/v3/kv/deleterange", &body).0, 200);
+    until("members back", &|| {
+        [&a, &b].iter().all(|s| {
+            let v = status(s);
+            v["members"].as_array().is_some_and(|m| m.len() == 2) && v["standalone"] == false
+        })
+    });
+
+    // A drain and its end through A: B's audit names A and the token for both.
+    assert_eq!(admin(&a, "POST", "/v1/regions/us-east/drain", None).0, 200);
+    until_answer(&b, EU, Duration::from_secs(1));
+    assert_eq!(admin(&a, "POST", "/v1/regions/us-east/undrain", None).0, 200);
+    until_answer(&b, US, Duration::from_secs(1));
+    let audit = std::fs::read_to_string(b.state_dir.path().join("audit.log")).unwrap();
+    let applied: Vec<&str> = audit.lines().filter(|l| l.contains("applied-from-cluster")).collect();
+    assert_eq!(applied.len(), 2, "{audit}");
+    assert!(applied.iter().all(|l| l.contains("\"instance\":\"a\"") && l.contains("\"token\":\"ops\"")), "{audit}");
+
+    // A second gslbd on A's state directory is refused at start.
+    let out = std::process::Command::new(bin())
+        .args(["--config", &cfg_b, "--state-dir"])
+        .arg(a.state_dir.path())
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("state directory in use") && err.contains("another gslbd holds it"), "{err}");
 }
 
 /// Acceptance 2: one etcd member killed (the first endpoint every instance talks to): for

@@ -34,6 +34,18 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// Refuses what gslbd never writes: a state other than healthy, unhealthy or unknown,
+    /// an RTT that is negative or not finite.
+    pub fn check(&self) -> Result<(), String> {
+        if !matches!(self.state.as_str(), "healthy" | "unhealthy" | "unknown") {
+            return Err(format!("state {:?} is not healthy, unhealthy or unknown", self.state));
+        }
+        match self.rtt_ewma_ms {
+            Some(r) if !(r.is_finite() && r >= 0.0) => Err(format!("rtt_ewma_ms {r} is not a duration")),
+            _ => Ok(()),
+        }
+    }
+
     /// The observation's verdict (`unknown` for anything else written there).
     pub fn verdict(&self) -> Verdict {
         match self.state.as_str() {
@@ -88,7 +100,9 @@ pub fn decide(rule: VerdictRule, fresh: &[Verdict]) -> Verdict {
     let n = fresh.len();
     let up = fresh.iter().filter(|v| **v == Verdict::Healthy).count();
     let is_up = match rule {
-        VerdictRule::Majority => 2 * up > n,
+        // Out only when most observers agree it failed (powergslb #11): a tie keeps it, so
+        // with two probers one broken path to a region cannot take it out everywhere.
+        VerdictRule::Majority => 2 * (n - up) <= n,
         VerdictRule::AnyUp => up >= 1,
         VerdictRule::AllUp => up == n && n > 0,
         VerdictRule::UpIfMoreThan(pct) => (up as f64) * 100.0 > pct * n as f64,
@@ -121,8 +135,12 @@ mod tests {
     fn decide_table() {
         let cases: &[(VerdictRule, &[Verdict], Verdict)] = &[
             (VerdictRule::Majority, &[Healthy, Healthy, Unhealthy], Healthy),
-            (VerdictRule::Majority, &[Healthy, Unhealthy], Unhealthy),
+            // A tie keeps the region: one of two probers cannot take it out.
+            (VerdictRule::Majority, &[Healthy, Unhealthy], Healthy),
+            (VerdictRule::Majority, &[Unhealthy, Healthy, Unhealthy, Healthy], Healthy),
             (VerdictRule::Majority, &[Unhealthy, Unhealthy, Healthy], Unhealthy),
+            (VerdictRule::Majority, &[Unhealthy], Unhealthy),
+            (VerdictRule::Majority, &[Unhealthy, Unhealthy], Unhealthy),
             (VerdictRule::AnyUp, &[Unhealthy, Unhealthy, Healthy], Healthy),
             (VerdictRule::AnyUp, &[Unhealthy], Unhealthy),
             (VerdictRule::AllUp, &[Healthy, Healthy, Unhealthy], Unhealthy),

@@ -86,7 +86,10 @@ pub struct Cluster {
     /// The `[cluster]` table it was built from.
     pub cfg: ClusterConfig,
     etcd: Etcd,
-    me: Member,
+    /// This member's record (its config hash changes on reload).
+    me: std::sync::Mutex<Member>,
+    /// Whether this member has done its full probe round since it joined.
+    ready: AtomicBool,
     lease: AtomicI64,
     connected: AtomicBool,
     /// Since when `connected` has had its current value.
@@ -97,6 +100,13 @@ pub struct Cluster {
     members: std::sync::Mutex<Vec<Member>>,
     /// Values in etcd we ignored (bad JSON, unknown keys, wrong types).
     bad_values: AtomicU64,
+    /// (key, mod revision) of the ignored values already logged and counted: a value is
+    /// reported once, not at every re-list.
+    reported: std::sync::Mutex<std::collections::HashSet<(String, i64)>>,
+    /// The members whose config hash differed at the last look (logged when it changes).
+    drift: std::sync::Mutex<Vec<String>>,
+    /// A live member with our name was found after we started: said once.
+    duplicate_said: AtomicBool,
     /// The probers' published observations: region -> instance -> observation.
     observations: std::sync::Mutex<BTreeMap<String, BTreeMap<String, duty::Observation>>>,
     /// Bumped whenever members or observations change, for the control loop.
@@ -118,13 +128,17 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             cfg,
             etcd,
-            me,
+            me: std::sync::Mutex::new(me),
+            ready: AtomicBool::new(false),
             lease: AtomicI64::new(0),
             connected: AtomicBool::new(false),
             since: std::sync::Mutex::new(SystemTime::now()),
             last_contact: std::sync::Mutex::new(SystemTime::now()),
             members: Default::default(),
             bad_values: AtomicU64::new(0),
+            reported: Default::default(),
+            drift: Default::default(),
+            duplicate_said: AtomicBool::new(false),
             observations: Default::default(),
             changed: tokio::sync::watch::channel(0).0,
             reconnected: tokio::sync::Notify::new(),
@@ -194,11 +208,83 @@ impl Cluster {
         if lease == 0 {
             return Ok(());
         }
-        let key = format!("{}{}", self.members_prefix(), self.cfg.instance);
-        let me = Member { ready: true, ..self.me.clone() };
-        self.etcd.put(&key, &serde_json::to_vec(&me).unwrap_or_default(), lease).await?;
+        self.ready.store(true, Ordering::Relaxed);
+        self.publish_me().await?;
         tracing::info!(instance = %self.cfg.instance, "cluster: one full probe round done; taking probe duties");
         Ok(())
+    }
+
+    /// Writes this member's record (with its readiness and config hash now) under its lease.
+    async fn publish_me(&self) -> Result<(), EtcdError> {
+        let lease = self.lease();
+        if lease == 0 {
+            return Ok(());
+        }
+        let key = format!("{}{}", self.members_prefix(), self.cfg.instance);
+        let me = Member { ready: self.ready.load(Ordering::Relaxed), ..self.me() };
+        self.etcd.put(&key, &serde_json::to_vec(&me).unwrap_or_default(), lease).await
+    }
+
+    /// A reload changed the settings, zones or GeoIP database: the member record carries the
+    /// new hash, so every member's drift check sees it (published now when joined, else at
+    /// the next join).
+    pub async fn set_config_hash(&self, hash: String) {
+        let changed = {
+            let mut me = self.me.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut me.config_hash, hash) != me.config_hash
+        };
+        if changed {
+            if let Err(e) = self.publish_me().await {
+                tracing::warn!(error = %e, "cluster: cannot publish the new config hash; it goes out at the next join");
+            }
+            self.check_drift();
+        }
+    }
+
+    /// Logs once and counts a value under the prefix that gslbd did not write (each key at
+    /// each revision once, however often it is listed again).
+    fn ignore(&self, key: &str, revision: i64, what: &str, error: &str) {
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        if reported.len() > 10_000 {
+            reported.clear();
+        }
+        if reported.insert((key.to_string(), revision)) {
+            self.bad_values.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key, error, "cluster: ignoring {what} gslbd did not write");
+        }
+    }
+
+    /// A member record at `key`, if it is one gslbd wrote (its instance is the key's last
+    /// label); otherwise ignored (logged and counted once).
+    fn decode_member(&self, key: &str, revision: i64, value: &[u8]) -> Option<Member> {
+        let instance = key.strip_prefix(&self.members_prefix()).unwrap_or(key);
+        match serde_json::from_slice::<Member>(value) {
+            Ok(m) if m.instance == instance => Some(m),
+            Ok(m) => {
+                self.ignore(key, revision, "a member record", &format!("names instance {:?}", m.instance));
+                None
+            }
+            Err(e) => {
+                self.ignore(key, revision, "a member record", &e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Logs when the set of members with another config hash than ours changes.
+    fn check_drift(&self) {
+        let mine = self.me().config_hash;
+        let differing: Vec<String> =
+            self.members().into_iter().filter(|m| m.config_hash != mine).map(|m| m.instance).collect();
+        let mut last = self.drift.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != differing {
+            if differing.is_empty() {
+                tracing::info!("cluster: every member has the same config, zones and GeoIP database again");
+            } else {
+                tracing::warn!(members = ?differing, "cluster: members with a different config, zones or GeoIP database");
+            }
+            *last = differing;
+        }
     }
 
     /// The current lease (0: not joined).
@@ -208,26 +294,27 @@ impl Cluster {
 
     /// Applies one member or observation key (None: deleted) to the local view; true if
     /// it was one.
-    fn apply_shared_key(&self, key: &str, value: Option<&[u8]>) -> bool {
+    fn apply_shared_key(&self, key: &str, revision: i64, value: Option<&[u8]>) -> bool {
         if let Some(instance) = key.strip_prefix(&self.members_prefix()) {
-            let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-            members.retain(|m| m.instance != instance);
-            if let Some(v) = value {
-                match serde_json::from_slice::<Member>(v) {
-                    Ok(m) if m.instance == instance => members.push(m),
-                    Ok(_) | Err(_) => {
-                        self.bad_values.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(key, "cluster: ignoring a member record gslbd did not write");
-                    }
-                }
+            let decoded = value.and_then(|v| self.decode_member(key, revision, v));
+            {
+                let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+                members.retain(|m| m.instance != instance);
+                members.extend(decoded);
+                members.sort_by(|a, b| a.instance.cmp(&b.instance));
             }
-            members.sort_by(|a, b| a.instance.cmp(&b.instance));
+            self.check_drift();
             return true;
         }
         if let Some(rest) = key.strip_prefix(&self.health_prefix()) {
             let Some((region, instance)) = rest.split_once('/') else { return false };
             let mut all = self.observations.lock().unwrap_or_else(|p| p.into_inner());
-            match value.map(serde_json::from_slice::<duty::Observation>) {
+            let decoded = value.map(|v| {
+                serde_json::from_slice::<duty::Observation>(v)
+                    .map_err(|e| e.to_string())
+                    .and_then(|o| o.check().map(|()| o))
+            });
+            match decoded {
                 None => {
                     if let Some(r) = all.get_mut(region) {
                         r.remove(instance);
@@ -237,8 +324,10 @@ impl Cluster {
                     all.entry(region.to_string()).or_default().insert(instance.to_string(), o);
                 }
                 Some(Err(error)) => {
-                    self.bad_values.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(key, %error, "cluster: ignoring a health observation gslbd did not write");
+                    // Not half applied: whatever that instance said before stands until
+                    // it writes a good one (or its key goes with its lease).
+                    drop(all);
+                    self.ignore(key, revision, "a health observation", &error);
                 }
             }
             return true;
@@ -288,8 +377,8 @@ impl Cluster {
     }
 
     /// This instance's own record.
-    pub fn me(&self) -> &Member {
-        &self.me
+    pub fn me(&self) -> Member {
+        self.me.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Values found in etcd that gslbd did not write and ignored (`gslbd_cluster_ignored_values_total`).
@@ -299,7 +388,7 @@ impl Cluster {
 
     /// Reads an override value written by anyone: None (with one log line and a count)
     /// unless it is a JSON object of known fields with the right types.
-    fn decode_override(&self, key: &str, value: &[u8]) -> Option<RegionOverride> {
+    fn decode_override(&self, key: &str, revision: i64, value: &[u8]) -> Option<RegionOverride> {
         let parsed = serde_json::from_slice::<Value>(value).map_err(|e| e.to_string()).and_then(|v| {
             let obj = v.as_object().ok_or("not a JSON object")?;
             if let Some(k) = obj.keys().find(|k| !OVERRIDE_FIELDS.contains(&k.as_str())) {
@@ -310,8 +399,7 @@ impl Cluster {
         match parsed {
             Ok(o) => Some(o),
             Err(error) => {
-                self.bad_values.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key, %error, "cluster: ignoring a value in etcd that gslbd did not write");
+                self.ignore(key, revision, "an override", &error);
                 None
             }
         }
@@ -369,20 +457,20 @@ impl Cluster {
                 }
             }
             let (old, rev) = match kvs.first() {
-                Some(kv) => (self.decode_override(&key, &kv.value).unwrap_or_default(), kv.mod_revision),
+                Some(kv) => {
+                    (self.decode_override(&key, kv.mod_revision, &kv.value).unwrap_or_default(), kv.mod_revision)
+                }
                 None => (RegionOverride::default(), 0),
             };
             let mut new = old.clone();
             change(&mut new);
             stamp(&mut new);
-            let value = if new.is_empty() {
-                None
-            } else {
-                Some(
-                    serde_json::to_vec(&new)
-                        .map_err(|e| EtcdError::Decode { path: key.clone(), message: e.to_string() })?,
-                )
-            };
+            // An override back to nothing is written too, not deleted: the other instances
+            // then know who ended the drain or the force (their audit lines say so).
+            let value = Some(
+                serde_json::to_vec(&new)
+                    .map_err(|e| EtcdError::Decode { path: key.clone(), message: e.to_string() })?,
+            );
             match self.etcd.compare_and_put(&key, rev, value.as_deref(), 0).await {
                 Ok(Some(written)) => {
                     self.set_connected(true);
@@ -411,11 +499,11 @@ impl Cluster {
         self.observations.lock().unwrap_or_else(|p| p.into_inner()).clear();
         for kv in kvs {
             if let Some(region) = self.region_of(&kv.key) {
-                if let Some(o) = self.decode_override(&kv.key, &kv.value) {
+                if let Some(o) = self.decode_override(&kv.key, kv.mod_revision, &kv.value) {
                     all.insert(region.to_string(), (o, kv.mod_revision));
                 }
             } else {
-                self.apply_shared_key(&kv.key, Some(&kv.value));
+                self.apply_shared_key(&kv.key, kv.mod_revision, Some(&kv.value));
             }
         }
         self.bump();
@@ -454,12 +542,13 @@ impl Cluster {
                                 next = next.max(e.kv.mod_revision + 1);
                                 let Some(region) = self.region_of(&e.kv.key) else {
                                     let value = (!e.is_delete).then_some(e.kv.value.as_slice());
-                                    shared |= self.apply_shared_key(&e.kv.key, value);
+                                    shared |= self.apply_shared_key(&e.kv.key, e.kv.mod_revision, value);
                                     continue;
                                 };
                                 if e.is_delete {
                                     changes.push((region.to_string(), None, e.kv.mod_revision));
-                                } else if let Some(o) = self.decode_override(&e.kv.key, &e.kv.value) {
+                                } else if let Some(o) = self.decode_override(&e.kv.key, e.kv.mod_revision, &e.kv.value)
+                                {
                                     changes.push((region.to_string(), Some(o), e.kv.mod_revision));
                                 }
                             }
@@ -511,7 +600,8 @@ impl Cluster {
     pub async fn join(&self, state_dir: &Path) -> Result<(), JoinError> {
         let key = format!("{}{}", self.members_prefix(), self.cfg.instance);
         let lease = self.etcd.grant(self.cfg.lease_ttl).await?;
-        let me = Member { ready: false, ..self.me.clone() };
+        self.ready.store(false, Ordering::Relaxed);
+        let me = Member { ready: false, ..self.me() };
         let value = serde_json::to_vec(&me).unwrap_or_default();
         let previous_lease = read_saved_lease(state_dir);
         let (kvs, _) = self.etcd.range(&key, false).await?;
@@ -543,25 +633,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// Lists the members again. Our own record missing while our lease lives (someone
+    /// deleted it) is written again at once, so the member list and the duplicate-name
+    /// check keep seeing us.
     async fn refresh_members(&self) -> Result<(), EtcdError> {
         let (kvs, _) = self.etcd.range(&self.members_prefix(), true).await?;
-        let mut members = Vec::new();
-        for kv in kvs {
-            match serde_json::from_slice::<Member>(&kv.value) {
-                Ok(m) => members.push(m),
-                Err(error) => {
-                    self.bad_values.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(key = %kv.key, %error, "cluster: ignoring a member record gslbd did not write");
-                }
-            }
-        }
-        let differing: Vec<&str> =
-            members.iter().filter(|m| m.config_hash != self.me.config_hash).map(|m| m.instance.as_str()).collect();
-        let before = self.members();
-        let before_differing: Vec<&str> =
-            before.iter().filter(|m| m.config_hash != self.me.config_hash).map(|m| m.instance.as_str()).collect();
-        if differing != before_differing && !differing.is_empty() {
-            tracing::warn!(members = ?differing, "cluster: members with a different config, zones or GeoIP database");
+        let mut members: Vec<Member> =
+            kvs.iter().filter_map(|kv| self.decode_member(&kv.key, kv.mod_revision, &kv.value)).collect();
+        if self.lease() != 0 && !members.iter().any(|m| m.instance == self.cfg.instance) {
+            tracing::warn!(instance = %self.cfg.instance, "cluster: our member record was gone from etcd; writing it again");
+            self.publish_me().await?;
+            members.push(Member { ready: self.ready.load(Ordering::Relaxed), ..self.me() });
         }
         members.sort_by(|a, b| a.instance.cmp(&b.instance));
         let changed = {
@@ -570,6 +652,7 @@ impl Cluster {
             *mine = members;
             changed
         };
+        self.check_drift();
         if changed {
             self.bump();
         }
@@ -578,7 +661,8 @@ impl Cluster {
 
     /// Members whose config hash differs from this instance's.
     pub fn differing_members(&self) -> Vec<String> {
-        self.members().into_iter().filter(|m| m.config_hash != self.me.config_hash).map(|m| m.instance).collect()
+        let mine = self.me().config_hash;
+        self.members().into_iter().filter(|m| m.config_hash != mine).map(|m| m.instance).collect()
     }
 
     /// Keeps the lease alive (every third of its TTL) and the member list fresh until
@@ -605,10 +689,14 @@ impl Cluster {
                         tracing::warn!(lease, "cluster: lease lost; joining again");
                     }
                     match self.join(&state_dir).await {
-                        Ok(()) => {}
+                        Ok(()) => self.duplicate_said.store(false, Ordering::Relaxed),
                         Err(e @ JoinError::Duplicate { .. }) => {
                             self.set_connected(false);
-                            tracing::error!("{e}");
+                            // Found after start (etcd was unreachable then): keep serving
+                            // standalone, say it once, join when the name is free.
+                            if !self.duplicate_said.swap(true, Ordering::Relaxed) {
+                                tracing::error!("{e}; serving standalone until the name is free");
+                            }
                         }
                         Err(JoinError::Etcd(e)) => {
                             self.set_connected(false);
@@ -697,9 +785,9 @@ mod tests {
     #[test]
     fn values_written_by_others_are_ignored_and_counted() {
         let c = cluster();
-        assert_eq!(c.decode_override("k", br#"{"weight": 5, "drained": false}"#).unwrap().weight, Some(5));
+        assert_eq!(c.decode_override("k", 1, br#"{"weight": 5, "drained": false}"#).unwrap().weight, Some(5));
         for bad in [&b"not json"[..], br#"[1]"#, br#"{"weight": "heavy"}"#, br#"{"weight": 1, "colour": "red"}"#] {
-            assert!(c.decode_override("k", bad).is_none(), "{}", String::from_utf8_lossy(bad));
+            assert!(c.decode_override("k", 2, bad).is_none(), "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(c.bad_values(), 4);
         assert_eq!(c.region_of("/t/overrides/eu"), Some("eu"));

@@ -28,7 +28,8 @@ use super::{in_range, parse_duration};
 /// How the observations of the members probing a region become the region's verdict.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum VerdictRule {
-    /// Up when more than half of the fresh observers say up.
+    /// Down only when more than half of the fresh observers say down (a tie keeps the
+    /// region up: with two probers, one broken path cannot take it out).
     Majority,
     /// Up when any fresh observer says up.
     AnyUp,
