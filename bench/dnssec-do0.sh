@@ -20,10 +20,11 @@
 # worker thread, with the difference signed vs unsigned.
 #
 # Environment: N=3000 REPS=1 (callgrind runs per config and query set; the table shows the
-#   first, every run is in instructions.csv) GSLBD=target/release/gslbd
+#   first, every run is in instructions.csv) KEEP_DUMPS=0 (1: keep the callgrind dumps in
+#   OUT_DIR/callgrind/, for callgrind_annotate) GSLBD=target/release/gslbd
 #   OUT_DIR=bench/results/dnssec-do0-<timestamp>.  bench/dnssec-do0.sh --table DIR re-prints.
 # Output: the table on stdout; in OUT_DIR table.txt, instructions.csv, verify.txt, env.txt
-#   and logs/ (gslbd's logs; the callgrind dumps are removed with the temp dir).
+#   and logs/ (gslbd's logs).
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -142,6 +143,9 @@ for rep in $(seq "$REPS"); do
       wait_ready "$name" "$dir/out.log" 120
       sender "$q"
       cg_count "$name" "$dir" "$port" "$SQ" "$SE"
+      if [ "${KEEP_DUMPS:-0}" = 1 ]; then
+        mkdir -p "$OUT_DIR/callgrind/$c-$q-$rep" && cp "$dir"/cg.out.1-* "$OUT_DIR/callgrind/$c-$q-$rep/"
+      fi
       log "callgrind $c $q rep $rep: Ir/query respond worker = $COUNTED"
       echo "$c,$q,$rep,${COUNTED// /,}" >> "$OUT_DIR/instructions.csv"
     done
