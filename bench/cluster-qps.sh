@@ -5,7 +5,8 @@
 # same zones and services (bench/gslb.toml, admin API on): `standalone` without [cluster] and
 # `cluster` with a [cluster] table on that etcd. Before measuring it checks that the cluster
 # instance has joined (/v1/status: cluster.connected, itself among the members), that the
-# standalone one has no cluster section, and that both answer www and the geo service right.
+# standalone one has no cluster section, and that both answer www, NXDOMAIN and the geo
+# service right.
 # Then, for the query sets www (static A) and geo (geo -> nearest, ECS from ~3,700 client
 # networks, bench/ecs-queries.pl), it measures both ways:
 #   1. dnsperf, REPS runs of SECS each, interleaved (A B B A ...): qps per core of server CPU
