@@ -5,7 +5,8 @@
 # same zones and services (bench/gslb.toml, admin API on): `standalone` without [cluster] and
 # `cluster` with a [cluster] table on that etcd. Before measuring it checks that the cluster
 # instance has joined (/v1/status: cluster.connected, itself among the members), that the
-# standalone one has no cluster section, and that both answer www and the geo service right.
+# standalone one has no cluster section, and that both answer www, NXDOMAIN and the geo
+# service right.
 # Then, for the query sets www (static A) and geo (geo -> nearest, ECS from ~3,700 client
 # networks, bench/ecs-queries.pl), it measures both ways:
 #   1. dnsperf, REPS runs of SECS each, interleaved (A B B A ...): qps per core of server CPU
@@ -107,17 +108,6 @@ config() {
   echo "$f"
 }
 
-# wait_ready NAME LOG: until gslbd's ready line (bounded)
-wait_ready() {
-  local name=$1 logf=$2 tmo=${3:-$START_TIMEOUT} t0
-  t0=$(date +%s)
-  until grep -q '^ready dns=' "$logf"; do
-    kill -0 "${PID[$name]}" 2>/dev/null || { tail -5 "$logf" >&2; die "$name exited without printing 'ready' (log: $logf)"; }
-    [ $(($(date +%s) - t0)) -lt "$tmo" ] || die "$name printed no 'ready' line within ${tmo}s (log: $logf)"
-    sleep 0.1
-  done
-}
-
 # check_mode NAME CONFIG INSTANCE [TIMEOUT]: standalone must have no cluster section in
 # /v1/status; cluster must show connected with itself among the members (polled: the join
 # and the first member listing take a moment, longer under valgrind).
@@ -155,27 +145,6 @@ start_gslbd() {  # start_gslbd CONFIG: the server named CONFIG, for dnsperf
   log "$c is up: pid ${PID[$c]}, dns $HOST:${PORT[$c]}, admin ${ADMIN[$c]}"
 }
 
-# ----------------------------------------------------------------- verify
-# www: 192.0.2.10, authoritative, over UDP and TCP; geo.example.test: each test client subnet
-# gets its continent's region, clients on no continent of the map the nearest, unknown ones
-# the default (the checks of bench/dns-qps.sh).
-verify() {
-  local s=$1 port=${PORT[$1]} out ok=1 pair
-  out=$(dig +norec @"$HOST" -p "$port" www.example.test A)
-  echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'flags: qr aa' \
-    && echo "$out" | grep -Eq '^www\.example\.test\.\s+300\s+IN\s+A\s+192\.0\.2\.10$' || ok=0
-  [ "$(dig +short +tcp @"$HOST" -p "$port" www.example.test A)" = 192.0.2.10 ] || ok=0
-  for pair in 81.2.69.0/24=192.0.2.22 216.160.83.0/24=192.0.2.21 202.196.224.0/24=192.0.2.23 \
-              41.0.7.0/24=192.0.2.23 200.160.0.0/24=192.0.2.21 198.18.5.0/24=192.0.2.21; do
-    [ "$(dig +short @"$HOST" -p "$port" geo.example.test A +subnet="${pair%=*}")" = "${pair#*=}" ] || ok=0
-  done
-  {
-    echo "== $s $HOST:$port ok=$ok"; echo "$out"
-    echo "$s geo.example.test for 81.2.69.0/24: $(dig +short @"$HOST" -p "$port" geo.example.test A +subnet=81.2.69.0/24)"
-  } >> "$OUT_DIR/verify.txt"
-  [ $ok = 1 ] || die "$s gave a wrong answer (see $OUT_DIR/verify.txt)"
-}
-
 # ---------------------------------------------------------------- dnsperf
 NOISY_RETRIES=${NOISY_RETRIES:-1}
 one() {  # one REP CONFIG QSET: one run, repeated when noisy (as in bench/dns-qps.sh)
@@ -191,33 +160,18 @@ one() {  # one REP CONFIG QSET: one run, repeated when noisy (as in bench/dns-qp
 }
 
 # --------------------------------------------------------------- callgrind
-# count CONFIG QSET: gslbd under callgrind (every thread in its own file); once it is up
-# (and joined, for cluster) the counters are zeroed, N queries sent, the counters dumped.
-# Sets COUNTED="respond worker": Ir per query inside frontend::respond, and of the whole
-# threads that ran it (the UDP worker loop). Runs in this shell, not in $(...), so that the
-# EXIT trap stops valgrind if anything fails.
+# count CONFIG QSET: gslbd under callgrind (lib.sh's cg_start, cg_count); once it is up (and
+# joined, for cluster) N queries of QSET are counted. Sets COUNTED="respond worker".
 count() {
-  local c=$1 q=$2 name=cg-$1-$2 cfg port dir=$RUN/cg-$1-$2 f respond=0 worker=0
+  local c=$1 q=$2 name=cg-$1-$2 cfg port dir=$RUN/cg-$1-$2
   cfg=$(config "$c" "bench-cg-$q-$$") || exit 1
   port=$(free_port 5350); ADMIN[$name]=$HOST:$(free_port 8150)
   mkdir -p "$dir/state"
-  start "$name" "$dir/out.log" valgrind --tool=callgrind --separate-threads=yes \
-    --callgrind-out-file="$dir/cg.out" "$GSLBD" --config "$cfg" --listen "$HOST:$port" \
+  cg_start "$name" "$dir" --config "$cfg" --listen "$HOST:$port" \
     --admin-listen "${ADMIN[$name]}" --state-dir "$dir/state"
   wait_ready "$name" "$dir/out.log" 120
   check_mode "$name" "$c" "bench-cg-$q-$$" 120
-  callgrind_control -z "${PID[$name]}" > "$dir/zero.log" 2>&1 || die "callgrind_control -z failed (see $dir/zero.log)"
-  python3 "$BENCH/send-queries.py" "$port" "$q" "$N" || die "$c: wrong answers under callgrind"
-  callgrind_control -d "${PID[$name]}" > "$dir/dump.log" 2>&1 || die "callgrind_control -d failed (see $dir/dump.log)"
-  stop_one "$name"
-  for f in "$dir"/cg.out.1-*; do
-    grep -q 'respond_signed' "$f" || continue
-    worker=$((worker + $(awk '/^totals:/ { print $2 }' "$f")))
-    respond=$((respond + $(callgrind_annotate --inclusive=yes "$f" 2>/dev/null \
-      | awk '/frontend::respond_signed/ && !done { gsub(",", "", $1); print $1; done = 1 }')))
-  done
-  [ "$worker" -gt 0 ] && [ "$respond" -gt 0 ] || die "$c $q: no frontend::respond in the callgrind dump ($dir)"
-  COUNTED=$(awk -v r="$respond" -v w="$worker" -v n="$N" 'BEGIN { printf "%.0f %.0f", r / n, w / n }')
+  cg_count "$name" "$dir" "$port" "$q"
 }
 
 # ------------------------------------------------------------------ main
@@ -234,7 +188,7 @@ head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/admin.token"
 
 start_etcd
 for c in $CONFIGS; do start_gslbd "$c"; done
-for c in $CONFIGS; do verify "$c"; done
+for c in $CONFIGS; do verify_gslb "$c" "${PORT[$c]}"; done
 log "modes and answers verified; $REPS x ${SECS}s runs per config and query set"
 
 CSV=$OUT_DIR/runs.csv

@@ -1,4 +1,4 @@
-# bench/lib.sh: helpers shared by dns-qps.sh and zone-size.sh (sourced, not run).
+# bench/lib.sh: helpers shared by the bench scripts (sourced, not run).
 #
 # Servers are started by hand as children of the calling script, on free
 # 127.0.0.1 ports; their PIDs are kept in PID[name] and stop_all (installed as
@@ -129,6 +129,74 @@ stop_one() {
   return 0
 }
 stop_all() { local n; for n in "${!PID[@]}"; do stop_one "$n"; done; }
+
+# wait_ready NAME LOG [TIMEOUT]: until gslbd's ready line (bounded)
+wait_ready() {
+  local name=$1 logf=$2 tmo=${3:-$START_TIMEOUT} t0
+  t0=$(date +%s)
+  until grep -q '^ready dns=' "$logf"; do
+    kill -0 "${PID[$name]}" 2>/dev/null || { tail -5 "$logf" >&2; die "$name exited without printing 'ready' (log: $logf)"; }
+    [ $(($(date +%s) - t0)) -lt "$tmo" ] || die "$name printed no 'ready' line within ${tmo}s (log: $logf)"
+    sleep 0.1
+  done
+}
+
+# verify_gslb NAME PORT: gslbd serving bench/gslb.toml answers right (the checks of
+# dns-qps.sh): www 192.0.2.10, authoritative, over UDP and TCP; a nonexistent name an
+# authoritative NXDOMAIN with the SOA; geo.example.test: each test client subnet its
+# continent's region, clients on no continent of the map the nearest, unknown ones the
+# default. Appends what it saw to $OUT_DIR/verify.txt; dies on a wrong answer.
+verify_gslb() {
+  local s=$1 port=$2 out nx ok=1 pair
+  out=$(dig +norec @"$HOST" -p "$port" www.example.test A)
+  echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'flags: qr aa' \
+    && echo "$out" | grep -Eq '^www\.example\.test\.\s+300\s+IN\s+A\s+192\.0\.2\.10$' || ok=0
+  [ "$(dig +short +tcp @"$HOST" -p "$port" www.example.test A)" = 192.0.2.10 ] || ok=0
+  nx=$(dig +norec @"$HOST" -p "$port" nx0042.example.test A)
+  echo "$nx" | grep -q 'status: NXDOMAIN' && echo "$nx" | grep -q 'flags: qr aa' \
+    && echo "$nx" | grep -Eq '^example\.test\.\s+[0-9]+\s+IN\s+SOA' || ok=0
+  for pair in 81.2.69.0/24=192.0.2.22 216.160.83.0/24=192.0.2.21 202.196.224.0/24=192.0.2.23 \
+              41.0.7.0/24=192.0.2.23 200.160.0.0/24=192.0.2.21 198.18.5.0/24=192.0.2.21; do
+    [ "$(dig +short @"$HOST" -p "$port" geo.example.test A +subnet="${pair%=*}")" = "${pair#*=}" ] || ok=0
+  done
+  {
+    echo "== $s $HOST:$port ok=$ok"; echo "$out"; echo "$nx"
+    echo "$s geo.example.test for 81.2.69.0/24: $(dig +short @"$HOST" -p "$port" geo.example.test A +subnet=81.2.69.0/24)"
+  } >> "$OUT_DIR/verify.txt"
+  [ $ok = 1 ] || die "$s gave a wrong answer (see $OUT_DIR/verify.txt)"
+}
+
+# ----------------------------------------------------------------- callgrind
+# Instructions per query under valgrind's callgrind, which do not depend on the machine's
+# load. cg_start NAME DIR GSLBD_ARGS...: gslbd under callgrind, every thread counted in its
+# own file DIR/cg.out.*; the caller waits until it is up (wait_ready, ...), then calls
+# cg_count NAME DIR PORT QSET [EDNS]: counters zeroed, N queries of QSET sent one at a time
+# (bench/send-queries.py PORT QSET N EDNS), counters dumped, NAME stopped. Sets
+# COUNTED="respond worker": Ir per query inside frontend::respond_signed (inclusive: decode,
+# answer, sign when asked, encode) and of the whole threads that ran it (the UDP worker loop:
+# batch receive and send, the once-per-batch snapshot load; not the system calls). Both run
+# in the caller's shell, not in $(...), so that its EXIT trap stops valgrind on failure.
+cg_start() {
+  local name=$1 dir=$2; shift 2
+  mkdir -p "$dir"
+  start "$name" "$dir/out.log" valgrind --tool=callgrind --separate-threads=yes \
+    --callgrind-out-file="$dir/cg.out" "$GSLBD" "$@"
+}
+cg_count() {
+  local name=$1 dir=$2 port=$3 q=$4 edns=${5:-do0} f respond=0 worker=0
+  callgrind_control -z "${PID[$name]}" > "$dir/zero.log" 2>&1 || die "callgrind_control -z failed (see $dir/zero.log)"
+  python3 "$BENCH/send-queries.py" "$port" "$q" "$N" "$edns" || die "$name: wrong answers under callgrind"
+  callgrind_control -d "${PID[$name]}" > "$dir/dump.log" 2>&1 || die "callgrind_control -d failed (see $dir/dump.log)"
+  stop_one "$name"
+  for f in "$dir"/cg.out.1-*; do
+    grep -q 'respond_signed' "$f" || continue
+    worker=$((worker + $(awk '/^totals:/ { print $2 }' "$f")))
+    respond=$((respond + $(callgrind_annotate --inclusive=yes "$f" 2>/dev/null \
+      | awk '/frontend::respond_signed/ && !done { gsub(",", "", $1); print $1; done = 1 }')))
+  done
+  [ "$worker" -gt 0 ] && [ "$respond" -gt 0 ] || die "$name: no frontend::respond_signed in the callgrind dump ($dir)"
+  COUNTED=$(awk -v r="$respond" -v w="$worker" -v n="$N" 'BEGIN { printf "%.0f %.0f", r / n, w / n }')
+}
 
 # ------------------------------------------------------------------- dnsperf
 # busy and total CPU ticks of the whole machine
