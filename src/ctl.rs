@@ -451,6 +451,37 @@ fn render_projection(p: &Value) -> String {
     out
 }
 
+/// Cluster mode's line of `status`: this instance, etcd, the members and what differs
+/// (empty without `[cluster]`).
+fn render_cluster(c: &Value) -> String {
+    if !c.is_object() {
+        return String::new();
+    }
+    let members: Vec<String> = c["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let name = or_dash(&m["instance"]);
+            if m["ready"].as_bool() == Some(true) { name } else { format!("{name} (not ready)") }
+        })
+        .collect();
+    let connected = if c["connected"].as_bool() == Some(true) { "connected to etcd" } else { "ETCD UNREACHABLE" };
+    let since = c["since"].as_u64().map_or("-".to_string(), utc);
+    let mut out = format!(
+        "cluster: instance {} (site {}), {connected} since {since}{}; members {}\n",
+        or_dash(&c["instance"]),
+        or_dash(&c["site"]),
+        if c["standalone"].as_bool() == Some(true) { ", STANDALONE (probing every region)" } else { "" },
+        if members.is_empty() { "-".to_string() } else { members.join(", ") }
+    );
+    let differing = list(&c["differing_config"]);
+    if differing != "-" {
+        out += &format!("cluster: members with another config, zones or GeoIP database: {differing}\n");
+    }
+    out
+}
+
 fn render_status(v: &Value) -> String {
     let regions: Vec<Vec<String>> = v["regions"]
         .as_array()
@@ -493,11 +524,13 @@ fn render_status(v: &Value) -> String {
         })
         .collect();
     let mut out = format!(
-        "gslbd {}, up {} s, {} zones\n\nREGIONS\n",
+        "gslbd {}, up {} s, {} zones\n",
         or_dash(&v["version"]),
         or_dash(&v["uptime_seconds"]),
         v["zones"].as_array().map_or(0, Vec::len)
     );
+    out += &render_cluster(&v["cluster"]);
+    out += "\nREGIONS\n";
     out += &table(&["NAME", "UP", "HEALTH", "WEIGHT", "RTT", "RECENT", "OVERRIDE", "REASON"], &regions);
     out += "\nSERVICES\n";
     out += &table(&["NAME", "POLICY", "MODE", "TTL", "ANSWER A", "ANSWER AAAA"], &services);
@@ -685,6 +718,28 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc(1_796_017_735), "2026-11-30T05:48:55Z");
+    }
+
+    #[test]
+    fn cluster_mode_shows_in_one_line_of_status() {
+        assert_eq!(render_cluster(&Value::Null), "");
+        let c = json!({
+            "instance": "ns1", "site": "fra", "connected": false, "since": 951_782_400, "standalone": true,
+            "members": [{"instance": "ns1", "ready": true}, {"instance": "ns2", "ready": false}],
+            "differing_config": ["ns2"],
+        });
+        assert_eq!(
+            render_cluster(&c),
+            "cluster: instance ns1 (site fra), ETCD UNREACHABLE since 2000-02-29T00:00:00Z, STANDALONE (probing every \
+             region); members ns1, ns2 (not ready)\n\
+             cluster: members with another config, zones or GeoIP database: ns2\n"
+        );
+        let c = json!({"instance": "a", "site": "s", "connected": true, "since": 0, "standalone": false,
+            "members": [{"instance": "a", "ready": true}], "differing_config": []});
+        assert_eq!(
+            render_cluster(&c),
+            "cluster: instance a (site s), connected to etcd since 1970-01-01T00:00:00Z; members a\n"
+        );
     }
 
     #[test]
