@@ -515,9 +515,11 @@ fn override_result(r: Result<crate::overrides::RegionOverride, OverrideError>) -
             error(StatusCode::NOT_FOUND, format!("unknown region {name:?}"), Some("name"))
         }
         Err(e @ OverrideError::NotSaved(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
-        Err(e @ (OverrideError::ClusterUnreachable(_) | OverrideError::ClusterUnconfirmed(_))) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
-        }
+        Err(
+            e @ (OverrideError::ClusterUnreachable(_)
+            | OverrideError::ClusterUnconfirmed(_)
+            | OverrideError::ClusterRefused(_)),
+        ) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
         Err(OverrideError::WouldHurt(services)) => {
             let message = OverrideError::WouldHurt(services.clone()).to_string();
             (StatusCode::CONFLICT, Json(json!({ "error": message, "field": "force", "services": services })))

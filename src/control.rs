@@ -179,6 +179,10 @@ pub enum OverrideError {
     /// Cluster mode and etcd cannot take the write: nothing changed anywhere.
     #[error("cluster store unreachable; nothing changed ({0})")]
     ClusterUnreachable(String),
+    /// Cluster mode: etcd answered and refused the request (e.g. its auth or permissions):
+    /// nothing changed anywhere.
+    #[error("cluster store refused the request; nothing changed ({0})")]
+    ClusterRefused(String),
     /// Cluster mode: the write was sent to etcd and never confirmed, and reading it back
     /// failed too; it may be committed (then every instance applies it from the watch).
     #[error(
@@ -840,6 +844,7 @@ impl Control {
                     crate::cluster::etcd::EtcdError::NoAnswer { .. } => {
                         OverrideError::ClusterUnconfirmed(e.to_string())
                     }
+                    crate::cluster::etcd::EtcdError::Status { .. } => OverrideError::ClusterRefused(e.to_string()),
                     e => OverrideError::ClusterUnreachable(e.to_string()),
                 })?;
                 serial.cluster_revs.insert(region.to_string(), rev);

@@ -207,7 +207,14 @@ impl Etcd {
         // Only a failed connect proves the request never reached etcd; any later failure
         // leaves the outcome of a write unknown.
         let failed = |e: reqwest::Error| {
-            let (endpoint, message) = (endpoint.to_string(), e.to_string());
+            // The whole chain: the TLS or connect cause is in the sources, not the top error.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                message = format!("{message}: {inner}");
+                source = inner.source();
+            }
+            let endpoint = endpoint.to_string();
             if e.is_connect() {
                 EtcdError::Unreachable { endpoint, message }
             } else {
@@ -222,6 +229,14 @@ impl Etcd {
                 *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             let mut body: String = text.chars().take(300).collect();
+            if endpoint.starts_with("https://") && text.contains("connection closed") {
+                // etcd's gateway dials its own gRPC port with the server certificate; with
+                // --client-cert-auth that certificate is checked as a client's.
+                body.push_str(
+                    " (hint: with --client-cert-auth, etcd's server certificate needs extendedKeyUsage \
+                     clientAuth as well as serverAuth)",
+                );
+            }
             if text.contains("CommonName of client") {
                 // etcd 3.4 with auth on: its gateway cannot use a certificate's CN as the
                 // user, so it refuses every request that presents one.

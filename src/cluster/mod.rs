@@ -353,21 +353,26 @@ impl Cluster {
         *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) + self.cfg.lease_ttl
     }
 
-    fn set_connected(&self, now: bool) {
-        if now {
-            *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
-        }
-        if self.connected.swap(now, Ordering::Relaxed) != now {
+    /// etcd did not answer (or refused us): `why` goes into the warn line of the change.
+    fn disconnected(&self, why: &dyn std::fmt::Display) {
+        if self.connected.swap(false, Ordering::Relaxed) {
             *self.since.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
-            if now {
-                self.reconnected.notify_waiters();
-                tracing::info!(instance = %self.cfg.instance, "cluster: connected to etcd");
-            } else {
-                tracing::warn!(
-                    instance = %self.cfg.instance,
-                    "cluster: etcd unreachable; answering from the last overrides, admin changes refused"
-                );
-            }
+            tracing::warn!(
+                instance = %self.cfg.instance,
+                reason = %why,
+                "cluster: etcd unreachable or refusing; answering from the last overrides, admin changes refused"
+            );
+        }
+    }
+
+    /// etcd answered: the last contact is now, and a change back to connected is logged
+    /// and wakes the watch (to list again).
+    fn answered(&self) {
+        *self.last_contact.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
+        if !self.connected.swap(true, Ordering::Relaxed) {
+            *self.since.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
+            self.reconnected.notify_waiters();
+            tracing::info!(instance = %self.cfg.instance, "cluster: connected to etcd");
         }
     }
 
@@ -427,7 +432,7 @@ impl Cluster {
         // The last attempt whose outcome is unknown: old value, new value, bytes sent.
         let mut unknown: Option<(RegionOverride, RegionOverride, Option<Vec<u8>>, i64)> = None;
         for _ in 0..16 {
-            let read = self.etcd.range(&key, false).await.inspect_err(|_| self.set_connected(false));
+            let read = self.etcd.range(&key, false).await.inspect_err(|e| self.disconnected(e));
             let (kvs, store_rev) = match (read, &unknown) {
                 (Ok(read), _) => read,
                 // Nothing was written yet: a read without an answer changed nothing.
@@ -451,7 +456,7 @@ impl Cluster {
                     _ => None,
                 };
                 if let Some(rev) = landed {
-                    self.set_connected(true);
+                    self.answered();
                     tracing::info!(key, "a write whose answer was lost was found committed");
                     return Ok((old, new, rev));
                 }
@@ -473,7 +478,7 @@ impl Cluster {
             );
             match self.etcd.compare_and_put(&key, rev, value.as_deref(), 0).await {
                 Ok(Some(written)) => {
-                    self.set_connected(true);
+                    self.answered();
                     return Ok((old, new, written));
                 }
                 Ok(None) => {}
@@ -582,7 +587,8 @@ impl Cluster {
                     if lease != 0 {
                         match self.etcd.keep_alive(lease).await {
                             Ok(true) => {}
-                            Ok(false) | Err(_) => self.set_connected(false),
+                            Ok(false) => self.disconnected(&"the lease expired"),
+                            Err(e) => self.disconnected(&e),
                         }
                     }
                     tokio::select! {
@@ -627,7 +633,7 @@ impl Cluster {
         {
             tracing::warn!(error = %e, "cluster: cannot save the lease id; a restart within lease_ttl may be refused");
         }
-        self.set_connected(true);
+        self.answered();
         self.refresh_members().await?;
         tracing::info!(instance = %self.cfg.instance, site = %self.cfg.site, lease, "cluster: joined");
         Ok(())
@@ -679,7 +685,7 @@ impl Cluster {
             let alive = if lease == 0 { Ok(false) } else { self.etcd.keep_alive(lease).await };
             match alive {
                 Ok(true) => {
-                    self.set_connected(true);
+                    self.answered();
                     if let Err(e) = self.refresh_members().await {
                         tracing::debug!(error = %e, "cluster: cannot list members");
                     }
@@ -691,7 +697,7 @@ impl Cluster {
                     match self.join(&state_dir).await {
                         Ok(()) => self.duplicate_said.store(false, Ordering::Relaxed),
                         Err(e @ JoinError::Duplicate { .. }) => {
-                            self.set_connected(false);
+                            self.disconnected(&"this instance's name is live elsewhere");
                             // Found after start (etcd was unreachable then): keep serving
                             // standalone, say it once, join when the name is free.
                             if !self.duplicate_said.swap(true, Ordering::Relaxed) {
@@ -699,14 +705,14 @@ impl Cluster {
                             }
                         }
                         Err(JoinError::Etcd(e)) => {
-                            self.set_connected(false);
+                            self.disconnected(&e);
                             tracing::debug!(error = %e, "cluster: cannot join");
                         }
                     }
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "cluster: lease keep-alive failed");
-                    self.set_connected(false);
+                    self.disconnected(&e);
                 }
             }
         }

@@ -88,7 +88,7 @@ pub struct ClusterConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
-    etcd: Spanned<Vec<Spanned<String>>>,
+    etcd: Option<Spanned<Vec<Spanned<String>>>>,
     prefix: Option<Spanned<String>>,
     instance: Option<Spanned<String>>,
     site: Option<Spanned<String>>,
@@ -143,18 +143,27 @@ fn has_pem(pem: &[u8], kind: &str) -> bool {
     text.lines().any(|l| l.starts_with("-----BEGIN ") && l.contains(kind))
 }
 
-pub(super) fn validate(raw: RawCluster, base: &Path, report: &mut Report<'_>) -> Option<ClusterConfig> {
+pub(super) fn validate(
+    raw: RawCluster,
+    table: std::ops::Range<usize>,
+    base: &Path,
+    report: &mut Report<'_>,
+) -> Option<ClusterConfig> {
     let mut ok = true;
     let mut etcd = Vec::new();
-    if raw.etcd.get_ref().is_empty() {
+    let Some(endpoints) = raw.etcd else {
+        report(table, "cluster.etcd is missing".into(), Some("list etcd client URLs, e.g. etcd = [\"http://127.0.0.1:2379\"]"));
+        return None;
+    };
+    if endpoints.get_ref().is_empty() {
         report(
-            raw.etcd.span(),
+            endpoints.span(),
             "cluster.etcd is empty".into(),
             Some("list etcd client URLs, e.g. [\"http://127.0.0.1:2379\"]"),
         );
         ok = false;
     }
-    for url in raw.etcd.get_ref() {
+    for url in endpoints.get_ref() {
         let u = url.get_ref().trim_end_matches('/');
         let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://"));
         if rest.is_none_or(|r| r.is_empty() || r.contains('/')) {
@@ -187,7 +196,7 @@ pub(super) fn validate(raw: RawCluster, base: &Path, report: &mut Report<'_>) ->
         instance = i.get_ref().clone();
     }
     if !is_plain_name(&instance) {
-        let span = raw.instance.as_ref().map_or(raw.etcd.span(), |i| i.span());
+        let span = raw.instance.as_ref().map_or(table.clone(), |i| i.span());
         report(
             span,
             format!("cluster.instance: {instance:?} is not a plain name"),
@@ -252,7 +261,11 @@ pub(super) fn validate(raw: RawCluster, base: &Path, report: &mut Report<'_>) ->
         if has_pem(&pem, "CERTIFICATE") {
             tls.ca_pem = pem;
         } else {
-            report(ca.span(), "cluster.tls_ca_file: no PEM certificate in it".into(), None);
+            report(
+                ca.span(),
+                "cluster.tls_ca_file: no PEM certificate in it".into(),
+                Some("a PEM file with -----BEGIN CERTIFICATE----- blocks: the CA of etcd's server certificates"),
+            );
             ok = false;
         }
     }
@@ -382,8 +395,9 @@ mod tests {
     fn unknown_keys_and_missing_etcd_are_errors() {
         let e = errs("[cluster]\netcd = [\"http://a:1\"]\nleader = true\n");
         assert!(e[0].contains(":3:1: error: unknown field `leader`"), "{e:?}");
-        let e = errs("[cluster]\nsite = \"x\"\n");
-        assert!(e[0].contains("missing field `etcd`"), "{e:?}");
+        let e = errs("[zones]\ndirectory = \"z\"\n[cluster]\nsite = \"x\"\n");
+        assert!(e[0].contains("error: cluster.etcd is missing"), "{e:?}");
+        assert!(e[0].contains("hint: list etcd client URLs"), "{e:?}");
     }
 
     #[test]

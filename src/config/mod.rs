@@ -158,7 +158,7 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     notify: Vec<notify::RawNotify>,
-    cluster: Option<cluster::RawCluster>,
+    cluster: Option<Spanned<cluster::RawCluster>>,
     #[serde(default)]
     dnssec: RawDnssec,
     #[serde(default)]
@@ -331,7 +331,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Vec<LoadError>> {
     }
     if let Some(c) = raw.cluster {
         let mut report = |span, msg, hint: Option<&str>| errors.push(at(span, msg, hint));
-        cfg.cluster = cluster::validate(c, base, &mut report);
+        let table = c.span();
+        cfg.cluster = cluster::validate(c.into_inner(), table, base, &mut report);
     }
     let raw_admin = raw.admin;
     cfg.admin.listen = if raw_admin.enabled == Some(false) { None } else { Some(DEFAULT_ADMIN_LISTEN) };
