@@ -188,6 +188,14 @@ fn a_duplicate_live_instance_name_is_refused() {
     let drain = |region: &str, body: Option<&str>| admin(&first, "POST", &format!("/v1/regions/{region}/drain"), body);
     assert_eq!(drain("ap-south", Some(r#"{"force": true}"#)).0, 200);
     assert_eq!(drain("eu-west", Some(r#"{"force": true}"#)).0, 200);
+    // The dry run names them as well, where no region is overloaded (ctl said "would be
+    // accepted" here once, while the drain itself got 409).
+    let (code, text) = admin(&first, "POST", "/v1/regions/us-east/drain?dry_run=true", None);
+    assert_eq!(code, 200, "{text}");
+    let projection = &json(&text)["projection"];
+    assert_eq!(projection["overloaded"], serde_json::json!([]), "{projection}");
+    let below = projection["below_min_healthy"].as_array().unwrap();
+    assert!(below.iter().any(|s| s == "failover.svc.test."), "{projection}");
     let (code, text) = drain("us-east", None);
     assert_eq!(code, 409, "{text}");
     let body = json(&text);
