@@ -675,7 +675,7 @@ async fn drain(
         .map(|p| snap.gslb.regions[p.region as usize].name.clone())
         .collect();
     // Cluster mode's guard rail, which the drain itself meets in set_override: named here
-    // so that a dry run tells of both refusals.
+    // so that a dry run tells of both refusals, and a forced drain is audited as such.
     let below = api.control.would_hurt(&name, |o| o.drained = true);
     let report = json!({
         "region": name,
@@ -699,7 +699,9 @@ async fn drain(
         );
         return (StatusCode::CONFLICT, Json(json!({ "error": message, "projection": report }))).into_response();
     }
-    let action = if overloaded.is_empty() { "drain" } else { "drain-forced" };
+    // Without force, a drain past the guard rail is refused below; with it, one that needed
+    // it (either limit) is audited as forced.
+    let action = if overloaded.is_empty() && below.is_empty() { "drain" } else { "drain-forced" };
     override_result(
         api.control.set_override(&name, &caller.client, &caller.token, action, req.force, |o| o.drained = true).await,
     )
