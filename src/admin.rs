@@ -651,8 +651,9 @@ struct DrainQuery {
 }
 
 /// Drains a region, unless its clients would push a remaining region over
-/// `admin.drain_max_utilisation` (409 with the projections; `"force": true` drains anyway).
-/// `?dry_run=true` only reports the projections.
+/// `admin.drain_max_utilisation` (409 with the projections; `"force": true` drains anyway),
+/// or in cluster mode it would leave a service below min_healthy (409 from the guard rail).
+/// `?dry_run=true` only reports the projections and the services below min_healthy.
 async fn drain(
     State(api): State<Api>,
     Path(name): Path<String>,
@@ -675,6 +676,9 @@ async fn drain(
         .filter(|p| p.projected.is_some_and(|u| u > max))
         .map(|p| snap.gslb.regions[p.region as usize].name.clone())
         .collect();
+    // Cluster mode's guard rail, which the drain itself meets in set_override: named here
+    // so that a dry run tells of both refusals, and a forced drain is audited as such.
+    let below = api.control.would_hurt(&name, |o| o.drained = true);
     let report = json!({
         "region": name,
         "utilisation": snap.status.regions.get(id as usize).and_then(|s| s.utilisation),
@@ -685,6 +689,7 @@ async fn drain(
             "projected_utilisation": p.projected,
         })).collect::<Vec<_>>(),
         "overloaded": overloaded,
+        "below_min_healthy": below,
     });
     if q.dry_run == Some(true) {
         return Json(json!({ "ok": true, "dry_run": true, "projection": report })).into_response();
@@ -696,7 +701,9 @@ async fn drain(
         );
         return (StatusCode::CONFLICT, Json(json!({ "error": message, "projection": report }))).into_response();
     }
-    let action = if overloaded.is_empty() { "drain" } else { "drain-forced" };
+    // Without force, a drain past the guard rail is refused below; with it, one that needed
+    // it (either limit) is audited as forced.
+    let action = if overloaded.is_empty() && below.is_empty() { "drain" } else { "drain-forced" };
     override_result(
         api.control.set_override(&name, &caller.client, &caller.token, action, req.force, |o| o.drained = true).await,
     )

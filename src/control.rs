@@ -897,6 +897,23 @@ impl Control {
         Ok(new)
     }
 
+    /// The services that `change` to `region` would take below their min_healthy: what
+    /// [`Control::set_override`] refuses without `force` (its guard rail, checked the same
+    /// way against the same inputs), for a dry run or to name a forced change. Empty
+    /// without `[cluster]`, where that guard rail does not apply. Changes nothing.
+    pub fn would_hurt(&self, region: &str, change: impl Fn(&mut crate::overrides::RegionOverride)) -> Vec<String> {
+        if self.cluster.is_none() {
+            return Vec::new();
+        }
+        let current = self.overrides_tx.borrow().clone();
+        let mut after = (*current).clone();
+        let mut o = after.regions.get(region).cloned().unwrap_or_default();
+        change(&mut o);
+        after.regions.insert(region.to_string(), o);
+        let health = self.health_rx.borrow().clone();
+        hurt_services(&self.state.load().gslb, &health, &current, &after, crate::overrides::now())
+    }
+
     /// Drops forces whose time is up; called every second.
     pub async fn expire_forces(&self) {
         let _serial = self.inner.lock().await;

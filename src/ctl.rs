@@ -439,14 +439,23 @@ fn render_projection(p: &Value) -> String {
         util(&p["utilisation"])
     );
     out += &table(&["REGION", "NOW", "AFTER", ""], &rows);
-    let overloaded: Vec<&str> = p["overloaded"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    if overloaded.is_empty() {
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+    };
+    // Each limit the drain would meet: the safe-drain projection, and cluster mode's
+    // min_healthy guard rail (always empty without [cluster]).
+    let (overloaded, below) = (names(&p["overloaded"]), names(&p["below_min_healthy"]));
+    let mut refusals = Vec::new();
+    if !overloaded.is_empty() {
+        refusals.push(format!("{} over {max}", overloaded.join(", ")));
+    }
+    if !below.is_empty() {
+        refusals.push(format!("{} would go below min_healthy", below.join(", ")));
+    }
+    if refusals.is_empty() {
         out += &format!("no region over {max}: the drain would be accepted (nothing changed)\n");
     } else {
-        out += &format!(
-            "{} over {max}: the drain would be refused without --force (nothing changed)\n",
-            overloaded.join(", ")
-        );
+        out += &format!("{}: the drain would be refused without --force (nothing changed)\n", refusals.join("; "));
     }
     out
 }
@@ -739,6 +748,39 @@ mod tests {
         assert_eq!(
             render_cluster(&c),
             "cluster: instance a (site s), connected to etcd since 1970-01-01T00:00:00Z; members a\n"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_says_whether_the_drain_would_be_refused_and_why() {
+        let projection = |overloaded: Value, below: Value| {
+            json!({"region": "eu-west", "utilisation": 0.5, "max_utilisation": 0.9,
+                "remaining": [{"region": "us-east", "utilisation": 0.4, "projected_utilisation": 0.7}],
+                "overloaded": overloaded, "below_min_healthy": below})
+        };
+        let verdict = |p: Value| render_projection(&p).lines().last().unwrap_or_default().to_string();
+        assert_eq!(
+            render_projection(&projection(json!([]), json!([]))),
+            "dry run: draining eu-west (utilisation 0.50) would move its clients to:\n\
+             REGION   NOW   AFTER\n\
+             us-east  0.40  0.70\n\
+             no region over 0.9: the drain would be accepted (nothing changed)\n"
+        );
+        assert_eq!(
+            verdict(projection(json!(["us-east"]), json!([]))),
+            "us-east over 0.9: the drain would be refused without --force (nothing changed)"
+        );
+        // Cluster mode's guard rail: no region overloaded, yet a service would go below
+        // its min_healthy, and the drain itself would get 409.
+        assert_eq!(
+            verdict(projection(json!([]), json!(["www.svc.test.", "api.svc.test."]))),
+            "www.svc.test., api.svc.test. would go below min_healthy: \
+             the drain would be refused without --force (nothing changed)"
+        );
+        assert_eq!(
+            verdict(projection(json!(["us-east"]), json!(["www.svc.test."]))),
+            "us-east over 0.9; www.svc.test. would go below min_healthy: \
+             the drain would be refused without --force (nothing changed)"
         );
     }
 

@@ -125,10 +125,14 @@ enum CtlCommand {
     Reload,
 }
 
+/// `--for`: whole seconds, as the API takes them. Under one second is refused, not rounded
+/// up (a force that ends as it starts is not what anyone meant; `auto` ends one now).
 fn parse_for(s: &str) -> Result<u64, String> {
-    gslbd::config::parse_duration(s)
-        .map(|d| d.as_secs().max(1))
-        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 90s, 15m, 1h)"))
+    let d = gslbd::config::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 90s, 15m, 1h)"))?;
+    match d.as_secs() {
+        0 => Err(format!("{s:?} is under one second; give at least 1s (or state auto to end a force now)")),
+        secs => Ok(secs),
+    }
 }
 
 #[derive(Subcommand, Debug)]

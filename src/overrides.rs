@@ -186,8 +186,9 @@ pub struct AuditRecord<'a> {
     /// In cluster mode, the instance that took the change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance: Option<&'a str>,
-    /// What was done: `weight`, `drain`, `undrain`, `force-up`, `force-down`, `force-auto` or
-    /// `force-expired`.
+    /// What was done: `weight`, `drain`, `drain-forced` (a drain that needed its `"force":
+    /// true`: past the safe-drain limit or cluster mode's min_healthy guard rail), `undrain`,
+    /// `force-up`, `force-down`, `force-auto` or `force-expired`.
     pub action: &'a str,
     /// The region's name.
     pub region: &'a str,

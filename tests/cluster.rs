@@ -186,8 +186,19 @@ fn a_duplicate_live_instance_name_is_refused() {
     // Guard rail: a drain that would leave a service with no serving region is refused
     // with 409 naming the services, and changes nothing; "force": true makes it.
     let drain = |region: &str, body: Option<&str>| admin(&first, "POST", &format!("/v1/regions/{region}/drain"), body);
+    // (st1 is one of sticky5's five regions: a drain that needs no force, though it says it.)
+    assert_eq!(drain("st1", Some(r#"{"force": true}"#)).0, 200);
+    assert_eq!(admin(&first, "POST", "/v1/regions/st1/undrain", None).0, 200);
     assert_eq!(drain("ap-south", Some(r#"{"force": true}"#)).0, 200);
     assert_eq!(drain("eu-west", Some(r#"{"force": true}"#)).0, 200);
+    // The dry run names them as well, where no region is overloaded (ctl said "would be
+    // accepted" here once, while the drain itself got 409).
+    let (code, text) = admin(&first, "POST", "/v1/regions/us-east/drain?dry_run=true", None);
+    assert_eq!(code, 200, "{text}");
+    let projection = &json(&text)["projection"];
+    assert_eq!(projection["overloaded"], serde_json::json!([]), "{projection}");
+    let below = projection["below_min_healthy"].as_array().unwrap();
+    assert!(below.iter().any(|s| s == "failover.svc.test."), "{projection}");
     let (code, text) = drain("us-east", None);
     assert_eq!(code, 409, "{text}");
     let body = json(&text);
@@ -195,6 +206,20 @@ fn a_duplicate_live_instance_name_is_refused() {
     assert!(body["error"].as_str().unwrap().contains("below min_healthy"), "{body}");
     assert_eq!(first_address(&first, "failover.svc.test."), US, "a refused change changed the answers");
     assert_eq!(drain("us-east", Some(r#"{"force": true}"#)).0, 200);
+    // The audit log says which drains needed their "force": those past the guard rail
+    // (ap-south is v4only's only region, eu-west www.other's, us-east failover's last).
+    let audit = std::fs::read_to_string(first.state_dir.path().join("audit.log")).unwrap();
+    let drains: Vec<String> = audit
+        .lines()
+        .map(json)
+        .filter(|r| r["action"].as_str().unwrap().starts_with("drain"))
+        .map(|r| format!("{} {}", r["region"].as_str().unwrap(), r["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        drains,
+        ["st1 drain", "ap-south drain-forced", "eu-west drain-forced", "us-east drain-forced"],
+        "{audit}"
+    );
     for region in ["ap-south", "eu-west", "us-east"] {
         assert_eq!(admin(&first, "POST", &format!("/v1/regions/{region}/undrain"), None).0, 200);
     }

@@ -96,6 +96,14 @@ fn failures_exit_non_zero_with_the_apis_message() {
     let o = ctl(&s, &["weight", "eu-west", "2000000"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).starts_with("gslbd ctl: 400: weight must be an integer"), "{}", stderr(&o));
+    // A force for no time at all: a usage error (exit 2, before any request), not a force
+    // that ends as it starts; nothing changed.
+    for zero in ["0s", "0", "500ms"] {
+        let o = ctl(&s, &["force", "us-east", "down", "--for", zero]);
+        assert_eq!(o.status.code(), Some(2), "--for {zero}: {}{}", stdout(&o), stderr(&o));
+        assert!(stderr(&o).contains("is under one second; give at least 1s"), "{}", stderr(&o));
+    }
+    assert!(region_line(&ok(ctl(&s, &["status"])), "us-east").contains("yes"));
     // A wrong token: 401, and nothing changed.
     let dir = TempDir::new("ctl");
     let wrong = dir.write("wrong.token", "ops:not-the-secret\n");

@@ -405,4 +405,23 @@ fn https_load_sources_trust_their_tls_ca_file() {
         assert!(start.elapsed() < Duration::from_secs(10), "own-ca {own}\nsystem-roots {sys}\n{}", s.log());
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A constant 0.3 read every 500 ms: the value never moves past the dead band, yet the age
+    // is that of the last good reading (it once grew from the last value published, 12 s
+    // and counting while every reading succeeded), in the status and the metric alike.
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..4 {
+        let v = json(&http(admin, "GET", "/v1/status", None, None).1);
+        let own = region(&v, "own-ca");
+        let age = own["load_age_seconds"].as_f64().unwrap();
+        assert!(age < 1.5, "readings every 500 ms, yet load_age_seconds {age}: {own}");
+        assert_eq!(own["load"]["age_seconds"], own["load_age_seconds"], "{own}");
+        let metrics = http(admin, "GET", "/metrics", None, None).1;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("gslbd_region_load_reading_age_seconds{region=\"own-ca\"}"))
+            .unwrap_or_else(|| panic!("no reading age for own-ca:\n{metrics}"));
+        let age: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(age < 1.5, "readings every 500 ms, yet {line}");
+        std::thread::sleep(Duration::from_millis(400));
+    }
 }

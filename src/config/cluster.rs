@@ -152,7 +152,11 @@ pub(super) fn validate(
     let mut ok = true;
     let mut etcd = Vec::new();
     let Some(endpoints) = raw.etcd else {
-        report(table, "cluster.etcd is missing".into(), Some("list etcd client URLs, e.g. etcd = [\"http://127.0.0.1:2379\"]"));
+        report(
+            table,
+            "cluster.etcd is missing".into(),
+            Some("list etcd client URLs, e.g. etcd = [\"http://127.0.0.1:2379\"]"),
+        );
         return None;
     };
     if endpoints.get_ref().is_empty() {

@@ -80,10 +80,11 @@ impl RegionLoad {
     }
 }
 
-/// Every region with a load source, by name: immutable, replaced as a whole.
+/// Every region with a load source, by name: immutable, replaced as a whole. The poller
+/// announces a new table when what steering sees changed (the status is then rebuilt), and
+/// replaces it silently after every other reading, so a table read now has the latest
+/// reading's value and time. Never read on the query path.
 #[derive(Debug, Clone, Default, PartialEq)]
-/// Every region's load as last read, by region name (published by the poller, read
-/// when the status is rebuilt; never on the query path).
 pub struct LoadTable {
     /// Region name -> its readings.
     pub regions: BTreeMap<String, RegionLoad>,
@@ -184,6 +185,10 @@ mod tests {
         assert!(t.observe(Ok(0.5), at(0)));
         assert!(!t.observe(Ok(0.51), at(2)));
         assert!(!t.observe(Ok(0.49), at(4)));
+        assert_eq!(t.load.utilisation, Some(0.5), "steering keeps the published value");
+        // ... but the reading itself is the newest: its age counts from the last good
+        // reading, not from the last value published.
+        assert_eq!((t.load.raw, t.load.age(at(5))), (Some(0.49), Some(1.0)));
         assert!(t.observe(Ok(0.6), at(6)));
     }
 

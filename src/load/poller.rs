@@ -3,7 +3,9 @@
 //! `interval ± 10%`, start to start), bounded by the source's timeout, off the query path,
 //! as the prober does for health. Each region's [`Tracker`] lives in one table; a new
 //! immutable [`LoadTable`] is published on the watch channel when what steering sees
-//! changed, and the control loop rebuilds the status from it.
+//! changed, and the control loop rebuilds the status from it. Every other good reading
+//! replaces the table silently (its receivers are not woken), so the raw value and the
+//! reading's age that the admin API and the metrics show are always the newest.
 //!
 //! Logs: one line when a region's source changes state (good readings, failing for a
 //! reason, load unknown), never one per poll.
@@ -155,7 +157,24 @@ impl Shared {
         }
         if changed || before != after {
             self.publish(&trackers);
+        } else {
+            self.refresh(&trackers);
         }
+    }
+
+    /// Puts the trackers' newest readings (raw value, time of the last good reading) in the
+    /// table without waking its receivers: what steering sees is unchanged (the dead band
+    /// held), so the status is not rebuilt, yet the admin API and the metrics, which read
+    /// the table when asked, show the reading's true age. (Before, the age was that of the
+    /// last value published, and grew while good readings came in every interval.)
+    fn refresh(&self, trackers: &BTreeMap<String, (u64, Tracker)>) {
+        self.tx.send_if_modified(|table| {
+            let regions = trackers.iter().map(|(k, (_, t))| (k.clone(), t.load.clone())).collect();
+            *table = Arc::new(LoadTable { regions });
+            // Only the reading's value and time moved, never the utilisation or the state
+            // (those are published above): no receiver needs to act on it.
+            false
+        });
     }
 }
 
@@ -222,6 +241,44 @@ mod tests {
         })
         .await
         .expect("the table never got there");
+    }
+
+    /// A balancer on loopback whose load page always says `{"u": 0.3}`.
+    async fn constant_source() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 1024];
+                    let _ = conn.read(&mut request).await;
+                    let body = r#"{"u": 0.3}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(format!("{head}{body}").as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}/load")
+    }
+
+    #[tokio::test]
+    async fn a_steady_load_keeps_its_reading_age_fresh_without_republishing() {
+        let (_trigger, shutdown) = Shutdown::new();
+        let (mut poller, mut rx) = Poller::new(shutdown);
+        poller.apply(vec![("a".into(), source(&constant_source().await))]);
+        until(&mut rx, |t| t.utilisation("a") == Some(0.3)).await;
+        // Ten more readings of the same value: inside the dead band, so no new table is
+        // announced (no status rebuild), yet the table read now has the newest reading's time.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(!rx.has_changed().unwrap(), "a reading inside the dead band woke the status rebuild");
+        let table = rx.borrow().clone();
+        let age = table.regions["a"].age(SystemTime::now()).unwrap();
+        assert!(age < 0.5, "readings every 100 ms, yet the last good one is {age:.2} s old");
+        assert_eq!(table.utilisation("a"), Some(0.3));
     }
 
     #[tokio::test]
