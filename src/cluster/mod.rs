@@ -792,10 +792,16 @@ mod tests {
     fn values_written_by_others_are_ignored_and_counted() {
         let c = cluster();
         assert_eq!(c.decode_override("k", 1, br#"{"weight": 5, "drained": false}"#).unwrap().weight, Some(5));
-        for bad in [&b"not json"[..], br#"[1]"#, br#"{"weight": "heavy"}"#, br#"{"weight": 1, "colour": "red"}"#] {
-            assert!(c.decode_override("k", 2, bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        let bad = [&b"not json"[..], br#"[1]"#, br#"{"weight": "heavy"}"#, br#"{"weight": 1, "colour": "red"}"#];
+        for (revision, bad) in (2..).zip(bad) {
+            assert!(c.decode_override("k", revision, bad).is_none(), "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(c.bad_values(), 4);
+        // The same value seen again (a re-list) is not counted again; a new revision is.
+        assert!(c.decode_override("k", 5, b"not json").is_none());
+        assert_eq!(c.bad_values(), 4);
+        assert!(c.decode_override("k", 6, b"not json").is_none());
+        assert_eq!(c.bad_values(), 5);
         assert_eq!(c.region_of("/t/overrides/eu"), Some("eu"));
         assert_eq!(c.region_of("/t/overrides/eu/x"), None);
         assert_eq!(c.region_of("/t/members/eu"), None);
