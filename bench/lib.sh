@@ -141,26 +141,41 @@ wait_ready() {
   done
 }
 
-# verify_gslb NAME PORT: gslbd serving bench/gslb.toml answers right (the checks of
-# dns-qps.sh): www 192.0.2.10, authoritative, over UDP and TCP; a nonexistent name an
-# authoritative NXDOMAIN with the SOA; geo.example.test: each test client subnet its
-# continent's region, clients on no continent of the map the nearest, unknown ones the
-# default. Appends what it saw to $OUT_DIR/verify.txt; dies on a wrong answer.
-verify_gslb() {
-  local s=$1 port=$2 out nx ok=1 pair
-  out=$(dig +norec @"$HOST" -p "$port" www.example.test A)
-  echo "$out" | grep -q 'status: NOERROR' && echo "$out" | grep -q 'flags: qr aa' \
-    && echo "$out" | grep -Eq '^www\.example\.test\.\s+300\s+IN\s+A\s+192\.0\.2\.10$' || ok=0
-  [ "$(dig +short +tcp @"$HOST" -p "$port" www.example.test A)" = 192.0.2.10 ] || ok=0
-  nx=$(dig +norec @"$HOST" -p "$port" nx0042.example.test A)
-  echo "$nx" | grep -q 'status: NXDOMAIN' && echo "$nx" | grep -q 'flags: qr aa' \
-    && echo "$nx" | grep -Eq '^example\.test\.\s+[0-9]+\s+IN\s+SOA' || ok=0
+# static_answers_ok PORT: the zone bench/zones/example.test.zone answered right on PORT:
+# www 192.0.2.10, authoritative, over UDP and TCP; a nonexistent name an authoritative
+# NXDOMAIN with the SOA. Sets WWW_ANSWER and NX_ANSWER (dig's output, for verify.txt).
+static_answers_ok() {
+  local port=$1 ok=0
+  WWW_ANSWER=$(dig +norec @"$HOST" -p "$port" www.example.test A)
+  NX_ANSWER=$(dig +norec @"$HOST" -p "$port" nx0042.example.test A)
+  echo "$WWW_ANSWER" | grep -q 'status: NOERROR' && echo "$WWW_ANSWER" | grep -q 'flags: qr aa' \
+    && echo "$WWW_ANSWER" | grep -Eq '^www\.example\.test\.\s+300\s+IN\s+A\s+192\.0\.2\.10$' \
+    && [ "$(dig +short +tcp @"$HOST" -p "$port" www.example.test A)" = 192.0.2.10 ] \
+    && echo "$NX_ANSWER" | grep -q 'status: NXDOMAIN' && echo "$NX_ANSWER" | grep -q 'flags: qr aa' \
+    && echo "$NX_ANSWER" | grep -Eq '^example\.test\.\s+[0-9]+\s+IN\s+SOA' && ok=1
+  [ $ok = 1 ]
+}
+
+# geo_answers_ok PORT: geo.example.test of bench/gslb.toml on PORT gives each test client
+# subnet its continent's region, clients on no continent of the map the nearest, unknown
+# ones the default.
+geo_answers_ok() {
+  local port=$1 pair
   for pair in 81.2.69.0/24=192.0.2.22 216.160.83.0/24=192.0.2.21 202.196.224.0/24=192.0.2.23 \
               41.0.7.0/24=192.0.2.23 200.160.0.0/24=192.0.2.21 198.18.5.0/24=192.0.2.21; do
-    [ "$(dig +short @"$HOST" -p "$port" geo.example.test A +subnet="${pair%=*}")" = "${pair#*=}" ] || ok=0
+    [ "$(dig +short @"$HOST" -p "$port" geo.example.test A +subnet="${pair%=*}")" = "${pair#*=}" ] || return 1
   done
+}
+
+# verify_gslb NAME PORT: gslbd serving bench/gslb.toml answers right (static_answers_ok and
+# geo_answers_ok, the checks of dns-qps.sh). Appends what it saw to $OUT_DIR/verify.txt;
+# dies on a wrong answer.
+verify_gslb() {
+  local s=$1 port=$2 ok=1
+  static_answers_ok "$port" || ok=0
+  geo_answers_ok "$port" || ok=0
   {
-    echo "== $s $HOST:$port ok=$ok"; echo "$out"; echo "$nx"
+    echo "== $s $HOST:$port ok=$ok"; echo "$WWW_ANSWER"; echo "$NX_ANSWER"
     echo "$s geo.example.test for 81.2.69.0/24: $(dig +short @"$HOST" -p "$port" geo.example.test A +subnet=81.2.69.0/24)"
   } >> "$OUT_DIR/verify.txt"
   [ $ok = 1 ] || die "$s gave a wrong answer (see $OUT_DIR/verify.txt)"

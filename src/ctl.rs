@@ -245,15 +245,8 @@ pub fn send(target: &Target, request: &Request) -> Result<Value, CtlError> {
 }
 
 async fn send_async(target: &Target, request: &Request) -> Result<Value, CtlError> {
-    let unreachable = |e: reqwest::Error| {
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message = format!("{message}: {s}");
-            source = s.source();
-        }
-        CtlError::Unreachable { base: target.base.clone(), message }
-    };
+    let unreachable =
+        |e: reqwest::Error| CtlError::Unreachable { base: target.base.clone(), message: crate::diag::error_chain(&e) };
     // reqwest is built without a TLS provider of its own (the prober brings ring); the admin
     // API is plain HTTP, but the client still wants a provider installed.
     let _ = rustls::crypto::ring::default_provider().install_default();

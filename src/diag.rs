@@ -1,11 +1,25 @@
 //! Reporting configuration errors at their place in the file: the shared helpers every part
 //! that reads a config table uses (`config` for its own tables, each policy for its
-//! `[services."NAME".<policy>]` table). At the bottom, so both can import it.
+//! `[services."NAME".<policy>]` table), and an error's text with its causes. At the
+//! bottom, so every layer can import it.
 
 use std::fmt;
 use std::ops::Range;
 
 use toml::Spanned;
+
+/// `e` and each of its sources, joined by ": " (HTTP clients put the cause that matters,
+/// a refused connection or a TLS error, in the sources, not in their top message).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
 
 /// Collects errors as (span in the file, message, hint).
 pub type Report<'a> = dyn FnMut(Range<usize>, String, Option<&str>) + 'a;

@@ -208,12 +208,7 @@ impl Etcd {
         // leaves the outcome of a write unknown.
         let failed = |e: reqwest::Error| {
             // The whole chain: the TLS or connect cause is in the sources, not the top error.
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(inner) = source {
-                message = format!("{message}: {inner}");
-                source = inner.source();
-            }
+            let message = crate::diag::error_chain(&e);
             let endpoint = endpoint.to_string();
             if e.is_connect() {
                 EtcdError::Unreachable { endpoint, message }

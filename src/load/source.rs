@@ -261,12 +261,13 @@ pub fn json(body: &str, value: &str, capacity: &Option<JsonCapacity>) -> Result<
 /// Fetches the page and parses it, within the timeout.
 pub async fn read(client: &reqwest::Client, cfg: &LoadConfig) -> Result<f64, LoadFailure> {
     let attempt = async {
-        let mut resp = client.get(cfg.fetch_url()).send().await.map_err(|e| LoadFailure::Connect(error_chain(&e)))?;
+        let mut resp =
+            client.get(cfg.fetch_url()).send().await.map_err(|e| LoadFailure::Connect(crate::diag::error_chain(&e)))?;
         if !resp.status().is_success() {
             return Err(LoadFailure::Status(resp.status().as_u16()));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| LoadFailure::Connect(error_chain(&e)))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| LoadFailure::Connect(crate::diag::error_chain(&e)))? {
             body.extend_from_slice(&chunk);
             if body.len() > BODY_LIMIT {
                 return Err(bad(format!("page larger than {BODY_LIMIT} bytes")));
@@ -279,17 +280,6 @@ pub async fn read(client: &reqwest::Client, cfg: &LoadConfig) -> Result<f64, Loa
         Ok(r) => r,
         Err(_) => Err(LoadFailure::Timeout(cfg.timeout)),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
