@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a benchmark: a panic is a failed setup
 
+mod common;
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::path::Path;
@@ -19,18 +20,8 @@ use gslbd::snapshot::{Snapshot, Source, load};
 const ITERS: u32 = 200_000;
 const RUNS: usize = 15;
 
-fn median_ns(mut f: impl FnMut(u32)) -> f64 {
-    let mut runs: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let t = Instant::now();
-            for i in 0..ITERS {
-                f(i);
-            }
-            t.elapsed().as_nanos() as f64 / ITERS as f64
-        })
-        .collect();
-    runs.sort_by(f64::total_cmp);
-    runs[RUNS / 2]
+fn median_ns(f: impl FnMut(u32)) -> f64 {
+    common::median_ns(ITERS, RUNS, f)
 }
 
 fn query(name: &str, ecs: Option<[u8; 3]>) -> Vec<u8> {

@@ -261,8 +261,9 @@ fn every_policy_reaches_all_of_64_regions() {
     assert_eq!(counts64(&gslb64("policy = \"latency\""), rtt, 10, any), only_last, "latency");
 }
 
-/// The shares of `n` answers per region (us, eu, ap), with utilisations given in that order.
-fn load_shares(g: &Gslb, util: [Option<f64>; 3], n: usize) -> [f64; 3] {
+/// The status of `g`'s regions us, eu and ap, all up at their weights, with these
+/// utilisations (in that order).
+fn loaded_status(g: &Gslb, util: [Option<f64>; 3]) -> Status {
     let names = ["us", "eu", "ap"];
     let regions: Vec<RegionStatus> = g
         .regions
@@ -272,7 +273,13 @@ fn load_shares(g: &Gslb, util: [Option<f64>; 3], n: usize) -> [f64; 3] {
             RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None, utilisation: util[i] }
         })
         .collect();
-    let status = Status::build(g, regions, None);
+    Status::build(g, regions, None)
+}
+
+/// The shares of `n` answers per region (us, eu, ap), with utilisations given in that order.
+fn load_shares(g: &Gslb, util: [Option<f64>; 3], n: usize) -> [f64; 3] {
+    let names = ["us", "eu", "ap"];
+    let status = loaded_status(g, util);
     let mut counts = [0usize; 3];
     for _ in 0..n {
         let mut ctx = Ctx {
@@ -363,17 +370,7 @@ fn load_settings_are_validated() {
 #[test]
 fn drain_projection_moves_load_by_weight_over_capacity() {
     let g = gslb("");
-    let names = ["us", "eu", "ap"];
-    let util = [Some(0.6), Some(0.5), None];
-    let regions: Vec<RegionStatus> = g
-        .regions
-        .iter()
-        .map(|r| {
-            let i = names.iter().position(|x| *x == r.name).unwrap();
-            RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None, utilisation: util[i] }
-        })
-        .collect();
-    let status = Status::build(&g, regions, None);
+    let status = loaded_status(&g, [Some(0.6), Some(0.5), None]);
     let us = g.region_id("us").unwrap();
     let p = crate::gslb::shares::drain_projection(&g, &status, us);
     let get = |n: &str| p.iter().find(|x| x.region == g.region_id(n).unwrap()).unwrap().projected;
@@ -406,17 +403,7 @@ fn shed_follows_free_capacity_when_every_candidate_has_one() {
         assert!((g - w).abs() <= 2.0, "{got:?}");
     }
     // Intended shares follow the same rule.
-    let names = ["us", "eu", "ap"];
-    let regions: Vec<RegionStatus> = g
-        .regions
-        .iter()
-        .map(|r| {
-            let i = names.iter().position(|x| *x == r.name).unwrap();
-            let u = [Some(0.5), Some(0.5), Some(1.0)][i];
-            RegionStatus { is_up: true, is_forced: false, weight: r.weight, rtt_ms: None, utilisation: u }
-        })
-        .collect();
-    let status = Status::build(&g, regions, None);
+    let status = loaded_status(&g, [Some(0.5), Some(0.5), Some(1.0)]);
     let intended = crate::gslb::shares::intended(&g, &status, 0);
     let eu = intended.iter().find(|x| x.0 == g.region_id("eu").unwrap()).unwrap().1;
     assert!((eu - 0.75).abs() < 0.01, "{intended:?}");
