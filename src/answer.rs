@@ -83,8 +83,9 @@ pub struct Answer<'a> {
     pub aa: bool,
     /// ANSWER section, in order.
     pub answer: SmallVec<[PlacedRRset<'a>; 4]>,
-    /// AUTHORITY section: the SOA of negative answers, the NS of referrals.
-    pub authority: SmallVec<[PlacedRRset<'a>; 2]>,
+    /// AUTHORITY section: the SOA of negative answers, the NS of referrals (4 inline: a
+    /// signed denial is SOA, NSEC and their RRSIGs, with no heap allocation).
+    pub authority: SmallVec<[PlacedRRset<'a>; 4]>,
     /// ADDITIONAL section: glue and other address records (the OPT record is added by the encoder).
     pub additional: SmallVec<[PlacedRRset<'a>; 4]>,
     /// SCOPE PREFIX-LENGTH for the Client Subnet option: 0 when the answer does not depend on

@@ -101,8 +101,17 @@ pub fn respond_signed(
     // Declared first: the signed answer borrows it, and it must outlive that.
     let signed;
     let answer = resolve::answer(&query, client, snap);
+    // Decided before signing and encoding, on the unsigned answer: a dropped or slipped
+    // answer costs no signature (nor the fresh-signature budget a flood would use up), and
+    // an NXDOMAIN counts against the error limit before compact denial makes it NOERROR.
+    let verdict = decide(limiter, client, answer.rcode);
+    if verdict == rrl::Verdict::Drop {
+        return Reply::Drop;
+    }
     let answer = match signer {
-        Some(signer) if query.edns.is_some_and(|e| e.dnssec_ok) && !snap.keys.is_empty() => {
+        Some(signer)
+            if verdict == rrl::Verdict::Send && query.edns.is_some_and(|e| e.dnssec_ok) && !snap.keys.is_empty() =>
+        {
             let before = signer.stats;
             let result = resolve::dnssec::sign(&query, &answer, snap, signer);
             let after = signer.stats;
@@ -123,13 +132,9 @@ pub fn respond_signed(
         // set) from making ANY over UDP an amplifier: beyond the factor, TC and retry on TCP.
         limit = limit.min(packet.len() * ANY_UDP_FACTOR);
     }
-    // Decided before encoding: a dropped answer costs no encoding, and a slipped one is
-    // encoded with no room for records (header, question and OPT, TC=1).
-    let verdict = decide(limiter, client, answer.rcode);
-    match verdict {
-        rrl::Verdict::Send => {}
-        rrl::Verdict::Slip => limit = 0,
-        rrl::Verdict::Drop => return Reply::Drop,
+    // A slipped answer is encoded with no room for records (header, question and OPT, TC=1).
+    if verdict == rrl::Verdict::Slip {
+        limit = 0;
     }
     wire::encode_answer(&query, &answer, limit, payload, out);
     sent(verdict, answer.rcode, query.qtype, transport, out, counters);
@@ -182,4 +187,76 @@ fn question_type(question: Option<&[u8]>) -> u16 {
 /// A listening address as the ready line and logs show it.
 pub fn describe(addr: SocketAddr, proto: &str) -> String {
     format!("{addr}/{proto}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::config::rrl::RrlConfig;
+
+    /// A DNS query for `name` A with EDNS, DO=1.
+    fn signed_query(name: &str) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1];
+        for label in name.trim_end_matches('.').split('.') {
+            p.push(label.len() as u8);
+            p.extend_from_slice(label.as_bytes());
+        }
+        p.extend_from_slice(&[0, 0, 1, 0, 1]);
+        p.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        p
+    }
+
+    /// A flood of DO=1 queries for random names from one prefix: only the answers the rate
+    /// limiter sends are signed, so the dropped and slipped ones spend no signature and no
+    /// fresh-signature budget (it once signed first and limited after).
+    #[test]
+    fn limited_answers_are_not_signed() {
+        let dir = crate::testutil::TempDir::new("frontend-rrl-dnssec");
+        let zone = "$ORIGIN sec.test.\n$TTL 60\n@ SOA ns1 h 1 1h 15m 1w 5m\n@ NS ns1\nns1 A 192.0.2.1\n";
+        dir.write("zones/sec.test.zone", zone);
+        dir.write("gslbd.toml", "[zones]\ndirectory = \"zones\"\n[dnssec]\nkey_directory = \"keys\"\n");
+        let apex = crate::name::Name::parse("sec.test.", None).unwrap();
+        crate::dnssec::keygen(&dir.path().join("keys"), &apex, crate::dnssec::ALG_ECDSAP256SHA256).unwrap();
+        let source = crate::snapshot::Source { config: Some(dir.path().join("gslbd.toml")), ..Default::default() };
+        let (_, snap) = crate::snapshot::load(&source).unwrap();
+        let cfg = RrlConfig {
+            responses_per_second: 5,
+            errors_per_second: 5,
+            window: Duration::from_secs(1),
+            slip: 2,
+            table_size: 1024,
+            ..RrlConfig::default()
+        };
+        let epoch = Instant::now();
+        let mut limiter = rrl::Limiter::new(Arc::new(cfg), 1, epoch, None);
+        limiter.tick(epoch);
+        let mut signer = Signer::new(u32::MAX, 1000);
+        let (mut out, counters) = (Vec::new(), crate::metrics::dns_shard(0));
+        let client: IpAddr = "192.0.2.77".parse().unwrap();
+        let mut sent = 0;
+        for i in 0..100 {
+            let q = signed_query(&format!("r{i}.sec.test."));
+            let reply = respond_signed(
+                &q,
+                client,
+                Transport::Udp,
+                &snap,
+                &mut out,
+                counters,
+                Some(&mut limiter),
+                Some(&mut signer),
+            );
+            // A sent answer is NOERROR with RRSIGs (compact denial); a slipped one is TC=1.
+            if reply == Reply::Message && out[2] & 0x02 == 0 {
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 5, "one second's allowance of answers");
+        // Each sent denial signs two RRsets: its NSEC (fresh: a new name each time) and the
+        // SOA (fresh once, then from the cache). The 95 limited answers sign nothing.
+        assert_eq!((signer.stats.fresh, signer.stats.hits), (6, 4), "{:?}", signer.stats);
+    }
 }

@@ -20,8 +20,12 @@ use crate::shutdown::Shutdown;
 use crate::snapshot::SharedState;
 use crate::wire;
 
-/// The DNSSEC signature cache of TCP answers (see `connection`).
-static TCP_SIGNER: std::sync::LazyLock<std::sync::Mutex<Signer>> = std::sync::LazyLock::new(Default::default);
+thread_local! {
+    /// The signature cache of DNSSEC answers over TCP, one per runtime thread: no lock
+    /// (a connection's task borrows it only during a synchronous `respond_signed`, never
+    /// across an await), and DO=0 queries never touch it.
+    static TCP_SIGNER: std::cell::RefCell<Signer> = std::cell::RefCell::new(Signer::default());
+}
 
 /// TCP limits from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -121,18 +125,11 @@ async fn connection(
             Err(_) => return Ok(()),
         }
         let snap = state.load_full();
-        // TCP answers are few (truncated UDP answers, transfers): one signature cache for all
-        // connections, behind a lock no UDP worker ever takes, and only DO=1 queries to a
-        // server with keys take it.
-        let wants_signatures = !snap.keys.is_empty()
-            && matches!(wire::decode(body), wire::Decoded::Query(q) if q.edns.is_some_and(|e| e.dnssec_ok));
+        // respond_signed signs only DO=1 queries to a server with keys.
         let shard = crate::metrics::tcp_shard();
-        let reply = if wants_signatures {
-            let mut signer = TCP_SIGNER.lock().unwrap_or_else(|e| e.into_inner());
-            respond_signed(body, peer.ip(), Transport::Tcp, &snap, &mut out, shard, None, Some(&mut signer))
-        } else {
-            respond_signed(body, peer.ip(), Transport::Tcp, &snap, &mut out, shard, None, None)
-        };
+        let reply = TCP_SIGNER.with_borrow_mut(|signer| {
+            respond_signed(body, peer.ip(), Transport::Tcp, &snap, &mut out, shard, None, Some(signer))
+        });
         match reply {
             Reply::Drop => continue,
             Reply::Message => {

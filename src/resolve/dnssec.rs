@@ -262,7 +262,7 @@ impl<'s> Signed<'s> {
             }
             out
         };
-        let mut authority: SmallVec<[PlacedRRset<'b>; 2]> =
+        let mut authority: SmallVec<[PlacedRRset<'b>; 4]> =
             place(Section::Authority, &ans.authority).into_iter().collect();
         if let Some((cut, ds, sig)) = &self.ds {
             authority.push(PlacedRRset::new(Owner::Name(cut), ds));
