@@ -237,6 +237,11 @@ fn one_dissenting_prober_does_not_take_a_region_out_under_majority() {
     assert!(m.contains("gslbd_cluster_config_differing_members 1"), "{m}");
     assert!(m.contains("gslbd_cluster_members 3"), "{m}");
     // a's own probe says down, and it says so, but it answers by the cluster's verdict.
+    let log = a.log();
+    assert!(
+        log.lines().any(|l| l.contains("region health changed region=\"us-east\"") && l.contains("to=unhealthy")),
+        "a's own prober never saw us-east down:\n{log}"
+    );
     let va = status(&a);
     let us = va["regions"].as_array().unwrap().iter().find(|r| r["name"] == "us-east").unwrap();
     assert_eq!(us["up"], true, "{va}");

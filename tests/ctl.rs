@@ -61,6 +61,8 @@ fn every_subcommand_against_a_running_server() {
     assert!(out.contains("ECS scope 24") && out.contains("192.0.2.12"), "{out}");
     let v: serde_json::Value = serde_json::from_str(&ok(ctl(&s, &["explain", "geo.svc.test", "--json"]))).unwrap();
     assert_eq!(v["query"]["type"], "A");
+    // From 127.0.0.1 (no ECS): North America, us-east.
+    assert!(v["answer"]["records"].to_string().contains("192.0.2.11"), "{v}");
     // drain / undrain / weight / force, each seen in the next status.
     assert_eq!(ok(ctl(&s, &["drain", "eu-west"])), "ok: eu-west: drained\n");
     assert!(region_line(&ok(ctl(&s, &["status"])), "eu-west").contains("0/30"));
@@ -160,4 +162,5 @@ fn the_admin_address_and_token_come_from_the_config_file() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("gslbd ctl: 401: "), "{}", stderr(&o));
 }

@@ -6,7 +6,7 @@
 //! that the answers move to the nearest healthy region within the prober's bound, and back.
 //!
 //! Needs `haproxy` (Debian package haproxy; tests/run.sh installs it). Without it every test
-//! here prints why and passes without checking anything.
+//! here fails saying what is missing, unless GSLBD_TEST_ALLOW_SKIP=1.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 mod common;

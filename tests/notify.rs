@@ -16,7 +16,7 @@ use hickory_proto::rr::RecordType;
 const SECRET: &str = "s3cret-for-webhooks";
 
 /// One request a receiver got: its headers (lower-case names) and body.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Received {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -43,7 +43,9 @@ fn receiver(hang: bool) -> (SocketAddr, Arc<Mutex<Vec<Received>>>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             if hang {
+                // Held open, never answered; counted as one "received" with no body.
                 held.push(stream);
+                got2.lock().unwrap().push(Received::default());
                 continue;
             }
             let got = got2.clone();
@@ -86,7 +88,7 @@ fn expected_signature(body: &[u8]) -> String {
 #[test]
 fn each_change_is_one_signed_notification_in_order_and_a_hung_receiver_delays_nothing() {
     let (good, got) = receiver(false);
-    let (hung, _) = receiver(true);
+    let (hung, hung_got) = receiver(true);
     // The checked region's health endpoint: a TCP port this test closes later.
     let health = TcpListener::bind("127.0.0.1:0").unwrap();
     let health_addr = health.local_addr().unwrap();
@@ -133,8 +135,9 @@ fn each_change_is_one_signed_notification_in_order_and_a_hung_receiver_delays_no
     // fail-open by default.
     drop(health);
     wait_for("health down and mode", 5);
-    // The hung receiver held every notification for 30 s meanwhile: DNS answered at once,
-    // and the prober kept probing (the transition above came from it).
+    // The hung receiver held every notification for 30 s meanwhile (gslbd did dial it):
+    // DNS answered at once, and the prober kept probing (the transition above came from it).
+    assert!(!hung_got.lock().unwrap().is_empty(), "gslbd never connected to the hung receiver");
     for _ in 0..20 {
         let t = Instant::now();
         udp(s.dns, &query("app.svc.test.", RecordType::A));
