@@ -102,7 +102,10 @@ fn every_route_is_described_and_responses_match_the_spec() {
     let mut samples = Vec::new();
     let mut seen = BTreeSet::new();
     for (method, template, path, token, body, content_type) in calls {
-        let (status, text) = http(admin, method, path, *token, *body);
+        let (status, media, text) = http_typed(admin, method, path, *token, *body);
+        // What the spec says the response is, the server must send (generated clients
+        // dispatch on it).
+        assert_eq!(media, *content_type, "{method} {path} ({status})");
         seen.insert((*template, status));
         samples.push(serde_json::json!({
             "method": method, "path": template, "status": status, "content_type": content_type, "body": text,
@@ -110,8 +113,8 @@ fn every_route_is_described_and_responses_match_the_spec() {
     }
     // A body over 4 KiB.
     let big = format!(r#"{{"weight": 1, "pad": "{}"}}"#, "x".repeat(5000));
-    let (status, text) = http(admin, "PUT", "/v1/regions/eu-west/weight", OPS, Some(&big));
-    assert_eq!(status, 413);
+    let (status, media, text) = http_typed(admin, "PUT", "/v1/regions/eu-west/weight", OPS, Some(&big));
+    assert_eq!((status, media.as_str()), (413, JSON));
     samples.push(serde_json::json!({"method": "PUT", "path": "/v1/regions/{name}/weight", "status": 413, "content_type": JSON, "body": text}));
     // A reload refused: every error, one object each.
     dir.write("gslbd.toml", &(text_with_error(&std::fs::read_to_string(&cfg).unwrap())));

@@ -582,6 +582,10 @@ fn a_restart_starts_from_the_saved_verdicts() {
     let third = Server::try_start_in(&args, state).unwrap();
     third.wait_log("saved health verdicts ignored");
     wait_answer(&third, &[BACKUP], WAIT);
+    // Started unknown: the prober's first verdict is a transition from unknown (a restored
+    // verdict would give none, as in the restart above).
+    let t = wait_transitions(&third, "primary", 1);
+    assert!(t[0].contains("from=unknown to=unhealthy"), "{t:?}");
 }
 
 #[test]

@@ -299,6 +299,19 @@ pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
 
 /// One HTTP/1.1 request (Connection: close) to the admin API; returns (status, body).
 pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let (status, _, body) = http_typed(addr, method, path, token, body);
+    (status, body)
+}
+
+/// [`http`], with the response's media type (its Content-Type without parameters, lower
+/// case; empty when there is none): (status, media type, body).
+pub fn http_typed(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect_timeout(&addr, WAIT).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -317,9 +330,14 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, bod
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body =
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
-    (status, body)
+    let head = head.to_ascii_lowercase();
+    let media = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type:"))
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    (status, media, body)
 }
 
 fn dechunk(mut s: &str) -> String {
